@@ -1,0 +1,145 @@
+/**
+ * An HTTP/1.1 server on a Unix socket that frames requests the way
+ * cloud-hypervisor's micro-http does, so a client that works against it
+ * works against the real VMM: bodies are read by Content-Length only
+ * (chunked encoding is never decoded), only GET/PUT/PATCH parse, at most
+ * 10 connections are served (the 11th gets a raw 503), and requests from
+ * all connections are answered one at a time by a single worker.
+ */
+import net from "node:net";
+
+export const MAX_CONNECTIONS = 10;
+/** micro-http's default MAX_PAYLOAD_SIZE, in force at v53.0. */
+export const MAX_PAYLOAD_SIZE = 51_200;
+const MAX_HEADER_BYTES = 64 * 1024;
+const PARSED_METHODS = new Set(["GET", "PUT", "PATCH"]);
+
+export interface HttpRequest {
+  method: string;
+  path: string;
+  body: Buffer | undefined;
+}
+
+export interface HttpResponse {
+  status: number;
+  /** undefined: no body (204 style, or an empty 200). */
+  body?: unknown;
+  /** Called once the response bytes have been handed to the socket. */
+  afterSend?: () => void;
+}
+
+export type Handler = (req: HttpRequest) => Promise<HttpResponse> | HttpResponse;
+
+const REASONS: Record<number, string> = {
+  200: "OK",
+  204: "No Content",
+  400: "Bad Request",
+  404: "Not Found",
+  409: "Conflict",
+  429: "Too Many Requests",
+  500: "Internal Server Error",
+  503: "Service Unavailable",
+};
+
+export function formatResponse(status: number, body?: unknown): Buffer {
+  const head = [`HTTP/1.1 ${status} ${REASONS[status] ?? ""}`, "Server: Cloud Hypervisor API", "Connection: keep-alive"];
+  if (status === 204) return Buffer.from(`${head.join("\r\n")}\r\n\r\n`);
+  const payload = body === undefined ? Buffer.alloc(0) : Buffer.from(typeof body === "string" ? body : JSON.stringify(body));
+  head.push("Content-Type: application/json", `Content-Length: ${payload.length}`);
+  return Buffer.concat([Buffer.from(`${head.join("\r\n")}\r\n\r\n`), payload]);
+}
+
+/** micro-http's own framing errors are not CH's string arrays. */
+function framingError(message: string): Buffer {
+  return formatResponse(400, { error: `${message}\nAll previous unanswered requests will be dropped.` });
+}
+
+type Parsed = { kind: "request"; req: HttpRequest; used: number } | { kind: "incomplete" } | { kind: "error"; message: string };
+
+export function parseRequest(buf: Buffer): Parsed {
+  const end = buf.indexOf("\r\n\r\n");
+  if (end < 0) return buf.length > MAX_HEADER_BYTES ? { kind: "error", message: "Headers too long." } : { kind: "incomplete" };
+  const lines = buf.subarray(0, end).toString("latin1").split("\r\n");
+  const [method, uri, version, ...extra] = (lines[0] ?? "").split(" ");
+  if (!method || !uri || !version || extra.length > 0) return { kind: "error", message: "Invalid request line." };
+  if (!PARSED_METHODS.has(method)) return { kind: "error", message: "Unsupported HTTP method." };
+  if (version !== "HTTP/1.1" && version !== "HTTP/1.0") return { kind: "error", message: "Unsupported HTTP version." };
+  let contentLength = 0;
+  for (const line of lines.slice(1)) {
+    const colon = line.indexOf(":");
+    if (colon <= 0) return { kind: "error", message: "Invalid header." };
+    if (line.slice(0, colon).trim().toLowerCase() !== "content-length") continue;
+    const value = line.slice(colon + 1).trim();
+    if (!/^\d+$/.test(value)) return { kind: "error", message: "Invalid value for Content-Length." };
+    contentLength = Number(value);
+  }
+  if (contentLength > MAX_PAYLOAD_SIZE) return { kind: "error", message: "Request payload is too large." };
+  const bodyStart = end + 4;
+  if (buf.length < bodyStart + contentLength) return { kind: "incomplete" };
+  const body = contentLength > 0 ? Buffer.from(buf.subarray(bodyStart, bodyStart + contentLength)) : undefined;
+  return { kind: "request", req: { method, path: uri, body }, used: bodyStart + contentLength };
+}
+
+export class MicroHttpServer {
+  private readonly server: net.Server;
+  private readonly sockets = new Set<net.Socket>();
+  /** The single http-server thread: every request waits for the one before it. */
+  private worker: Promise<void> = Promise.resolve();
+
+  constructor(private readonly handler: Handler) {
+    this.server = net.createServer((socket) => this.accept(socket));
+  }
+
+  listen(target: { path: string } | { fd: number }): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once("error", reject);
+      this.server.listen(target, () => {
+        this.server.off("error", reject);
+        resolve();
+      });
+    });
+  }
+
+  close(): void {
+    this.server.close();
+    for (const s of this.sockets) s.destroy();
+  }
+
+  private accept(socket: net.Socket): void {
+    if (this.sockets.size >= MAX_CONNECTIONS) {
+      socket.end(formatResponse(503, { error: "Too many open connections" }));
+      return;
+    }
+    this.sockets.add(socket);
+    socket.on("close", () => this.sockets.delete(socket));
+    socket.on("error", () => socket.destroy());
+    let pending = Buffer.alloc(0);
+    socket.on("data", (chunk) => {
+      pending = Buffer.concat([pending, chunk]);
+      for (;;) {
+        const parsed = parseRequest(pending);
+        if (parsed.kind === "incomplete") return;
+        if (parsed.kind === "error") {
+          socket.end(framingError(parsed.message));
+          pending = Buffer.alloc(0);
+          return;
+        }
+        pending = pending.subarray(parsed.used);
+        this.enqueue(socket, parsed.req);
+      }
+    });
+  }
+
+  private enqueue(socket: net.Socket, req: HttpRequest): void {
+    this.worker = this.worker.then(async () => {
+      let res: HttpResponse;
+      try {
+        res = await this.handler(req);
+      } catch (err) {
+        res = { status: 500, body: ["Error from API", String((err as Error).message ?? err)] };
+      }
+      if (!socket.destroyed) socket.write(formatResponse(res.status, res.body), () => res.afterSend?.());
+      else res.afterSend?.();
+    });
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * The VMM behind the API socket: cloud-hypervisor v53.0's routes, status
+ * codes, error chains and state model (see FACTS.md §3-5). A VM config is
+ * kept from vm.create to vm.delete; a booted VM exists from vm.boot to
+ * vm.shutdown, after which vm.info reports `Created` again.
+ */
+import fs from "node:fs";
+import type { EventMonitor } from "./event-monitor.js";
+import { SimGuest, parseGuestBehaviour } from "./guest.js";
+import type { HttpRequest, HttpResponse } from "./micro-http.js";
+import type { VmmLog } from "./vmm-log.js";
+
+export const SIM_VERSION = "53.0.0";
+
+type VmConfig = Record<string, unknown> & {
+  payload?: { kernel?: string; firmware?: string; cmdline?: string; initramfs?: string };
+  memory?: { size?: number };
+  serial?: { mode?: string; file?: string };
+  console?: { mode?: string; file?: string };
+};
+
+interface BootedVm {
+  state: "Running" | "Paused";
+  guest: SimGuest;
+}
+
+const GET_ROUTES = new Set(["vmm.ping", "vm.info", "vm.counters"]);
+const ACTIONS = new Set(["vmm.shutdown", "vm.boot", "vm.shutdown", "vm.reboot", "vm.pause", "vm.resume", "vm.power-button", "vm.delete", "vm.nmi"]);
+/** Real routes this test VMM does not implement: it says so rather than pretend. */
+const UNIMPLEMENTED = new Set([
+  "vm.resize", "vm.resize-disk", "vm.resize-zone", "vm.add-device", "vm.remove-device", "vm.add-disk", "vm.add-fs",
+  "vm.add-generic-vhost-user", "vm.add-pmem", "vm.add-net", "vm.add-vsock", "vm.add-vdpa", "vm.add-user-device",
+  "vm.snapshot", "vm.coredump", "vm.restore", "vm.receive-migration", "vm.send-migration",
+]);
+
+const err = (status: number, ...chain: string[]): HttpResponse => ({ status, body: chain });
+const apiErr = (status: number, ...chain: string[]): HttpResponse => err(status, "Error from API", ...chain);
+const NO_CONTENT: HttpResponse = { status: 204 };
+
+export interface VmmOptions {
+  events: EventMonitor;
+  log: VmmLog;
+  noShutdown: boolean;
+  /** Called when the VMM process must end (vmm.shutdown, guest power-off, signal). */
+  exit: (code: number) => void;
+}
+
+export class Vmm {
+  private config: VmConfig | undefined;
+  private vm: BootedVm | undefined;
+
+  constructor(private readonly opts: VmmOptions) {}
+
+  handle = async (req: HttpRequest): Promise<HttpResponse> => {
+    const route = req.path.startsWith("/api/v1/") ? req.path.slice("/api/v1/".length) : undefined;
+    const known = route !== undefined && (GET_ROUTES.has(route) || ACTIONS.has(route) || route === "vm.create" || UNIMPLEMENTED.has(route));
+    if (!known) return err(404, "Not Found");
+    if (req.method !== "GET" && req.method !== "PUT") return { status: 400 };
+    if ((req.method === "GET") !== GET_ROUTES.has(route)) return err(400, "Bad Request");
+    if (ACTIONS.has(route) && req.body !== undefined) return err(400, "Bad Request");
+    this.opts.log.log("INFO", `API request ${req.method} /api/v1/${route}`);
+    return this.dispatch(route, req.body);
+  };
+
+  /** SIGTERM/SIGINT take the same path as vmm.shutdown. */
+  shutdownVmm(): void {
+    this.tearDown(true);
+    this.opts.events.emit("vmm", "shutdown");
+    this.opts.exit(0);
+  }
+
+  private async dispatch(route: string, body: Buffer | undefined): Promise<HttpResponse> {
+    switch (route) {
+      case "vmm.ping":
+        return { status: 200, body: { build_version: `v${SIM_VERSION}-sim`, version: SIM_VERSION, pid: process.pid, features: [] } };
+      case "vmm.shutdown":
+        return { status: 200, afterSend: () => this.shutdownVmm() };
+      case "vm.create":
+        return this.create(body);
+      case "vm.boot":
+        return this.boot();
+      case "vm.shutdown":
+        if (!this.vm) return apiErr(500, "The VM could not shutdown", "VM is not running");
+        this.tearDown(false);
+        return NO_CONTENT;
+      case "vm.reboot":
+        if (!this.vm) return apiErr(404, "The VM could not reboot", "VM is not created");
+        this.opts.events.emit("vm", "rebooting");
+        this.opts.events.emit("vm", "rebooted");
+        return NO_CONTENT;
+      case "vm.pause":
+        return this.setPaused(true);
+      case "vm.resume":
+        return this.setPaused(false);
+      case "vm.power-button":
+        if (!this.vm) return apiErr(500, "Error triggering power button", "VM is not running");
+        this.vm.guest.pressPowerButton();
+        return NO_CONTENT;
+      case "vm.delete":
+        this.tearDown(true);
+        return NO_CONTENT;
+      case "vm.nmi":
+        return this.vm ? NO_CONTENT : apiErr(500, "Error triggering NMI", "VM is not running");
+      case "vm.info":
+        if (!this.config) return apiErr(404, "VM is not created");
+        return { status: 200, body: { config: this.config, state: this.vm?.state ?? "Created", memory_actual_size: this.config.memory?.size ?? 512 << 20 } };
+      case "vm.counters":
+        return this.vm ? { status: 200, body: {} } : apiErr(500, "VM is not running");
+      default:
+        return apiErr(500, `cloud-hypervisor-sim does not implement ${route}`);
+    }
+  }
+
+  private create(body: Buffer | undefined): HttpResponse {
+    let config: unknown;
+    try {
+      config = JSON.parse(body?.toString("utf8") ?? "");
+    } catch (e) {
+      return err(400, "Failed to deserialize JSON", (e as Error).message);
+    }
+    const invalid = checkConfigShape(config);
+    if (invalid) return err(400, "Failed to deserialize JSON", invalid);
+    if (this.config) return apiErr(500, "The VM could not be created", "VM is already created");
+    const unsupported = unsupportedDevice(config as VmConfig);
+    if (unsupported) return apiErr(500, "The VM could not be created", `cloud-hypervisor-sim does not support ${unsupported}`);
+    this.config = config as VmConfig;
+    truncateConsoleFiles(this.config);
+    return NO_CONTENT;
+  }
+
+  private async boot(): Promise<HttpResponse> {
+    if (!this.config) return apiErr(404, "The VM could not boot", "VM config is missing");
+    if (this.vm) return apiErr(500, "The VM could not boot", "VM is already created");
+    const payload = this.config.payload ?? {};
+    const image = payload.kernel ?? payload.firmware;
+    if (image === undefined) return apiErr(500, "The VM could not boot", "Error creating VM", "No kernel or firmware in payload (MissingBootitem)");
+    for (const file of [image, payload.initramfs]) {
+      if (file === undefined) continue;
+      try {
+        fs.accessSync(file, fs.constants.R_OK);
+      } catch (e) {
+        return apiErr(500, "The VM could not boot", "Error creating VM", `Cannot open ${file}: ${(e as Error).message}`);
+      }
+    }
+    this.opts.events.emit("vm", "booting");
+    const behaviour = parseGuestBehaviour(payload.cmdline);
+    if (behaviour.bootMs > 0) await new Promise((r) => setTimeout(r, behaviour.bootMs));
+    truncateConsoleFiles(this.config);
+    const guest = new SimGuest(behaviour, () => this.guestPowerOff());
+    this.vm = { state: "Running", guest };
+    guest.start();
+    this.opts.events.emit("vm", "booted");
+    this.opts.log.log("INFO", "VM booted");
+    return NO_CONTENT;
+  }
+
+  private setPaused(pause: boolean): HttpResponse {
+    const verb = pause ? "paused" : "resumed";
+    if (!this.vm) return apiErr(500, `The VM could not be ${verb}`, "VM is not running");
+    const [from, to] = pause ? (["Running", "Paused"] as const) : (["Paused", "Running"] as const);
+    if (this.vm.state !== from) {
+      return apiErr(500, `The VM could not be ${verb}`, `Invalid transition: InvalidStateTransition(${this.vm.state}, ${to})`);
+    }
+    this.opts.events.emit("vm", pause ? "pausing" : "resuming");
+    this.vm.state = to;
+    this.opts.events.emit("vm", verb);
+    return NO_CONTENT;
+  }
+
+  /** ACPI S5 from the guest: the VMM exits 0 unless --no-shutdown. */
+  private guestPowerOff(): void {
+    this.opts.log.log("INFO", "guest requested power-off");
+    if (this.opts.noShutdown) this.tearDown(false);
+    else this.shutdownVmm();
+  }
+
+  /** vm_shutdown, then (with deleteConfig) vm_delete. */
+  private tearDown(deleteConfig: boolean): void {
+    if (this.vm) {
+      this.vm.guest.destroy();
+      this.vm = undefined;
+      this.opts.events.emit("vm", "shutdown");
+    }
+    if (deleteConfig && this.config) {
+      this.config = undefined;
+      this.opts.events.emit("vm", "deleted");
+    }
+  }
+}
+
+/** The serde checks that reject a body before CH looks at it. */
+function checkConfigShape(config: unknown): string | undefined {
+  if (typeof config !== "object" || config === null || Array.isArray(config)) return "invalid type: expected struct VmConfig";
+  const c = config as Record<string, Record<string, unknown> | undefined>;
+  if (c.cpus !== undefined) {
+    for (const f of ["boot_vcpus", "max_vcpus"]) if (c.cpus[f] === undefined) return `missing field \`${f}\``;
+  }
+  if (c.memory !== undefined && c.memory.size === undefined) return "missing field `size`";
+  for (const dev of ["serial", "console"]) if (c[dev] !== undefined && c[dev]?.mode === undefined) return "missing field `mode`";
+  return undefined;
+}
+
+function unsupportedDevice(config: VmConfig): string | undefined {
+  if (config.serial?.mode === "Socket") return "serial mode Socket";
+  if (config.console?.mode === "Socket") return "console mode Socket";
+  if (config.vsock !== undefined) return "vsock devices";
+  return undefined;
+}
+
+/** `File` serial/console outputs are recreated at each create and boot. */
+function truncateConsoleFiles(config: VmConfig): void {
+  for (const dev of [config.serial, config.console]) {
+    if (dev?.mode === "File" && dev.file) fs.closeSync(fs.openSync(dev.file, "w", 0o600));
+  }
+}

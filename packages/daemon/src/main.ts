@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+/** my_hypervisor-daemon: parses flags and hands over to the library's runServer(). */
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { runServer, VERSION } from "@my_hypervisor/lib";
+
+const USAGE = `Usage: my_hypervisor-daemon --rpc-socket PATH --state-dir DIR --console-dir DIR [--cloud-hypervisor BIN] [--log-level LEVEL]`;
+const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+function fail(message: string): never {
+  process.stderr.write(`my_hypervisor-daemon: ${message}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function parse() {
+  try {
+    return parseArgs({
+      strict: true,
+      allowPositionals: false,
+      options: {
+        "rpc-socket": { type: "string" },
+        "state-dir": { type: "string" },
+        "console-dir": { type: "string" },
+        "cloud-hypervisor": { type: "string", default: "cloud-hypervisor" },
+        "log-level": { type: "string", default: "info" },
+        version: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+    }).values;
+  } catch (e) {
+    return fail((e as Error).message);
+  }
+}
+
+const args = parse();
+if (args.help) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
+if (args.version) {
+  process.stdout.write(`my_hypervisor-daemon ${VERSION}\n`);
+  process.exit(0);
+}
+for (const flag of ["rpc-socket", "state-dir", "console-dir"] as const) if (!args[flag]) fail(`--${flag} is required`);
+const level = args["log-level"] as string;
+if (!LEVELS.includes(level)) fail(`--log-level must be one of ${LEVELS.join(", ")}`);
+// A VMM binary given as a relative path is resolved now, not against a later cwd.
+const vmm = args["cloud-hypervisor"] as string;
+
+try {
+  const server = await runServer({
+    rpcSocket: path.resolve(args["rpc-socket"] as string),
+    stateDir: path.resolve(args["state-dir"] as string),
+    consoleDir: path.resolve(args["console-dir"] as string),
+    cloudHypervisor: vmm.includes("/") ? path.resolve(vmm) : vmm,
+    logLevel: level,
+  });
+  await server.closed;
+  process.exit(0);
+} catch (e) {
+  process.stderr.write(`my_hypervisor-daemon: ${(e as Error).message}\n`);
+  process.exit(1);
+}

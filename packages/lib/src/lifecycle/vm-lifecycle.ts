@@ -1,0 +1,54 @@
+/**
+ * One VM's lifecycle actor plus the ring buffer of its recent transitions.
+ * Callers ask `can()` before acting and `apply()` to record what happened;
+ * an event the machine does not accept is never half-applied.
+ */
+import { type Actor, createActor } from "xstate";
+import { type LifecycleEvent, type LifecycleEventType, type VmState, vmLifecycleMachine } from "./machine.js";
+
+export const TRANSITION_HISTORY = 64;
+
+export interface Transition {
+  seq: number;
+  from: VmState;
+  to: VmState;
+  event: LifecycleEventType;
+  at: string;
+  reason?: string;
+}
+
+export class VmLifecycle {
+  private readonly actor: Actor<typeof vmLifecycleMachine>;
+  private history: Transition[];
+
+  /** Restores a VM at `state` (after a restart) or starts a new one at Pending. */
+  constructor(state: VmState = "Pending", history: Transition[] = []) {
+    const snapshot = vmLifecycleMachine.resolveState({ value: state, context: {} });
+    this.actor = createActor(vmLifecycleMachine, { snapshot }).start();
+    this.history = history.slice(-TRANSITION_HISTORY);
+  }
+
+  get state(): VmState {
+    return this.actor.getSnapshot().value as VmState;
+  }
+
+  get transitions(): readonly Transition[] {
+    return this.history;
+  }
+
+  can(type: LifecycleEventType): boolean {
+    return this.actor.getSnapshot().can({ type } as LifecycleEvent);
+  }
+
+  /** Applies an event the machine accepts; returns the transition, or throws. */
+  apply(event: LifecycleEvent): Transition {
+    const from = this.state;
+    if (!this.can(event.type)) throw new Error(`lifecycle: ${event.type} is not allowed in ${from}`);
+    this.actor.send(event);
+    const reason = "reason" in event ? event.reason : undefined;
+    const t: Transition = { seq: (this.history.at(-1)?.seq ?? 0) + 1, from, to: this.state, event: event.type, at: new Date().toISOString() };
+    if (reason !== undefined) t.reason = reason;
+    this.history = [...this.history.slice(1 - TRANSITION_HISTORY), t];
+    return t;
+  }
+}

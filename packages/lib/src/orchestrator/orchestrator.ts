@@ -1,0 +1,220 @@
+/**
+ * The orchestrator: owns the VM registry, serializes operations per VM, asks
+ * the lifecycle machine before acting, drives the VMM, and persists every
+ * transition. `status` and `list` read memory only and never wait.
+ */
+import fs from "node:fs/promises";
+import type { Logger } from "pino";
+import { ChApiError, describeChError } from "../ch/client.js";
+import { VmmLaunchError, type VmmExit } from "../ch/vmm-process.js";
+import { ErrorCode, RpcError, invalidParams, invalidState, vmExists, vmNotFound } from "../errors.js";
+import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
+import type { VmList, VmSpec, VmStatus } from "../rpc/schemas.js";
+import type { StateStore } from "../state/store.js";
+import { MAX_SOCKET_PATH, vmPaths } from "../state/vm-paths.js";
+import { type VmEntry, entryFromRecord, newEntry, toRecord, toStatus } from "./vm-entry.js";
+import { type RunningVmm, bootVmm, haltVmm, killVmm, release } from "./vmm-control.js";
+
+export const DEFAULT_START_TIMEOUT_MS = 30_000;
+export const DEFAULT_STOP_GRACE_MS = 10_000;
+
+export interface OrchestratorOptions {
+  store: StateStore;
+  vmmBinary: string;
+  log: Logger;
+}
+
+export class Orchestrator {
+  private readonly vms = new Map<string, VmEntry>();
+  private readonly log: Logger;
+
+  constructor(private readonly opts: OrchestratorOptions) {
+    this.log = opts.log.child({ component: "orchestrator" });
+  }
+
+  /** Loads the records a previous daemon left. */
+  async load(): Promise<void> {
+    const { records, unreadable } = await this.opts.store.loadAll();
+    for (const bad of unreadable) this.log.error({ vm: bad.id, err: bad.error }, "cannot read VM record; left on disk untouched");
+    for (const record of records) {
+      const vm = entryFromRecord(record, vmPaths(this.opts.store.stateDir, record.id));
+      this.vms.set(vm.id, vm);
+      const orphaned = orphanEvent(vm.lifecycle.state, record.pid);
+      if (orphaned) await this.transition(vm, orphaned);
+    }
+    this.log.info({ vms: this.vms.size }, "VM records loaded");
+  }
+
+  list(): VmList {
+    return { vms: [...this.vms.values()].map((vm) => ({ id: vm.id, state: vm.lifecycle.state, pid: vm.vmm?.process.pid ?? null })) };
+  }
+
+  status(id: string): VmStatus {
+    return toStatus(this.get(id));
+  }
+
+  async create(spec: VmSpec): Promise<VmStatus> {
+    const paths = vmPaths(this.opts.store.stateDir, spec.id);
+    if (Buffer.byteLength(paths.apiSocket) > MAX_SOCKET_PATH) {
+      throw invalidParams(`id '${spec.id}' is too long for state directory ${this.opts.store.stateDir}: ${paths.apiSocket} exceeds the ${MAX_SOCKET_PATH}-byte socket path limit`);
+    }
+    await checkFilesExist(spec);
+    if (this.vms.has(spec.id)) throw vmExists(spec.id);
+    const vm = newEntry(spec, paths);
+    this.vms.set(vm.id, vm);
+    try {
+      await this.transition(vm, { type: "PROVISION" });
+      // Provisioning is a pass-through until sibling daemons are wired in.
+      await this.transition(vm, { type: "PROVISIONED" });
+    } catch (e) {
+      this.vms.delete(vm.id);
+      await this.opts.store.remove(vm.id);
+      throw e;
+    }
+    return toStatus(vm);
+  }
+
+  start(id: string, timeoutMs = DEFAULT_START_TIMEOUT_MS): Promise<VmStatus> {
+    return this.serialize(id, async (vm) => {
+      this.require(vm, "START", "start");
+      await this.transition(vm, { type: "START" });
+      try {
+        vm.vmm = await bootVmm(this.opts.vmmBinary, vm.spec, vm.paths, Date.now() + timeoutMs, (vmm) => this.adoptSpawned(vm, vmm));
+      } catch (e) {
+        vm.vmm = undefined;
+        const error = await this.startError(vm, e);
+        await this.transition(vm, { type: "START_FAILED", reason: error.message });
+        throw error;
+      }
+      this.watchExit(vm, vm.vmm);
+      await this.transition(vm, { type: "STARTED" });
+      return toStatus(vm);
+    });
+  }
+
+  stop(id: string, opts: { timeoutMs?: number; force?: boolean } = {}): Promise<VmStatus> {
+    return this.serialize(id, async (vm) => {
+      await this.stopNow(vm, opts.force ? 0 : (opts.timeoutMs ?? DEFAULT_STOP_GRACE_MS));
+      return toStatus(vm);
+    });
+  }
+
+  remove(id: string, force = false): Promise<{ id: string; removed: true }> {
+    return this.serialize(id, async (vm) => {
+      if (!vm.lifecycle.can("REMOVE")) {
+        if (!(force && vm.lifecycle.can("STOP"))) throw invalidState(vm.id, vm.lifecycle.state, "remove", "stop it first, or pass force: true");
+        await this.stopNow(vm, 0);
+      }
+      await this.opts.store.remove(vm.id);
+      this.vms.delete(vm.id);
+      this.log.info({ vm: vm.id }, "VM removed");
+      return { id: vm.id, removed: true as const };
+    });
+  }
+
+  /** Daemon shutdown: close API clients, leave every VMM running. */
+  async close(): Promise<void> {
+    await Promise.all([...this.vms.values()].map((vm) => vm.vmm?.client.close()));
+  }
+
+  private async stopNow(vm: VmEntry, graceMs: number): Promise<void> {
+    this.require(vm, "STOP", "stop");
+    await this.transition(vm, { type: "STOP" });
+    const vmm = vm.vmm;
+    const outcome = vmm ? await haltVmm(vmm, vm.paths, graceMs, this.log.child({ vm: vm.id })) : "no VMM was running";
+    if (outcome === undefined) {
+      const reason = `VMM pid ${vmm?.process.pid} survived SIGKILL`;
+      await this.transition(vm, { type: "STOP_FAILED", reason });
+      throw new RpcError(ErrorCode.Timeout, `stop of VM '${vm.id}' timed out: ${reason}`, { id: vm.id });
+    }
+    vm.vmm = undefined;
+    await this.transition(vm, { type: "STOPPED", reason: outcome });
+  }
+
+  /** Records the pid as soon as the process exists, so no restart can lose track of it. */
+  private async adoptSpawned(vm: VmEntry, vmm: RunningVmm): Promise<void> {
+    vm.vmm = vmm;
+    await this.persist(vm);
+  }
+
+  /** A VMM that ends while the VM is Running: the guest powered off (exit 0) or the VMM died. */
+  private watchExit(vm: VmEntry, vmm: RunningVmm): void {
+    void vmm.process.exited.then(async (exit: VmmExit) => {
+      if (vm.vmm !== vmm || vm.lifecycle.state !== "Running") return;
+      vm.vmm = undefined;
+      await release(vmm, vm.paths);
+      const how = await vmm.process.describeExit();
+      const event: LifecycleEvent =
+        exit.code === 0 ? { type: "GUEST_POWERED_OFF", reason: `VMM exited 0 (${how})` } : { type: "VMM_EXITED", reason: `VMM exited unexpectedly (${how})` };
+      await this.transition(vm, event).catch((e) => this.log.error({ vm: vm.id, err: (e as Error).message }, "cannot record VMM exit"));
+    });
+  }
+
+  private async startError(vm: VmEntry, e: unknown): Promise<RpcError> {
+    const kvmHint = (await fs.access("/dev/kvm").then(() => true, () => false)) ? "" : " (note: /dev/kvm does not exist on this host)";
+    if (e instanceof ChApiError) {
+      const code = e.timedOut ? ErrorCode.Timeout : ErrorCode.VmmError;
+      const data = { id: vm.id, call: e.call, status: e.status ?? null, body: e.body ?? null };
+      const detail = e.body !== undefined ? describeChError(e.body) : e.message;
+      return new RpcError(code, `start of VM '${vm.id}' failed at ${e.call}: ${detail}${kvmHint}`, data);
+    }
+    if (e instanceof VmmLaunchError) return new RpcError(ErrorCode.VmmError, `start of VM '${vm.id}' failed: ${e.message}${kvmHint}`, { id: vm.id });
+    return new RpcError(ErrorCode.VmmError, `start of VM '${vm.id}' failed: ${(e as Error).message}`, { id: vm.id });
+  }
+
+  private get(id: string): VmEntry {
+    const vm = this.vms.get(id);
+    if (!vm) throw vmNotFound(id);
+    return vm;
+  }
+
+  private require(vm: VmEntry, event: LifecycleEventType, action: string): void {
+    if (!vm.lifecycle.can(event)) throw invalidState(vm.id, vm.lifecycle.state, action);
+  }
+
+  private serialize<T>(id: string, op: (vm: VmEntry) => Promise<T>): Promise<T> {
+    const vm = this.get(id);
+    const run = vm.queue.then(() => {
+      // The VM may have been removed by an operation queued before this one.
+      if (this.vms.get(id) !== vm) throw vmNotFound(id);
+      return op(vm);
+    });
+    vm.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private async transition(vm: VmEntry, event: LifecycleEvent): Promise<void> {
+    const t = vm.lifecycle.apply(event);
+    vm.updated_at = t.at;
+    this.log.info({ vm: vm.id, from: t.from, to: t.to, event: t.event, reason: t.reason }, "VM transition");
+    await this.persist(vm);
+  }
+
+  private persist(vm: VmEntry): Promise<void> {
+    return this.opts.store.save(toRecord(vm));
+  }
+}
+
+/**
+ * A record left in a state that needs a live VMM. Until re-adoption exists,
+ * such a VM is marked Failed; its VMM, if still alive, is left untouched.
+ */
+function orphanEvent(state: string, pid: number | null): LifecycleEvent | undefined {
+  const reason = `daemon restarted while the VM was ${state}; VMM pid ${pid ?? "none"} was not re-adopted`;
+  if (state === "Provisioning") return { type: "PROVISION_FAILED", reason };
+  if (state === "Starting") return { type: "START_FAILED", reason };
+  if (state === "Running") return { type: "VMM_EXITED", reason };
+  if (state === "Stopping") return { type: "STOP_FAILED", reason };
+  return undefined;
+}
+
+async function checkFilesExist(spec: VmSpec): Promise<void> {
+  const files: [string, string][] = Object.entries(spec.boot).filter(([k]) => k !== "cmdline") as [string, string][];
+  spec.disks?.forEach((d, i) => files.push([`disks[${i}].path`, d.path]));
+  for (const [field, file] of files) {
+    const label = field.startsWith("disks") ? field : `boot.${field}`;
+    const stat = await fs.stat(file).catch(() => undefined);
+    if (!stat) throw invalidParams(`${label}: ${file} does not exist`, { field: label, path: file });
+    if (!stat.isFile() && !stat.isBlockDevice()) throw invalidParams(`${label}: ${file} is not a file or block device`, { field: label, path: file });
+  }
+}

@@ -1,0 +1,85 @@
+/**
+ * Starting and stopping one VMM through its API, in the order CH needs:
+ * spawn, wait for vmm.ping, vm.create, vm.boot, confirm with vm.info; and to
+ * stop, the power button, then vmm.shutdown, SIGTERM and SIGKILL, each with
+ * its own wait, until the process is confirmed gone.
+ */
+import fs from "node:fs/promises";
+import type { Logger } from "pino";
+import { ChClient } from "../ch/client.js";
+import { toChVmConfig } from "../ch/vm-config.js";
+import { VmmProcess } from "../ch/vmm-process.js";
+import type { VmSpec } from "../rpc/schemas.js";
+import type { VmPaths } from "../state/vm-paths.js";
+
+export interface RunningVmm {
+  process: VmmProcess;
+  client: ChClient;
+}
+
+const ESCALATION_WAIT_MS = 2_000;
+const SIGKILL_WAIT_MS = 5_000;
+
+/** Boots the VM; on any failure the VMM is killed and its socket removed before the error is thrown. */
+export async function bootVmm(binary: string, spec: VmSpec, paths: VmPaths, deadline: number, onSpawn: (vmm: RunningVmm) => Promise<void>): Promise<RunningVmm> {
+  const process = await VmmProcess.spawn(binary, paths);
+  const vmm = { process, client: new ChClient(paths.apiSocket) };
+  const left = () => Math.max(1, deadline - Date.now());
+  try {
+    await onSpawn(vmm);
+    await process.waitForApi(vmm.client, deadline);
+    await vmm.client.createVm(toChVmConfig(spec, paths), left());
+    await vmm.client.boot(left());
+    const info = await vmm.client.info(left());
+    if (info.state !== "Running") throw new Error(`vm.info reports ${info.state} after vm.boot`);
+    return vmm;
+  } catch (e) {
+    await killVmm(vmm, paths);
+    throw e;
+  }
+}
+
+/** SIGKILL and release; for failed starts, where nothing in the guest is worth waiting for. */
+export async function killVmm(vmm: RunningVmm, paths: VmPaths): Promise<void> {
+  vmm.process.signal("SIGKILL");
+  await vmm.process.waitForExit(SIGKILL_WAIT_MS);
+  await release(vmm, paths);
+}
+
+/**
+ * Stops the VMM in stages; returns which stage ended it, or undefined if
+ * even SIGKILL did not within its wait. `graceMs` 0 skips the power button.
+ */
+export async function haltVmm(vmm: RunningVmm, paths: VmPaths, graceMs: number, log: Logger): Promise<string | undefined> {
+  const stages: [string, () => Promise<void> | void, number][] = [
+    ["guest powered off after the ACPI power button", () => vmm.client.powerButton(ESCALATION_WAIT_MS), graceMs],
+    ["VMM shut down by vmm.shutdown", () => vmm.client.shutdownVmm(ESCALATION_WAIT_MS), ESCALATION_WAIT_MS],
+    ["VMM ended by SIGTERM", () => vmm.process.signal("SIGTERM"), ESCALATION_WAIT_MS],
+    ["VMM killed by SIGKILL", () => vmm.process.signal("SIGKILL"), SIGKILL_WAIT_MS],
+  ];
+  let outcome: string | undefined;
+  for (const [name, act, waitMs] of stages) {
+    if (vmm.process.hasExited) {
+      outcome ??= "VMM had already exited";
+      break;
+    }
+    if (waitMs === 0) continue;
+    try {
+      await act();
+    } catch (e) {
+      log.warn({ stage: name, err: (e as Error).message }, "stop stage failed; escalating");
+    }
+    if (await vmm.process.waitForExit(waitMs)) {
+      outcome = name;
+      break;
+    }
+  }
+  if (outcome !== undefined) await release(vmm, paths);
+  return outcome;
+}
+
+/** After the process is gone: close the client and remove what CH leaves behind on a crash. */
+export async function release(vmm: RunningVmm, paths: VmPaths): Promise<void> {
+  await vmm.client.close();
+  await fs.rm(paths.apiSocket, { force: true });
+}

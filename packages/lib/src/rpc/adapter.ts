@@ -1,0 +1,105 @@
+/**
+ * The JSON-RPC 2.0 adapter: checks each message's envelope and params and
+ * says exactly what is wrong, dispatches through json-rpc-2.0, and turns
+ * thrown errors into JSON-RPC errors. It knows nothing about sockets.
+ */
+import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
+import type { TSchema } from "@sinclair/typebox";
+import {
+  JSONRPCErrorException,
+  type JSONRPCErrorResponse,
+  type JSONRPCID,
+  type JSONRPCRequest,
+  type JSONRPCResponse,
+  JSONRPCServer,
+  createJSONRPCErrorResponse,
+} from "json-rpc-2.0";
+import type { Logger } from "pino";
+import { RpcError } from "../errors.js";
+import type { MethodDef } from "./methods.js";
+import { openRpcDocument } from "./openrpc.js";
+
+const PARSE_ERROR = -32700;
+const INVALID_REQUEST = -32600;
+const METHOD_NOT_FOUND = -32601;
+const INVALID_PARAMS = -32602;
+const INTERNAL_ERROR = -32603;
+
+type Reply = JSONRPCResponse | JSONRPCResponse[] | null;
+
+export class RpcAdapter {
+  // Errors are logged by toErrorResponse, not by the library's console listener.
+  private readonly server = new JSONRPCServer({ errorListener: () => undefined });
+
+  constructor(
+    methods: MethodDef[],
+    version: string,
+    private readonly log: Logger,
+  ) {
+    for (const m of methods) this.register(m);
+    const discovery = openRpcDocument(methods, version);
+    this.server.addMethod("rpc.discover", () => discovery);
+    this.server.handleMethodNotFound = async (req) =>
+      req.id === undefined ? null : createJSONRPCErrorResponse(req.id, METHOD_NOT_FOUND, `Method not found: '${req.method}'`);
+    this.server.mapErrorToJSONRPCErrorResponse = (id, error) => this.toErrorResponse(id, error);
+  }
+
+  /** Handles one line: a request, a notification or a batch. null: nothing to send. */
+  async handleLine(line: string): Promise<Reply> {
+    let message: unknown;
+    try {
+      message = JSON.parse(line);
+    } catch (e) {
+      return createJSONRPCErrorResponse(null, PARSE_ERROR, `Parse error: ${(e as Error).message}`);
+    }
+    if (!Array.isArray(message)) return this.handleOne(message);
+    if (message.length === 0) return createJSONRPCErrorResponse(null, INVALID_REQUEST, "Invalid Request: empty batch");
+    const replies = (await Promise.all(message.map((m) => this.handleOne(m)))).filter((r): r is JSONRPCResponse => r !== null);
+    return replies.length > 0 ? replies : null;
+  }
+
+  private async handleOne(message: unknown): Promise<JSONRPCResponse | null> {
+    const problem = envelopeProblem(message);
+    if (problem) {
+      const id = (message as { id?: unknown } | null)?.id;
+      return createJSONRPCErrorResponse(isId(id) ? id : null, INVALID_REQUEST, `Invalid Request: ${problem}`);
+    }
+    return this.server.receive(message as JSONRPCRequest);
+  }
+
+  private register(m: MethodDef): void {
+    const check = TypeCompiler.Compile(m.params);
+    this.server.addMethod(m.name, (params) => m.handler(validParams(m.name, check, params ?? {})));
+  }
+
+  private toErrorResponse(id: JSONRPCID, error: unknown): JSONRPCErrorResponse {
+    if (error instanceof RpcError || error instanceof JSONRPCErrorException) return createJSONRPCErrorResponse(id, error.code, error.message, error.data);
+    this.log.error({ err: error }, "unexpected error in RPC method");
+    return createJSONRPCErrorResponse(id, INTERNAL_ERROR, `Internal error: ${(error as Error)?.message ?? String(error)}`);
+  }
+}
+
+function validParams<T>(method: string, check: TypeCheck<TSchema>, params: unknown): T {
+  if (typeof params !== "object" || params === null || Array.isArray(params)) {
+    throw new RpcError(INVALID_PARAMS, `Invalid params for ${method}: params must be an object (by-name)`);
+  }
+  if (check.Check(params)) return params as T;
+  const errors = [...check.Errors(params)].slice(0, 10).map((e) => ({
+    path: e.path || "/",
+    message: (e.schema as { errorMessage?: string }).errorMessage ?? e.message,
+  }));
+  const first = errors[0];
+  throw new RpcError(INVALID_PARAMS, `Invalid params for ${method}: ${first?.path}: ${first?.message}`, { errors });
+}
+
+const isId = (id: unknown): id is JSONRPCID => id === null || typeof id === "string" || typeof id === "number";
+
+function envelopeProblem(m: unknown): string | undefined {
+  if (typeof m !== "object" || m === null || Array.isArray(m)) return "a request must be a JSON object";
+  const r = m as Record<string, unknown>;
+  if (r.jsonrpc !== "2.0") return '"jsonrpc" must be "2.0"';
+  if (typeof r.method !== "string") return '"method" must be a string';
+  if ("id" in r && !isId(r.id)) return '"id" must be a string, a number or null';
+  if ("params" in r && (typeof r.params !== "object" || r.params === null)) return '"params" must be an object or an array';
+  return undefined;
+}

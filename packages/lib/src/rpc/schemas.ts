@@ -1,0 +1,89 @@
+/**
+ * Parameter and result schemas of every method. The same objects validate
+ * incoming params and generate the OpenRPC document, so the two cannot drift.
+ * An `errorMessage` on a schema replaces TypeBox's generic text.
+ */
+import { type Static, Type } from "@sinclair/typebox";
+import { VM_STATES } from "../lifecycle/machine.js";
+
+const strict = { additionalProperties: false } as const;
+
+export const VM_ID_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$";
+export const VmId = Type.String({
+  pattern: VM_ID_PATTERN,
+  description: "VM identifier: lower-case letters, digits, '_' and '-', at most 63 characters, starting with a letter or digit",
+  errorMessage: `id must match ${VM_ID_PATTERN}`,
+});
+const AbsolutePath = Type.String({ pattern: "^/", maxLength: 4096, description: "Absolute path of an existing file", errorMessage: "must be an absolute path" });
+const timeoutMs = (description: string) => Type.Integer({ minimum: 1, maximum: 3_600_000, description });
+
+export const KernelBoot = Type.Object(
+  { kernel: AbsolutePath, initramfs: Type.Optional(AbsolutePath), cmdline: Type.Optional(Type.String({ maxLength: 4096 })) },
+  { ...strict, title: "KernelBoot", description: "Direct kernel boot" },
+);
+export const FirmwareBoot = Type.Object({ firmware: AbsolutePath }, { ...strict, title: "FirmwareBoot", description: "Firmware boot" });
+export const Disk = Type.Object({ path: AbsolutePath, readonly: Type.Optional(Type.Boolean()) }, strict);
+export const Net = Type.Object(
+  {
+    tap: Type.String({ pattern: "^[A-Za-z0-9_.-]{1,15}$", description: "An existing tap device", errorMessage: "tap must be a Linux interface name (1-15 of [A-Za-z0-9_.-])" }),
+    mac: Type.Optional(Type.String({ pattern: "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$", errorMessage: "mac must look like 52:54:00:12:34:56" })),
+  },
+  strict,
+);
+
+export const CreateParams = Type.Object(
+  {
+    id: VmId,
+    vcpus: Type.Integer({ minimum: 1, maximum: 254 }),
+    memory_mib: Type.Integer({ minimum: 16, maximum: 16 * 1024 * 1024 }),
+    boot: Type.Union([KernelBoot, FirmwareBoot], { errorMessage: "boot must be {kernel, initramfs?, cmdline?} or {firmware}" }),
+    disks: Type.Optional(Type.Array(Disk, { maxItems: 64 })),
+    nets: Type.Optional(Type.Array(Net, { maxItems: 16 })),
+  },
+  { ...strict, title: "VmSpec" },
+);
+export type VmSpec = Static<typeof CreateParams>;
+
+export const IdParams = Type.Object({ id: VmId }, strict);
+export const StartParams = Type.Object({ id: VmId, timeout_ms: Type.Optional(timeoutMs("How long the whole start may take (default 30000)")) }, strict);
+export const StopParams = Type.Object(
+  {
+    id: VmId,
+    timeout_ms: Type.Optional(timeoutMs("How long the guest may take to power off after the power button (default 10000)")),
+    force: Type.Optional(Type.Boolean({ description: "Skip the graceful wait and go straight to vmm.shutdown, SIGTERM, SIGKILL" })),
+  },
+  strict,
+);
+export const RemoveParams = Type.Object({ id: VmId, force: Type.Optional(Type.Boolean({ description: "Stop a running VM first" })) }, strict);
+export const EmptyParams = Type.Object({}, strict);
+
+const State = Type.Union(
+  VM_STATES.map((s) => Type.Literal(s)),
+  { title: "VmState" },
+);
+const Pid = Type.Union([Type.Integer(), Type.Null()], { description: "The VMM's pid while it runs" });
+export const TransitionSchema = Type.Object({
+  seq: Type.Integer(),
+  from: State,
+  to: State,
+  event: Type.String(),
+  at: Type.String({ format: "date-time" }),
+  reason: Type.Optional(Type.String()),
+});
+export const VmStatus = Type.Object(
+  {
+    id: VmId,
+    state: State,
+    pid: Pid,
+    spec: CreateParams,
+    created_at: Type.String({ format: "date-time" }),
+    updated_at: Type.String({ format: "date-time" }),
+    transitions: Type.Array(TransitionSchema, { description: "The most recent transitions, oldest first (at most 64)" }),
+  },
+  { title: "VmStatus" },
+);
+export type VmStatus = Static<typeof VmStatus>;
+export const VmList = Type.Object({ vms: Type.Array(Type.Object({ id: VmId, state: State, pid: Pid })) });
+export type VmList = Static<typeof VmList>;
+export const Removed = Type.Object({ id: VmId, removed: Type.Literal(true) });
+export const OpenRpcDocument = Type.Object({}, { additionalProperties: true, description: "An OpenRPC 1.3 document" });

@@ -1,0 +1,139 @@
+/**
+ * The RPC socket: newline-delimited JSON-RPC on a Unix socket, mode 0600.
+ * A stale socket left by a dead daemon is replaced; a live one is an error.
+ * Requests on one connection are handled concurrently; each reply is one line.
+ */
+import fs from "node:fs/promises";
+import net from "node:net";
+import type { Logger } from "pino";
+import type { RpcAdapter } from "./adapter.js";
+
+export const MAX_LINE_BYTES = 1024 * 1024;
+
+export class RpcSocketServer {
+  private readonly server: net.Server;
+  private readonly connections = new Set<net.Socket>();
+  private readonly inFlight = new Set<Promise<void>>();
+
+  constructor(
+    private readonly adapter: RpcAdapter,
+    private readonly log: Logger,
+  ) {
+    this.server = net.createServer((socket) => this.serve(socket));
+  }
+
+  async listen(path: string): Promise<void> {
+    await replaceStaleSocket(path);
+    // The umask covers the window between bind() and chmod(): the socket is never wider than 0600.
+    const previous = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.server.once("error", reject);
+        this.server.listen(path, () => resolve());
+      });
+    } finally {
+      process.umask(previous);
+    }
+    await fs.chmod(path, 0o600);
+  }
+
+  /** Stops accepting, lets in-flight calls finish and answer, then closes connections. */
+  async close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await Promise.allSettled([...this.inFlight]);
+    for (const socket of this.connections) socket.end();
+    await closed;
+  }
+
+  private serve(socket: net.Socket): void {
+    this.connections.add(socket);
+    socket.on("close", () => this.connections.delete(socket));
+    socket.on("error", (e) => this.log.debug({ err: e.message }, "RPC connection error"));
+    const lines = new LineReader(MAX_LINE_BYTES);
+    socket.on("data", (chunk) => {
+      for (const item of lines.push(chunk)) {
+        if (item.tooLong) this.reply(socket, tooLongReply());
+        else if (item.line.trim() !== "") this.track(socket, item.line);
+      }
+    });
+  }
+
+  private track(socket: net.Socket, line: string): void {
+    const work = this.adapter.handleLine(line).then(
+      (reply) => this.reply(socket, reply),
+      (e) => this.log.error({ err: e }, "RPC line handling failed"),
+    );
+    this.inFlight.add(work);
+    void work.finally(() => this.inFlight.delete(work));
+  }
+
+  private reply(socket: net.Socket, reply: unknown): void {
+    if (reply !== null && socket.writable) socket.write(`${JSON.stringify(reply)}\n`);
+  }
+}
+
+const tooLongReply = () => ({
+  jsonrpc: "2.0",
+  id: null,
+  error: { code: -32600, message: `Invalid Request: message exceeds ${MAX_LINE_BYTES} bytes without a newline; it was discarded` },
+});
+
+/** Splits a byte stream into lines; a line over the limit is reported once and skipped to its newline. */
+export class LineReader {
+  private parts: Buffer[] = [];
+  private size = 0;
+  private discarding = false;
+
+  constructor(private readonly maxBytes: number) {}
+
+  *push(chunk: Buffer): Generator<{ line: string; tooLong: false } | { tooLong: true }> {
+    let start = 0;
+    for (let nl = chunk.indexOf(10); nl >= 0; nl = chunk.indexOf(10, start)) {
+      const piece = chunk.subarray(start, nl);
+      start = nl + 1;
+      if (this.discarding) {
+        this.discarding = false;
+        continue;
+      }
+      if (this.size + piece.length > this.maxBytes) {
+        this.reset();
+        yield { tooLong: true };
+        continue;
+      }
+      const line = this.parts.length === 0 ? piece.toString("utf8") : Buffer.concat([...this.parts, piece]).toString("utf8");
+      this.reset();
+      yield { line, tooLong: false };
+    }
+    const rest = chunk.subarray(start);
+    if (this.discarding || rest.length === 0) return;
+    if (this.size + rest.length > this.maxBytes) {
+      this.reset();
+      this.discarding = true;
+      yield { tooLong: true };
+      return;
+    }
+    this.parts.push(rest);
+    this.size += rest.length;
+  }
+
+  private reset(): void {
+    this.parts = [];
+    this.size = 0;
+  }
+}
+
+async function replaceStaleSocket(path: string): Promise<void> {
+  const stat = await fs.lstat(path).catch(() => undefined);
+  if (!stat) return;
+  if (!stat.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(path);
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
+  if (live) throw new Error(`another daemon is already listening on ${path}`);
+  await fs.rm(path, { force: true });
+}

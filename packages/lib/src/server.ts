@@ -1,0 +1,54 @@
+/**
+ * runServer: wires the state store, orchestrator, RPC adapter and socket
+ * together, and shuts down on SIGTERM/SIGINT without touching running VMs.
+ */
+import fs from "node:fs/promises";
+import { type Logger, destination, pino } from "pino";
+import { Orchestrator } from "./orchestrator/orchestrator.js";
+import { RpcAdapter } from "./rpc/adapter.js";
+import { computeMethods } from "./rpc/methods.js";
+import { RpcSocketServer } from "./rpc/socket-server.js";
+import { StateStore } from "./state/store.js";
+
+export const VERSION = "0.1.0";
+
+export interface ServerOptions {
+  rpcSocket: string;
+  stateDir: string;
+  consoleDir: string;
+  /** The VMM binary: a path, or a name looked up on PATH. */
+  cloudHypervisor: string;
+  logLevel: string;
+}
+
+export interface RunningServer {
+  log: Logger;
+  /** Resolves once the daemon has shut down. */
+  closed: Promise<void>;
+}
+
+export async function runServer(opts: ServerOptions): Promise<RunningServer> {
+  const log = pino({ level: opts.logLevel, base: { daemon: "my_hypervisor" } }, destination(2));
+  const store = new StateStore(opts.stateDir);
+  await store.init();
+  await fs.mkdir(opts.consoleDir, { recursive: true, mode: 0o700 });
+
+  const orchestrator = new Orchestrator({ store, vmmBinary: opts.cloudHypervisor, log });
+  await orchestrator.load();
+  const socket = new RpcSocketServer(new RpcAdapter(computeMethods(orchestrator), VERSION, log.child({ component: "rpc" })), log);
+  await socket.listen(opts.rpcSocket);
+  log.info({ socket: opts.rpcSocket, stateDir: opts.stateDir, vmm: opts.cloudHypervisor }, "daemon listening");
+
+  const closed = new Promise<void>((resolve) => {
+    const shutdown = async (signal: string) => {
+      log.info({ signal }, "shutting down; running VMs are left running");
+      await socket.close();
+      await orchestrator.close();
+      log.info("daemon stopped");
+      resolve();
+    };
+    process.once("SIGTERM", () => void shutdown("SIGTERM"));
+    process.once("SIGINT", () => void shutdown("SIGINT"));
+  });
+  return { log, closed };
+}

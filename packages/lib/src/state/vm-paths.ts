@@ -1,0 +1,28 @@
+/** Where each VM's files live: everything under `<state-dir>/<id>/`. */
+import path from "node:path";
+
+/** sun_path is 108 bytes including the terminating NUL. */
+export const MAX_SOCKET_PATH = 107;
+
+export interface VmPaths {
+  dir: string;
+  record: string;
+  apiSocket: string;
+  eventMonitor: string;
+  vmmLog: string;
+  vmmOutput: string;
+  serialLog: string;
+}
+
+export function vmPaths(stateDir: string, id: string): VmPaths {
+  const dir = path.join(stateDir, id);
+  return {
+    dir,
+    record: path.join(dir, "state.json"),
+    apiSocket: path.join(dir, "api.sock"),
+    eventMonitor: path.join(dir, "events.log"),
+    vmmLog: path.join(dir, "vmm.log"),
+    vmmOutput: path.join(dir, "vmm.out"),
+    serialLog: path.join(dir, "serial.log"),
+  };
+}

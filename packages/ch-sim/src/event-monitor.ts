@@ -17,7 +17,8 @@ export class EventMonitor {
   static open(spec: string | undefined): EventMonitor {
     if (spec === undefined) return new EventMonitor(undefined);
     const [key, value] = splitOption(spec);
-    if (key === "path") return new EventMonitor(fs.openSync(value, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NONBLOCK, 0o600));
+    if (key === "path")
+      return new EventMonitor(fs.openSync(value, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NONBLOCK, 0o600));
     if (key === "fd") return new EventMonitor(Number(value));
     throw new Error(`Error parsing --event-monitor: expected path=<path> or fd=<fd>, got '${spec}' (BareEventMonitor)`);
   }

@@ -6,7 +6,7 @@
  */
 import fs from "node:fs";
 import type { EventMonitor } from "./event-monitor.js";
-import { SimGuest, parseGuestBehaviour } from "./guest.js";
+import { parseGuestBehaviour, SimGuest } from "./guest.js";
 import type { HttpRequest, HttpResponse } from "./micro-http.js";
 import type { VmmLog } from "./vmm-log.js";
 
@@ -28,9 +28,24 @@ const GET_ROUTES = new Set(["vmm.ping", "vm.info", "vm.counters"]);
 const ACTIONS = new Set(["vmm.shutdown", "vm.boot", "vm.shutdown", "vm.reboot", "vm.pause", "vm.resume", "vm.power-button", "vm.delete", "vm.nmi"]);
 /** Real routes this test VMM does not implement: it says so rather than pretend. */
 const UNIMPLEMENTED = new Set([
-  "vm.resize", "vm.resize-disk", "vm.resize-zone", "vm.add-device", "vm.remove-device", "vm.add-disk", "vm.add-fs",
-  "vm.add-generic-vhost-user", "vm.add-pmem", "vm.add-net", "vm.add-vsock", "vm.add-vdpa", "vm.add-user-device",
-  "vm.snapshot", "vm.coredump", "vm.restore", "vm.receive-migration", "vm.send-migration",
+  "vm.resize",
+  "vm.resize-disk",
+  "vm.resize-zone",
+  "vm.add-device",
+  "vm.remove-device",
+  "vm.add-disk",
+  "vm.add-fs",
+  "vm.add-generic-vhost-user",
+  "vm.add-pmem",
+  "vm.add-net",
+  "vm.add-vsock",
+  "vm.add-vdpa",
+  "vm.add-user-device",
+  "vm.snapshot",
+  "vm.coredump",
+  "vm.restore",
+  "vm.receive-migration",
+  "vm.send-migration",
 ]);
 
 const err = (status: number, ...chain: string[]): HttpResponse => ({ status, body: chain });
@@ -112,9 +127,10 @@ export class Vmm {
   }
 
   private create(body: Buffer | undefined): HttpResponse {
+    if (body === undefined) return err(400, "Bad Request");
     let config: unknown;
     try {
-      config = JSON.parse(body?.toString("utf8") ?? "");
+      config = JSON.parse(body.toString("utf8"));
     } catch (e) {
       return err(400, "Failed to deserialize JSON", (e as Error).message);
     }

@@ -3,7 +3,7 @@
  * together, and shuts down on SIGTERM/SIGINT without touching running VMs.
  */
 import fs from "node:fs/promises";
-import { type Logger, destination, pino } from "pino";
+import { destination, type Logger, pino } from "pino";
 import { Orchestrator } from "./orchestrator/orchestrator.js";
 import { RpcAdapter } from "./rpc/adapter.js";
 import { computeMethods } from "./rpc/methods.js";

@@ -6,7 +6,8 @@ import type { ChVmConfig } from "./client.js";
 const MiB = 1024 * 1024;
 
 export function toChVmConfig(spec: VmSpec, paths: VmPaths): ChVmConfig {
-  const payload = "kernel" in spec.boot ? { kernel: spec.boot.kernel, initramfs: spec.boot.initramfs, cmdline: spec.boot.cmdline } : { firmware: spec.boot.firmware };
+  const payload =
+    "kernel" in spec.boot ? { kernel: spec.boot.kernel, initramfs: spec.boot.initramfs, cmdline: spec.boot.cmdline } : { firmware: spec.boot.firmware };
   return {
     payload,
     cpus: { boot_vcpus: spec.vcpus, max_vcpus: spec.vcpus },

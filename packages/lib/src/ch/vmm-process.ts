@@ -3,9 +3,10 @@
  * the daemon (stdout/stderr go to a file), so the daemon can exit or be
  * killed while the VM keeps running.
  */
-import fs from "node:fs/promises";
+
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import fs from "node:fs/promises";
 import type { VmPaths } from "../state/vm-paths.js";
 import { ChApiError, type ChClient } from "./client.js";
 

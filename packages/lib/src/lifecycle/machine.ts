@@ -1,7 +1,8 @@
 /**
  * The per-VM lifecycle: the one place that decides what may happen to a VM.
  * Eight states; every event a state does not list is refused. `REMOVE` is a
- * targetless event: it is accepted only where a VM may be deleted.
+ * self-transition accepted only where a VM may be deleted: the orchestrator
+ * asks whether it is allowed, then deletes the record (there is no ninth state).
  */
 import { setup } from "xstate";
 
@@ -30,12 +31,12 @@ export const vmLifecycleMachine = setup({ types: { events: {} as LifecycleEvent 
   states: {
     Pending: { on: { PROVISION: "Provisioning" } },
     Provisioning: { on: { PROVISIONED: "Configured", PROVISION_FAILED: "Failed" } },
-    Configured: { on: { START: "Starting", REMOVE: {} } },
+    Configured: { on: { START: "Starting", REMOVE: "Configured" } },
     // A failed start is the transition Starting → Failed (the original design's StartFailed).
     Starting: { on: { STARTED: "Running", START_FAILED: "Failed" } },
     Running: { on: { STOP: "Stopping", VMM_EXITED: "Failed", GUEST_POWERED_OFF: "Stopped" } },
     Stopping: { on: { STOPPED: "Stopped", STOP_FAILED: "Failed" } },
-    Stopped: { on: { START: "Starting", REMOVE: {} } },
-    Failed: { on: { START: "Starting", REMOVE: {} } },
+    Stopped: { on: { START: "Starting", REMOVE: "Stopped" } },
+    Failed: { on: { START: "Starting", REMOVE: "Failed" } },
   },
 });

@@ -6,14 +6,14 @@
 import fs from "node:fs/promises";
 import type { Logger } from "pino";
 import { ChApiError, describeChError } from "../ch/client.js";
-import { VmmLaunchError, type VmmExit } from "../ch/vmm-process.js";
-import { ErrorCode, RpcError, invalidParams, invalidState, vmExists, vmNotFound } from "../errors.js";
+import { type VmmExit, VmmLaunchError } from "../ch/vmm-process.js";
+import { ErrorCode, invalidParams, invalidState, RpcError, vmExists, vmNotFound } from "../errors.js";
 import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
 import type { VmList, VmSpec, VmStatus } from "../rpc/schemas.js";
 import type { StateStore } from "../state/store.js";
 import { MAX_SOCKET_PATH, vmPaths } from "../state/vm-paths.js";
-import { type VmEntry, entryFromRecord, newEntry, toRecord, toStatus } from "./vm-entry.js";
-import { type RunningVmm, bootVmm, haltVmm, killVmm, release } from "./vmm-control.js";
+import { entryFromRecord, newEntry, toRecord, toStatus, type VmEntry } from "./vm-entry.js";
+import { bootVmm, haltVmm, type RunningVmm, release } from "./vmm-control.js";
 
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
 export const DEFAULT_STOP_GRACE_MS = 10_000;
@@ -56,7 +56,9 @@ export class Orchestrator {
   async create(spec: VmSpec): Promise<VmStatus> {
     const paths = vmPaths(this.opts.store.stateDir, spec.id);
     if (Buffer.byteLength(paths.apiSocket) > MAX_SOCKET_PATH) {
-      throw invalidParams(`id '${spec.id}' is too long for state directory ${this.opts.store.stateDir}: ${paths.apiSocket} exceeds the ${MAX_SOCKET_PATH}-byte socket path limit`);
+      throw invalidParams(
+        `id '${spec.id}' is too long for state directory ${this.opts.store.stateDir}: ${paths.apiSocket} exceeds the ${MAX_SOCKET_PATH}-byte socket path limit`,
+      );
     }
     await checkFilesExist(spec);
     if (this.vms.has(spec.id)) throw vmExists(spec.id);
@@ -151,7 +153,12 @@ export class Orchestrator {
   }
 
   private async startError(vm: VmEntry, e: unknown): Promise<RpcError> {
-    const kvmHint = (await fs.access("/dev/kvm").then(() => true, () => false)) ? "" : " (note: /dev/kvm does not exist on this host)";
+    const kvmHint = (await fs.access("/dev/kvm").then(
+      () => true,
+      () => false,
+    ))
+      ? ""
+      : " (note: /dev/kvm does not exist on this host)";
     if (e instanceof ChApiError) {
       const code = e.timedOut ? ErrorCode.Timeout : ErrorCode.VmmError;
       const data = { id: vm.id, call: e.call, status: e.status ?? null, body: e.body ?? null };
@@ -209,10 +216,9 @@ function orphanEvent(state: string, pid: number | null): LifecycleEvent | undefi
 }
 
 async function checkFilesExist(spec: VmSpec): Promise<void> {
-  const files: [string, string][] = Object.entries(spec.boot).filter(([k]) => k !== "cmdline") as [string, string][];
-  spec.disks?.forEach((d, i) => files.push([`disks[${i}].path`, d.path]));
-  for (const [field, file] of files) {
-    const label = field.startsWith("disks") ? field : `boot.${field}`;
+  const boot = Object.entries(spec.boot).filter(([k]) => k !== "cmdline");
+  const files = [...boot.map(([k, v]) => [`boot.${k}`, v] as const), ...(spec.disks ?? []).map((d, i) => [`disks[${i}].path`, d.path] as const)];
+  for (const [label, file] of files) {
     const stat = await fs.stat(file).catch(() => undefined);
     if (!stat) throw invalidParams(`${label}: ${file} does not exist`, { field: label, path: file });
     if (!stat.isFile() && !stat.isBlockDevice()) throw invalidParams(`${label}: ${file} is not a file or block device`, { field: label, path: file });

@@ -21,7 +21,13 @@ const ESCALATION_WAIT_MS = 2_000;
 const SIGKILL_WAIT_MS = 5_000;
 
 /** Boots the VM; on any failure the VMM is killed and its socket removed before the error is thrown. */
-export async function bootVmm(binary: string, spec: VmSpec, paths: VmPaths, deadline: number, onSpawn: (vmm: RunningVmm) => Promise<void>): Promise<RunningVmm> {
+export async function bootVmm(
+  binary: string,
+  spec: VmSpec,
+  paths: VmPaths,
+  deadline: number,
+  onSpawn: (vmm: RunningVmm) => Promise<void>,
+): Promise<RunningVmm> {
   const process = await VmmProcess.spawn(binary, paths);
   const vmm = { process, client: new ChClient(paths.apiSocket) };
   const left = () => Math.max(1, deadline - Date.now());

@@ -3,16 +3,17 @@
  * says exactly what is wrong, dispatches through json-rpc-2.0, and turns
  * thrown errors into JSON-RPC errors. It knows nothing about sockets.
  */
-import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
+
 import type { TSchema } from "@sinclair/typebox";
+import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
 import {
+  createJSONRPCErrorResponse,
   JSONRPCErrorException,
   type JSONRPCErrorResponse,
   type JSONRPCID,
   type JSONRPCRequest,
   type JSONRPCResponse,
   JSONRPCServer,
-  createJSONRPCErrorResponse,
 } from "json-rpc-2.0";
 import type { Logger } from "pino";
 import { RpcError } from "../errors.js";

@@ -14,7 +14,12 @@ export const VmId = Type.String({
   description: "VM identifier: lower-case letters, digits, '_' and '-', at most 63 characters, starting with a letter or digit",
   errorMessage: `id must match ${VM_ID_PATTERN}`,
 });
-const AbsolutePath = Type.String({ pattern: "^/", maxLength: 4096, description: "Absolute path of an existing file", errorMessage: "must be an absolute path" });
+const AbsolutePath = Type.String({
+  pattern: "^/",
+  maxLength: 4096,
+  description: "Absolute path of an existing file",
+  errorMessage: "must be an absolute path",
+});
 const timeoutMs = (description: string) => Type.Integer({ minimum: 1, maximum: 3_600_000, description });
 
 export const KernelBoot = Type.Object(
@@ -25,7 +30,11 @@ export const FirmwareBoot = Type.Object({ firmware: AbsolutePath }, { ...strict,
 export const Disk = Type.Object({ path: AbsolutePath, readonly: Type.Optional(Type.Boolean()) }, strict);
 export const Net = Type.Object(
   {
-    tap: Type.String({ pattern: "^[A-Za-z0-9_.-]{1,15}$", description: "An existing tap device", errorMessage: "tap must be a Linux interface name (1-15 of [A-Za-z0-9_.-])" }),
+    tap: Type.String({
+      pattern: "^[A-Za-z0-9_.-]{1,15}$",
+      description: "An existing tap device",
+      errorMessage: "tap must be a Linux interface name (1-15 of [A-Za-z0-9_.-])",
+    }),
     mac: Type.Optional(Type.String({ pattern: "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$", errorMessage: "mac must look like 52:54:00:12:34:56" })),
   },
   strict,

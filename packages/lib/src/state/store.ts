@@ -5,8 +5,8 @@
  */
 import fs from "node:fs/promises";
 import writeFileAtomic from "write-file-atomic";
-import type { Transition } from "../lifecycle/vm-lifecycle.js";
 import type { VmState } from "../lifecycle/machine.js";
+import type { Transition } from "../lifecycle/vm-lifecycle.js";
 import type { VmSpec } from "../rpc/schemas.js";
 import { vmPaths } from "./vm-paths.js";
 

@@ -1,0 +1,39 @@
+# my_hypervisor: `make run` and `make test` work on a fresh clone with Node 20 and npm.
+.PHONY: all install build run test typecheck lint unit clean
+
+RUN_DIR := .run
+
+all: build
+
+# Reinstall only when the manifests change. Not `npm ci`: npm 11 writes lockfiles without
+# other platforms' optional packages (Biome's, Rollup's) and then `npm ci` refuses them
+# (npm/cli#4828, #8320). `npm install` with an in-sync lockfile installs exactly the locked versions.
+node_modules/.install-stamp: package.json package-lock.json packages/*/package.json
+	npm install --no-audit --no-fund
+	@touch $@
+
+install: node_modules/.install-stamp
+
+build: install
+	npm run build
+	@chmod +x packages/daemon/dist/main.js packages/ch-sim/dist/main.js
+
+# The daemon in the foreground with the test VMM, sockets under ./.run/.
+run: build
+	scripts/run-dev.sh $(RUN_DIR)
+
+typecheck: build
+	npx tsc -p tsconfig.test.json --noEmit
+
+lint: install
+	npx biome check .
+
+unit: build
+	@mkdir -p $(RUN_DIR)
+	npx vitest run --reporter=default --reporter=json --outputFile=$(RUN_DIR)/test-results.json
+
+# Type-check and lint are part of the test run.
+test: typecheck lint unit
+
+clean:
+	rm -rf node_modules packages/*/dist packages/*/tsconfig.tsbuildinfo packages/lib/src/ch/api.generated.ts $(RUN_DIR)

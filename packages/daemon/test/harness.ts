@@ -1,0 +1,203 @@
+/**
+ * Test harness: runs the real my_hypervisor-daemon binary with the test VMM
+ * and talks JSON-RPC to it over its real Unix socket.
+ */
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa, type ResultPromise } from "execa";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+export const DAEMON_BIN = path.join(root, "packages/daemon/dist/main.js");
+export const SIM_BIN = path.join(root, "packages/ch-sim/dist/main.js");
+
+export interface RpcErrorObject {
+  code: number;
+  message: string;
+  data?: unknown;
+}
+
+export class RpcCallError extends Error {
+  constructor(readonly error: RpcErrorObject) {
+    super(`${error.code}: ${error.message}`);
+  }
+}
+
+/** A newline-delimited JSON-RPC connection. */
+export class RpcConnection {
+  private buffer = "";
+  private nextId = 1;
+  private readonly waiting = new Map<unknown, (msg: Record<string, unknown>) => void>();
+  /** Every line received that no call claimed (replies to raw writes, batches). */
+  readonly unclaimed: unknown[] = [];
+  private readonly unclaimedWaiters: (() => void)[] = [];
+
+  private constructor(readonly socket: net.Socket) {
+    socket.setEncoding("utf8");
+    socket.on("data", (chunk: string) => {
+      this.buffer += chunk;
+      for (let nl = this.buffer.indexOf("\n"); nl >= 0; nl = this.buffer.indexOf("\n")) {
+        const msg = JSON.parse(this.buffer.slice(0, nl));
+        this.buffer = this.buffer.slice(nl + 1);
+        const claim = !Array.isArray(msg) && this.waiting.get(msg.id);
+        if (claim) {
+          this.waiting.delete(msg.id);
+          claim(msg);
+        } else {
+          this.unclaimed.push(msg);
+          for (const w of this.unclaimedWaiters.splice(0)) w();
+        }
+      }
+    });
+  }
+
+  static open(socketPath: string): Promise<RpcConnection> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect(socketPath);
+      s.once("connect", () => resolve(new RpcConnection(s)));
+      s.once("error", reject);
+    });
+  }
+
+  async call<T = Record<string, any>>(method: string, params?: unknown): Promise<T> {
+    const id = this.nextId++;
+    const reply = new Promise<Record<string, unknown>>((resolve) => this.waiting.set(id, resolve));
+    this.socket.write(`${JSON.stringify({ jsonrpc: "2.0", id, method, params })}\n`);
+    const msg = await reply;
+    if (msg.error) throw new RpcCallError(msg.error as RpcErrorObject);
+    return msg.result as T;
+  }
+
+  /** Calls and returns the JSON-RPC error, failing if the call succeeds. */
+  async callError(method: string, params?: unknown): Promise<RpcErrorObject> {
+    try {
+      await this.call(method, params);
+    } catch (e) {
+      if (e instanceof RpcCallError) return e.error;
+      throw e;
+    }
+    throw new Error(`${method} succeeded but an error was expected`);
+  }
+
+  /** Writes raw bytes; returns the next `n` unclaimed replies. */
+  async raw(data: string | Buffer, n = 1): Promise<any[]> {
+    const start = this.unclaimed.length;
+    this.socket.write(data);
+    while (this.unclaimed.length < start + n) await new Promise<void>((r) => this.unclaimedWaiters.push(r));
+    return this.unclaimed.slice(start, start + n);
+  }
+
+  close(): void {
+    this.socket.end();
+  }
+}
+
+export interface Daemon {
+  dir: string;
+  socket: string;
+  stateDir: string;
+  proc: ResultPromise;
+  rpc: RpcConnection;
+  /** A file that passes for a kernel with the test VMM. */
+  kernel: string;
+  stop(): Promise<void>;
+}
+
+/** A short temp dir: socket paths are limited to 107 bytes. */
+export function tempDir(): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), "mh-"));
+}
+
+export async function startDaemon(opts: { dir?: string; vmm?: string; args?: string[] } = {}): Promise<Daemon> {
+  const dir = opts.dir ?? tempDir();
+  const socket = path.join(dir, "rpc.sock");
+  const stateDir = path.join(dir, "state");
+  const kernel = path.join(dir, "vmlinux");
+  if (!fs.existsSync(kernel)) fs.writeFileSync(kernel, "not a real kernel: the test VMM only checks it can be read\n");
+  const proc = execa(
+    "node",
+    [
+      DAEMON_BIN,
+      "--rpc-socket",
+      socket,
+      "--state-dir",
+      stateDir,
+      "--console-dir",
+      path.join(dir, "console"),
+      "--cloud-hypervisor",
+      opts.vmm ?? SIM_BIN,
+      "--log-level",
+      "debug",
+      ...(opts.args ?? []),
+    ],
+    { reject: false, stdout: "ignore", stderr: { file: path.join(dir, "daemon.log"), append: true } },
+  );
+  await waitForSocket(socket, proc);
+  const rpc = await RpcConnection.open(socket);
+  return {
+    dir,
+    socket,
+    stateDir,
+    proc,
+    rpc,
+    kernel,
+    async stop() {
+      rpc.close();
+      proc.kill("SIGTERM");
+      await proc;
+    },
+  };
+}
+
+async function waitForSocket(socket: string, proc: ResultPromise): Promise<void> {
+  let exited = false;
+  void proc.then(() => {
+    exited = true;
+  });
+  for (let i = 0; i < 500; i++) {
+    if (exited) throw new Error(`daemon exited before listening: ${(await proc).stderr ?? ""}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(socket);
+      s.once("connect", () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once("error", () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(20);
+  }
+  throw new Error("daemon did not listen within 10 s");
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+export function killIfAlive(pid: number | null | undefined): void {
+  if (pid && isAlive(pid)) process.kill(pid, "SIGKILL");
+}
+
+/** Polls `check` until it returns a value other than undefined, or fails after `ms`. */
+export async function eventually<T>(check: () => T | undefined | Promise<T | undefined>, ms = 5000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await check();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await sleep(20);
+  }
+}
+
+export function vmSpec(d: Daemon, id: string, cmdline = "") {
+  return { id, vcpus: 1, memory_mib: 64, boot: { kernel: d.kernel, cmdline } };
+}

@@ -198,3 +198,13 @@ describe("the socket and the process", () => {
     expect(fs.readFileSync(path.join(own.dir, "daemon.log"), "utf8")).toMatch(/running VMs are left running/);
   });
 });
+
+describe("half-closed connections", () => {
+  it("answers a client that shuts down its sending side right after a slow request, as socat does", async () => {
+    const conn = await RpcConnection.open(d.socket);
+    const closed = new Promise<void>((resolve) => conn.socket.once("end", () => resolve()));
+    conn.socket.end(`${req("half", "compute.vm.create", vmSpec(d, "halfclosed"))}\n`);
+    await closed;
+    expect(conn.unclaimed).toEqual([expect.objectContaining({ id: "half", result: expect.objectContaining({ state: "Configured" }) })]);
+  });
+});

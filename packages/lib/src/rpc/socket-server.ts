@@ -19,7 +19,9 @@ export class RpcSocketServer {
     private readonly adapter: RpcAdapter,
     private readonly log: Logger,
   ) {
-    this.server = net.createServer((socket) => this.serve(socket));
+    // Half-open: a client such as `socat` shuts down its sending side after the request and
+    // still expects the reply, so our side ends only once its calls have answered.
+    this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.serve(socket));
   }
 
   async listen(path: string): Promise<void> {
@@ -50,21 +52,35 @@ export class RpcSocketServer {
     socket.on("close", () => this.connections.delete(socket));
     socket.on("error", (e) => this.log.debug({ err: e.message }, "RPC connection error"));
     const lines = new LineReader(MAX_LINE_BYTES);
+    const pending = new Set<Promise<void>>();
+    let peerEnded = false;
+    const endIfDone = () => {
+      if (peerEnded && pending.size === 0) socket.end();
+    };
     socket.on("data", (chunk) => {
       for (const item of lines.push(chunk)) {
         if (item.tooLong) this.reply(socket, tooLongReply());
-        else if (item.line.trim() !== "") this.track(socket, item.line);
+        else if (item.line.trim() !== "") this.track(socket, item.line, pending, endIfDone);
       }
+    });
+    socket.on("end", () => {
+      peerEnded = true;
+      endIfDone();
     });
   }
 
-  private track(socket: net.Socket, line: string): void {
+  private track(socket: net.Socket, line: string, pending: Set<Promise<void>>, done: () => void): void {
     const work = this.adapter.handleLine(line).then(
       (reply) => this.reply(socket, reply),
       (e) => this.log.error({ err: e }, "RPC line handling failed"),
     );
     this.inFlight.add(work);
-    void work.finally(() => this.inFlight.delete(work));
+    pending.add(work);
+    void work.finally(() => {
+      this.inFlight.delete(work);
+      pending.delete(work);
+      done();
+    });
   }
 
   private reply(socket: net.Socket, reply: unknown): void {

@@ -4,7 +4,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { runServer, VERSION } from "@my_hypervisor/lib";
 
-const USAGE = `Usage: my_hypervisor-daemon --rpc-socket PATH --state-dir DIR --console-dir DIR [--cloud-hypervisor BIN] [--log-level LEVEL]`;
+const USAGE = `Usage: my_hypervisor-daemon --rpc-socket PATH --state-dir DIR --console-dir DIR [--cloud-hypervisor BIN] [--log-level LEVEL] [--reconcile-interval-ms N]`;
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 function fail(message: string): never {
@@ -23,6 +23,7 @@ function parse() {
         "console-dir": { type: "string" },
         "cloud-hypervisor": { type: "string", default: "cloud-hypervisor" },
         "log-level": { type: "string", default: "info" },
+        "reconcile-interval-ms": { type: "string", default: "30000" },
         version: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -44,6 +45,8 @@ if (args.version) {
 for (const flag of ["rpc-socket", "state-dir", "console-dir"] as const) if (!args[flag]) fail(`--${flag} is required`);
 const level = args["log-level"] as string;
 if (!LEVELS.includes(level)) fail(`--log-level must be one of ${LEVELS.join(", ")}`);
+const reconcileIntervalMs = Number(args["reconcile-interval-ms"]);
+if (!Number.isInteger(reconcileIntervalMs) || reconcileIntervalMs < 100) fail("--reconcile-interval-ms must be an integer of at least 100");
 // A VMM binary given as a relative path is resolved now, not against a later cwd.
 const vmm = args["cloud-hypervisor"] as string;
 
@@ -54,6 +57,7 @@ try {
     consoleDir: path.resolve(args["console-dir"] as string),
     cloudHypervisor: vmm.includes("/") ? path.resolve(vmm) : vmm,
     logLevel: level,
+    reconcileIntervalMs,
   });
   await server.closed;
   process.exit(0);

@@ -63,10 +63,10 @@ describe("create, start, stop, start, stop, remove", () => {
     expect((await d.rpc.callError("compute.vm.status", { id: "walk" })).code).toBe(-32001);
   });
 
-  it("persists the record as state.json version 1", async () => {
+  it("persists the record as state.json version 2", async () => {
     await d.rpc.call("compute.vm.create", vmSpec(d, "persisted"));
     const record = JSON.parse(fs.readFileSync(path.join(d.stateDir, "persisted", "state.json"), "utf8"));
-    expect(record).toMatchObject({ version: 1, id: "persisted", state: "Configured", pid: null });
+    expect(record).toMatchObject({ version: 2, id: "persisted", state: "Configured", vmm: null, generation: 2 });
     expect(fs.statSync(path.join(d.stateDir, "persisted", "state.json")).mode & 0o777).toBe(0o600);
   });
 
@@ -157,7 +157,7 @@ describe("application errors", () => {
     const status = await d.rpc.call("compute.vm.status", { id: "slowboot" });
     expect(status).toMatchObject({ state: "Failed", pid: null });
     const record = JSON.parse(fs.readFileSync(path.join(d.stateDir, "slowboot", "state.json"), "utf8"));
-    expect(record.pid).toBeNull();
+    expect(record.vmm).toBeNull();
   });
 });
 

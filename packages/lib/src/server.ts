@@ -19,6 +19,8 @@ export interface ServerOptions {
   /** The VMM binary: a path, or a name looked up on PATH. */
   cloudHypervisor: string;
   logLevel: string;
+  /** How often the reconcile sweep runs (default 30 s). */
+  reconcileIntervalMs?: number;
 }
 
 export interface RunningServer {
@@ -33,7 +35,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   await store.init();
   await fs.mkdir(opts.consoleDir, { recursive: true, mode: 0o700 });
 
-  const orchestrator = new Orchestrator({ store, vmmBinary: opts.cloudHypervisor, log });
+  const orchestrator = new Orchestrator({ store, vmmBinary: opts.cloudHypervisor, log, reconcileIntervalMs: opts.reconcileIntervalMs });
   await orchestrator.load();
   const socket = new RpcSocketServer(new RpcAdapter(computeMethods(orchestrator), VERSION, log.child({ component: "rpc" })), log);
   await socket.listen(opts.rpcSocket);

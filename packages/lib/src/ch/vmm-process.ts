@@ -1,35 +1,70 @@
 /**
- * One cloud-hypervisor process. It runs in its own session with no pipe to
- * the daemon (stdout/stderr go to a file), so the daemon can exit or be
- * killed while the VM keeps running.
+ * One cloud-hypervisor process, identified by pid and start time. A spawned
+ * VMM runs in its own session with no pipe to the daemon (stdout/stderr go to
+ * a file), so the daemon can exit or be killed while the VM keeps running. An
+ * adopted VMM (found again after a daemon restart) is not the daemon's child:
+ * its exit is detected by polling /proc, and its exit status is unknown.
  */
-
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import fs from "node:fs/promises";
 import type { VmPaths } from "../state/vm-paths.js";
 import { ChApiError, type ChClient } from "./client.js";
+import { isAlive, type ProcessIdentity, readProcStat } from "./proc.js";
 
 export interface VmmExit {
+  /** null with signal null: the exit status is unknown (an adopted VMM). */
   code: number | null;
   signal: string | null;
 }
 
 const API_POLL_MS = 10;
+/** Adopted VMMs are checked this often: an exit is noticed well within 1 s. */
+export const EXIT_POLL_MS = 250;
 
 export class VmmLaunchError extends Error {}
 
+/** Polls /proc for the VMMs that are not the daemon's children. */
+class ExitPoller {
+  private readonly watched = new Set<VmmProcess>();
+  private timer: NodeJS.Timeout | undefined;
+
+  watch(p: VmmProcess): void {
+    this.watched.add(p);
+    this.timer ??= setInterval(() => void this.poll(), EXIT_POLL_MS).unref();
+  }
+
+  unwatch(p: VmmProcess): void {
+    this.watched.delete(p);
+    if (this.watched.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private async poll(): Promise<void> {
+    await Promise.all([...this.watched].map(async (p) => (await isAlive(p.identity)) || p.markExited({ code: null, signal: null })));
+  }
+}
+
+const poller = new ExitPoller();
+
 export class VmmProcess {
   private exit: VmmExit | undefined;
+  private resolveExit!: (e: VmmExit) => void;
+  readonly exited: Promise<VmmExit>;
 
   private constructor(
-    readonly pid: number,
-    readonly exited: Promise<VmmExit>,
+    readonly identity: ProcessIdentity,
     private readonly outputPath: string,
   ) {
-    void exited.then((e) => {
-      this.exit = e;
+    this.exited = new Promise((resolve) => {
+      this.resolveExit = resolve;
     });
+  }
+
+  get pid(): number {
+    return this.identity.pid;
   }
 
   static async spawn(binary: string, paths: VmPaths): Promise<VmmProcess> {
@@ -40,18 +75,36 @@ export class VmmProcess {
     try {
       // stdio is a file, not a pipe: a dead daemon must not take the VMM's output with it.
       const child = spawn(binary, args, { detached: true, stdio: ["ignore", output.fd, output.fd] });
-      const exited = new Promise<VmmExit>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+      const exit = new Promise<VmmExit>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
       const spawned = await Promise.race([once(child, "spawn").then(() => true as const), once(child, "error").then(([e]) => e as Error)]);
       if (spawned !== true) throw new VmmLaunchError(`cannot run VMM binary '${binary}': ${spawned.message}`);
       child.unref();
-      return new VmmProcess(child.pid as number, exited, paths.vmmOutput);
+      const pid = child.pid as number;
+      const stat = await readProcStat(pid);
+      const vmm = new VmmProcess({ pid, start_time: stat?.startTime ?? "" }, paths.vmmOutput);
+      void exit.then((e) => vmm.markExited(e));
+      return vmm;
     } finally {
       await output.close();
     }
   }
 
+  /** Takes over a VMM a previous daemon started; the caller has checked its identity. */
+  static adopt(identity: ProcessIdentity, paths: VmPaths): VmmProcess {
+    const vmm = new VmmProcess(identity, paths.vmmOutput);
+    poller.watch(vmm);
+    return vmm;
+  }
+
   get hasExited(): boolean {
     return this.exit !== undefined;
+  }
+
+  markExited(exit: VmmExit): void {
+    if (this.exit) return;
+    this.exit = exit;
+    poller.unwatch(this);
+    this.resolveExit(exit);
   }
 
   /** Polls vmm.ping until the API answers; fails fast if the process exits first. */
@@ -82,8 +135,13 @@ export class VmmProcess {
     return done;
   }
 
-  signal(sig: NodeJS.Signals): void {
+  /** Signals the VMM only while pid and start time still name it: a reused pid is never hit. */
+  async signal(sig: NodeJS.Signals): Promise<void> {
     if (this.exit) return;
+    if (!(await isAlive(this.identity))) {
+      this.markExited({ code: null, signal: null });
+      return;
+    }
     try {
       process.kill(this.pid, sig);
     } catch (e) {
@@ -91,10 +149,10 @@ export class VmmProcess {
     }
   }
 
-  /** "code 1" or "signal SIGKILL", plus the last lines the VMM printed. */
+  /** "exit code 1" or "killed by SIGKILL", plus the last lines the VMM printed. */
   async describeExit(): Promise<string> {
     const e = this.exit;
-    const how = !e ? "still running" : e.signal ? `killed by ${e.signal}` : `exit code ${e.code}`;
+    const how = !e ? "still running" : e.signal ? `killed by ${e.signal}` : e.code !== null ? `exit code ${e.code}` : "exit status unknown";
     const tail = await lastLines(this.outputPath, 5);
     return tail ? `${how}; VMM output: ${tail}` : how;
   }

@@ -3,6 +3,7 @@
  * Eight states; every event a state does not list is refused. `REMOVE` is a
  * self-transition accepted only where a VM may be deleted: the orchestrator
  * asks whether it is allowed, then deletes the record (there is no ninth state).
+ * `START` needs a spec: a VM whose record could not be read can only be removed.
  */
 import { setup } from "xstate";
 
@@ -13,8 +14,9 @@ export type LifecycleEvent =
   | { type: "PROVISION" }
   | { type: "PROVISIONED" }
   | { type: "PROVISION_FAILED"; reason: string }
+  | { type: "LOAD_FAILED"; reason: string }
   | { type: "START" }
-  | { type: "STARTED" }
+  | { type: "STARTED"; reason?: string }
   | { type: "START_FAILED"; reason: string }
   | { type: "STOP" }
   | { type: "STOPPED"; reason?: string }
@@ -25,18 +27,25 @@ export type LifecycleEvent =
 
 export type LifecycleEventType = LifecycleEvent["type"];
 
-export const vmLifecycleMachine = setup({ types: { events: {} as LifecycleEvent } }).createMachine({
+const start = { target: "Starting", guard: "hasSpec" } as const;
+
+export const vmLifecycleMachine = setup({
+  types: { events: {} as LifecycleEvent, context: {} as { hasSpec: boolean }, input: {} as { hasSpec: boolean } },
+  guards: { hasSpec: ({ context }) => context.hasSpec },
+}).createMachine({
   id: "vm",
   initial: "Pending",
+  context: ({ input }) => ({ hasSpec: input.hasSpec }),
   states: {
-    Pending: { on: { PROVISION: "Provisioning" } },
+    // LOAD_FAILED: a record found at start-up that cannot be read.
+    Pending: { on: { PROVISION: "Provisioning", LOAD_FAILED: "Failed" } },
     Provisioning: { on: { PROVISIONED: "Configured", PROVISION_FAILED: "Failed" } },
-    Configured: { on: { START: "Starting", REMOVE: "Configured" } },
+    Configured: { on: { START: start, REMOVE: "Configured" } },
     // A failed start is the transition Starting → Failed (the original design's StartFailed).
     Starting: { on: { STARTED: "Running", START_FAILED: "Failed" } },
     Running: { on: { STOP: "Stopping", VMM_EXITED: "Failed", GUEST_POWERED_OFF: "Stopped" } },
     Stopping: { on: { STOPPED: "Stopped", STOP_FAILED: "Failed" } },
-    Stopped: { on: { START: "Starting", REMOVE: "Stopped" } },
-    Failed: { on: { START: "Starting", REMOVE: "Failed" } },
+    Stopped: { on: { START: start, REMOVE: "Stopped" } },
+    Failed: { on: { START: start, REMOVE: "Failed" } },
   },
 });

@@ -22,9 +22,9 @@ export class VmLifecycle {
   private history: Transition[];
 
   /** Restores a VM at `state` (after a restart) or starts a new one at Pending. */
-  constructor(state: VmState = "Pending", history: Transition[] = []) {
-    const snapshot = vmLifecycleMachine.resolveState({ value: state, context: {} });
-    this.actor = createActor(vmLifecycleMachine, { snapshot }).start();
+  constructor(state: VmState = "Pending", history: Transition[] = [], opts: { hasSpec: boolean } = { hasSpec: true }) {
+    const snapshot = vmLifecycleMachine.resolveState({ value: state, context: { hasSpec: opts.hasSpec } });
+    this.actor = createActor(vmLifecycleMachine, { snapshot, input: opts }).start();
     this.history = history.slice(-TRANSITION_HISTORY);
   }
 

@@ -6,43 +6,67 @@
 import fs from "node:fs/promises";
 import type { Logger } from "pino";
 import { ChApiError, describeChError } from "../ch/client.js";
+import { readEvents } from "../ch/event-monitor.js";
 import { type VmmExit, VmmLaunchError } from "../ch/vmm-process.js";
 import { ErrorCode, invalidParams, invalidState, RpcError, vmExists, vmNotFound } from "../errors.js";
 import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
 import type { VmList, VmSpec, VmStatus } from "../rpc/schemas.js";
 import type { StateStore } from "../state/store.js";
 import { MAX_SOCKET_PATH, vmPaths } from "../state/vm-paths.js";
-import { entryFromRecord, newEntry, toRecord, toStatus, type VmEntry } from "./vm-entry.js";
+import { type Adoption, adoptRecord, vmmDeathEvent } from "./adoption.js";
+import { reconcile } from "./reconcile.js";
+import { entryFromRecord, newEntry, toRecord, toStatus, unreadableEntry, type VmEntry } from "./vm-entry.js";
 import { bootVmm, haltVmm, type RunningVmm, release } from "./vmm-control.js";
 
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
 export const DEFAULT_STOP_GRACE_MS = 10_000;
+export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000;
 
 export interface OrchestratorOptions {
   store: StateStore;
   vmmBinary: string;
   log: Logger;
+  reconcileIntervalMs?: number;
 }
 
 export class Orchestrator {
   private readonly vms = new Map<string, VmEntry>();
   private readonly log: Logger;
+  private reconcileTimer: NodeJS.Timeout | undefined;
+  private reconciling: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly opts: OrchestratorOptions) {
     this.log = opts.log.child({ component: "orchestrator" });
   }
 
-  /** Loads the records a previous daemon left. */
+  /**
+   * Loads the records a previous daemon left and re-adopts their VMMs, so that
+   * `list` and `status` are right as soon as the socket accepts. Then sweeps
+   * for orphans and starts the periodic reconcile.
+   */
   async load(): Promise<void> {
+    const finished = await this.opts.store.emptyTrash();
+    if (finished.length > 0) this.log.info({ dirs: finished }, "finished interrupted removals");
     const { records, unreadable } = await this.opts.store.loadAll();
-    for (const bad of unreadable) this.log.error({ vm: bad.id, err: bad.error }, "cannot read VM record; left on disk untouched");
-    for (const record of records) {
-      const vm = entryFromRecord(record, vmPaths(this.opts.store.stateDir, record.id));
-      this.vms.set(vm.id, vm);
-      const orphaned = orphanEvent(vm.lifecycle.state, record.pid);
-      if (orphaned) await this.transition(vm, orphaned);
+    for (const bad of unreadable) {
+      this.log.error({ vm: bad.id, err: bad.error }, "cannot read VM record; the VM is Failed and its file kept as found");
+      this.vms.set(bad.id, unreadableEntry(bad.id, bad.error, vmPaths(this.opts.store.stateDir, bad.id)));
     }
-    this.log.info({ vms: this.vms.size }, "VM records loaded");
+    await Promise.all(
+      records.map(async ({ record, migrated }) => {
+        const vm = entryFromRecord(record, vmPaths(this.opts.store.stateDir, record.id));
+        this.vms.set(vm.id, vm);
+        await this.applyAdoption(vm, await adoptRecord(record, vm.paths));
+        if (migrated) {
+          this.log.info({ vm: vm.id }, "state.json migrated from version 1 to 2");
+          await this.persist(vm);
+        }
+      }),
+    );
+    await this.reconcileNow();
+    const interval = this.opts.reconcileIntervalMs ?? DEFAULT_RECONCILE_INTERVAL_MS;
+    this.reconcileTimer = setInterval(() => void this.reconcileNow(), interval).unref();
+    this.log.info({ vms: this.vms.size, running: [...this.vms.values()].filter((v) => v.vmm).length }, "VM records loaded and VMMs re-adopted");
   }
 
   list(): VmList {
@@ -81,7 +105,7 @@ export class Orchestrator {
       this.require(vm, "START", "start");
       await this.transition(vm, { type: "START" });
       try {
-        vm.vmm = await bootVmm(this.opts.vmmBinary, vm.spec, vm.paths, Date.now() + timeoutMs, (vmm) => this.adoptSpawned(vm, vmm));
+        vm.vmm = await bootVmm(this.opts.vmmBinary, vm.spec as VmSpec, vm.paths, Date.now() + timeoutMs, (vmm) => this.adoptSpawned(vm, vmm));
       } catch (e) {
         vm.vmm = undefined;
         const error = await this.startError(vm, e);
@@ -114,9 +138,42 @@ export class Orchestrator {
     });
   }
 
-  /** Daemon shutdown: close API clients, leave every VMM running. */
+  /** Daemon shutdown: stop sweeping, close API clients, leave every VMM running. */
   async close(): Promise<void> {
+    clearInterval(this.reconcileTimer);
+    await this.reconciling;
     await Promise.all([...this.vms.values()].map((vm) => vm.vmm?.client.close()));
+  }
+
+  /** One sweep at a time; a failing sweep is logged, never fatal. */
+  reconcileNow(): Promise<unknown> {
+    this.reconciling = this.reconciling
+      .then(() => reconcile(this.opts.store.stateDir, this.vms, this.log))
+      .catch((e) => this.log.error({ err: (e as Error).message }, "reconcile sweep failed"));
+    return this.reconciling;
+  }
+
+  private async applyAdoption(vm: VmEntry, adoption: Adoption): Promise<void> {
+    if (adoption.kind === "unchanged") return;
+    if (adoption.kind === "gone") return this.transition(vm, adoption.event);
+    vm.vmm = adoption.vmm;
+    this.log.info({ vm: vm.id, pid: adoption.vmm.process.pid }, "re-adopted VMM");
+    if (adoption.kind === "finish-stop") {
+      // The stop the restart interrupted goes on in the background, in the VM's queue.
+      void this.serialize(vm.id, () => this.finishStop(vm, adoption.vmm)).catch((e) =>
+        this.log.error({ vm: vm.id, err: (e as Error).message }, "could not finish an interrupted stop"),
+      );
+      return;
+    }
+    this.watchExit(vm, adoption.vmm);
+    if (adoption.event) await this.transition(vm, adoption.event);
+  }
+
+  private async finishStop(vm: VmEntry, vmm: RunningVmm): Promise<void> {
+    const outcome = await haltVmm(vmm, vm.paths, 0, this.log.child({ vm: vm.id }));
+    if (outcome === undefined) return this.transition(vm, { type: "STOP_FAILED", reason: `VMM pid ${vmm.process.pid} survived SIGKILL` });
+    vm.vmm = undefined;
+    await this.transition(vm, { type: "STOPPED", reason: `stop finished after a daemon restart: ${outcome}` });
   }
 
   private async stopNow(vm: VmEntry, graceMs: number): Promise<void> {
@@ -146,8 +203,11 @@ export class Orchestrator {
       vm.vmm = undefined;
       await release(vmm, vm.paths);
       const how = await vmm.process.describeExit();
-      const event: LifecycleEvent =
-        exit.code === 0 ? { type: "GUEST_POWERED_OFF", reason: `VMM exited 0 (${how})` } : { type: "VMM_EXITED", reason: `VMM exited unexpectedly (${how})` };
+      let event: LifecycleEvent;
+      if (exit.code === null && exit.signal === null)
+        event = vmmDeathEvent(await readEvents(vm.paths.eventMonitor), `VMM pid ${vmm.process.pid} exited (${how})`);
+      else if (exit.code === 0) event = { type: "GUEST_POWERED_OFF", reason: `VMM exited 0 (${how})` };
+      else event = { type: "VMM_EXITED", reason: `VMM exited unexpectedly (${how})` };
       await this.transition(vm, event).catch((e) => this.log.error({ vm: vm.id, err: (e as Error).message }, "cannot record VMM exit"));
     });
   }
@@ -192,27 +252,17 @@ export class Orchestrator {
 
   private async transition(vm: VmEntry, event: LifecycleEvent): Promise<void> {
     const t = vm.lifecycle.apply(event);
+    vm.generation += 1;
     vm.updated_at = t.at;
     this.log.info({ vm: vm.id, from: t.from, to: t.to, event: t.event, reason: t.reason }, "VM transition");
     await this.persist(vm);
   }
 
-  private persist(vm: VmEntry): Promise<void> {
-    return this.opts.store.save(toRecord(vm));
+  private async persist(vm: VmEntry): Promise<void> {
+    // An unreadable record stays as it was found: it is the evidence of what went wrong.
+    if (vm.unreadable || !vm.spec) return;
+    await this.opts.store.save(toRecord({ ...vm, spec: vm.spec }));
   }
-}
-
-/**
- * A record left in a state that needs a live VMM. Until re-adoption exists,
- * such a VM is marked Failed; its VMM, if still alive, is left untouched.
- */
-function orphanEvent(state: string, pid: number | null): LifecycleEvent | undefined {
-  const reason = `daemon restarted while the VM was ${state}; VMM pid ${pid ?? "none"} was not re-adopted`;
-  if (state === "Provisioning") return { type: "PROVISION_FAILED", reason };
-  if (state === "Starting") return { type: "START_FAILED", reason };
-  if (state === "Running") return { type: "VMM_EXITED", reason };
-  if (state === "Stopping") return { type: "STOP_FAILED", reason };
-  return undefined;
 }
 
 async function checkFilesExist(spec: VmSpec): Promise<void> {

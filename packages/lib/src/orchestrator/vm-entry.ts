@@ -1,27 +1,30 @@
 /** What the orchestrator holds for one VM while the daemon runs. */
-import type { ChClient } from "../ch/client.js";
-import type { VmmProcess } from "../ch/vmm-process.js";
 import { VmLifecycle } from "../lifecycle/vm-lifecycle.js";
 import type { VmSpec, VmStatus } from "../rpc/schemas.js";
-import type { VmRecord } from "../state/store.js";
+import { RECORD_VERSION, type VmRecord } from "../state/record.js";
 import type { VmPaths } from "../state/vm-paths.js";
+import type { RunningVmm } from "./vmm-control.js";
 
 export interface VmEntry {
   id: string;
-  spec: VmSpec;
+  /** null only for a record that could not be read. */
+  spec: VmSpec | null;
   paths: VmPaths;
   lifecycle: VmLifecycle;
+  generation: number;
   created_at: string;
   updated_at: string;
   /** The running VMM and its API client, while there is one. */
-  vmm?: { process: VmmProcess; client: ChClient };
+  vmm?: RunningVmm;
+  /** Set when state.json could not be read: the file is kept as found, never overwritten. */
+  unreadable?: string;
   /** Tail of the per-VM operation queue: operations on one VM run one at a time. */
   queue: Promise<unknown>;
 }
 
 export function newEntry(spec: VmSpec, paths: VmPaths): VmEntry {
   const now = new Date().toISOString();
-  return { id: spec.id, spec, paths, lifecycle: new VmLifecycle(), created_at: now, updated_at: now, queue: Promise.resolve() };
+  return { id: spec.id, spec, paths, lifecycle: new VmLifecycle(), generation: 0, created_at: now, updated_at: now, queue: Promise.resolve() };
 }
 
 export function entryFromRecord(record: VmRecord, paths: VmPaths): VmEntry {
@@ -30,19 +33,40 @@ export function entryFromRecord(record: VmRecord, paths: VmPaths): VmEntry {
     spec: record.spec,
     paths,
     lifecycle: new VmLifecycle(record.state, record.transitions),
+    generation: record.generation,
     created_at: record.created_at,
     updated_at: record.updated_at,
     queue: Promise.resolve(),
   };
 }
 
-export function toRecord(vm: VmEntry): VmRecord {
+/** A VM whose record cannot be read: Failed with the reason, removable, never startable. */
+export function unreadableEntry(id: string, error: string, paths: VmPaths): VmEntry {
+  const now = new Date().toISOString();
+  const vm: VmEntry = {
+    id,
+    spec: null,
+    paths,
+    lifecycle: new VmLifecycle("Pending", [], { hasSpec: false }),
+    generation: 0,
+    created_at: now,
+    updated_at: now,
+    unreadable: error,
+    queue: Promise.resolve(),
+  };
+  vm.lifecycle.apply({ type: "LOAD_FAILED", reason: `state.json cannot be read: ${error}` });
+  return vm;
+}
+
+export function toRecord(vm: VmEntry & { spec: VmSpec }): VmRecord {
+  const p = vm.vmm?.process;
   return {
-    version: 1,
+    version: RECORD_VERSION,
     id: vm.id,
     spec: vm.spec,
     state: vm.lifecycle.state,
-    pid: vm.vmm?.process.pid ?? null,
+    generation: vm.generation,
+    vmm: p ? { pid: p.pid, start_time: p.identity.start_time, api_socket: vm.paths.apiSocket, event_monitor: vm.paths.eventMonitor } : null,
     created_at: vm.created_at,
     updated_at: vm.updated_at,
     transitions: [...vm.lifecycle.transitions],
@@ -50,6 +74,13 @@ export function toRecord(vm: VmEntry): VmRecord {
 }
 
 export function toStatus(vm: VmEntry): VmStatus {
-  const { version: _v, ...status } = toRecord(vm);
-  return status;
+  return {
+    id: vm.id,
+    state: vm.lifecycle.state,
+    pid: vm.vmm?.process.pid ?? null,
+    spec: vm.spec,
+    created_at: vm.created_at,
+    updated_at: vm.updated_at,
+    transitions: [...vm.lifecycle.transitions],
+  };
 }

@@ -47,7 +47,7 @@ export async function bootVmm(
 
 /** SIGKILL and release; for failed starts, where nothing in the guest is worth waiting for. */
 export async function killVmm(vmm: RunningVmm, paths: VmPaths): Promise<void> {
-  vmm.process.signal("SIGKILL");
+  await vmm.process.signal("SIGKILL");
   await vmm.process.waitForExit(SIGKILL_WAIT_MS);
   await release(vmm, paths);
 }

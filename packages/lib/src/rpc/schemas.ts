@@ -84,7 +84,7 @@ export const VmStatus = Type.Object(
     id: VmId,
     state: State,
     pid: Pid,
-    spec: CreateParams,
+    spec: Type.Union([CreateParams, Type.Null()], { description: "null only when the VM's state.json could not be read" }),
     created_at: Type.String({ format: "date-time" }),
     updated_at: Type.String({ format: "date-time" }),
     transitions: Type.Array(TransitionSchema, { description: "The most recent transitions, oldest first (at most 64)" }),

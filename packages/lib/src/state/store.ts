@@ -1,28 +1,17 @@
 /**
  * Durable per-VM records: `<state-dir>/<id>/state.json`, replaced atomically
  * (temp file, fsync, rename, then fsync of the directory), so a crash leaves
- * either the old or the new record.
+ * either the old or the new record. A VM directory is removed by renaming it
+ * out of the way first, so a crash mid-removal never leaves half a VM.
  */
+import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
+import path from "node:path";
 import writeFileAtomic from "write-file-atomic";
-import type { VmState } from "../lifecycle/machine.js";
-import type { Transition } from "../lifecycle/vm-lifecycle.js";
-import type { VmSpec } from "../rpc/schemas.js";
+import { parseRecord, type VmRecord } from "./record.js";
 import { vmPaths } from "./vm-paths.js";
 
-export const RECORD_VERSION = 1;
-
-/** state.json, version 1 (documented in docs/adr/0003-state-file.md). */
-export interface VmRecord {
-  version: typeof RECORD_VERSION;
-  id: string;
-  spec: VmSpec;
-  state: VmState;
-  pid: number | null;
-  created_at: string;
-  updated_at: string;
-  transitions: Transition[];
-}
+const TRASH_PREFIX = ".removing-";
 
 export interface UnreadableRecord {
   id: string;
@@ -40,39 +29,51 @@ export class StateStore {
     const { dir, record: file } = vmPaths(this.stateDir, record.id);
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
     await writeFileAtomic(file, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600, fsync: true });
-    const handle = await fs.open(dir, "r");
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await fsyncDir(dir);
   }
 
-  /** Deletes the VM's directory and everything left in it. */
+  /** Deletes the VM's directory: one atomic rename makes it gone, then the files go. */
   async remove(id: string): Promise<void> {
-    await fs.rm(vmPaths(this.stateDir, id).dir, { recursive: true, force: true });
+    const trash = path.join(this.stateDir, `${TRASH_PREFIX}${id}-${randomBytes(4).toString("hex")}`);
+    try {
+      await fs.rename(vmPaths(this.stateDir, id).dir, trash);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw e;
+    }
+    await fsyncDir(this.stateDir);
+    await fs.rm(trash, { recursive: true, force: true });
   }
 
-  /** Every record on disk; the ones that cannot be read are reported, not dropped. */
-  async loadAll(): Promise<{ records: VmRecord[]; unreadable: UnreadableRecord[] }> {
-    const records: VmRecord[] = [];
+  /** Finishes removals a crash interrupted. */
+  async emptyTrash(): Promise<string[]> {
+    const trash = (await fs.readdir(this.stateDir)).filter((n) => n.startsWith(TRASH_PREFIX));
+    await Promise.all(trash.map((n) => fs.rm(path.join(this.stateDir, n), { recursive: true, force: true })));
+    return trash;
+  }
+
+  /** Every record on disk, as v2; the ones that cannot be read are reported, not dropped. */
+  async loadAll(): Promise<{ records: { record: VmRecord; migrated: boolean }[]; unreadable: UnreadableRecord[] }> {
+    const records: { record: VmRecord; migrated: boolean }[] = [];
     const unreadable: UnreadableRecord[] = [];
     for (const entry of await fs.readdir(this.stateDir, { withFileTypes: true })) {
-      if (!entry.isDirectory()) continue;
+      if (!entry.isDirectory() || entry.name.startsWith(".")) continue;
+      const paths = vmPaths(this.stateDir, entry.name);
       try {
-        records.push(parseRecord(await fs.readFile(vmPaths(this.stateDir, entry.name).record, "utf8"), entry.name));
+        records.push(parseRecord(await fs.readFile(paths.record, "utf8"), entry.name, paths));
       } catch (e) {
-        unreadable.push({ id: entry.name, error: (e as Error).message });
+        unreadable.push({ id: entry.name, error: `${paths.record}: ${(e as Error).message}` });
       }
     }
     return { records, unreadable };
   }
 }
 
-function parseRecord(text: string, dirName: string): VmRecord {
-  const data = JSON.parse(text) as Partial<VmRecord>;
-  if (data.version !== RECORD_VERSION) throw new Error(`unsupported state.json version ${String(data.version)}`);
-  if (data.id !== dirName) throw new Error(`state.json names VM '${String(data.id)}' but lives in '${dirName}'`);
-  if (!data.spec || !data.state || !Array.isArray(data.transitions)) throw new Error("state.json lacks spec, state or transitions");
-  return data as VmRecord;
+async function fsyncDir(dir: string): Promise<void> {
+  const handle = await fs.open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
 }

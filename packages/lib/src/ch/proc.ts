@@ -1,0 +1,60 @@
+/**
+ * What /proc says about a process: its state letter, its start time (clock
+ * ticks since boot, field 22 of /proc/<pid>/stat) and its argv. A pid plus
+ * its start time identifies one process for good; a reused pid has another
+ * start time. A zombie (`Z`) has exited: it is dead, not alive.
+ */
+import fs from "node:fs/promises";
+
+export interface ProcessIdentity {
+  pid: number;
+  /** Field 22 of /proc/<pid>/stat, as a decimal string. */
+  start_time: string;
+}
+
+export interface ProcStat {
+  state: string;
+  startTime: string;
+}
+
+export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
+  let text: string;
+  try {
+    text = await fs.readFile(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return undefined;
+  }
+  // comm (field 2) may hold spaces and parentheses: fields resume after the last ')'.
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  const state = fields[0];
+  const startTime = fields[19];
+  return state && startTime ? { state, startTime } : undefined;
+}
+
+/** The process still runs and is the one the identity names. */
+export async function isAlive(identity: ProcessIdentity): Promise<boolean> {
+  const stat = await readProcStat(identity.pid);
+  return stat !== undefined && stat.state !== "Z" && stat.state !== "X" && stat.startTime === identity.start_time;
+}
+
+export async function readCmdline(pid: number): Promise<string[]> {
+  try {
+    return (await fs.readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0").filter((a) => a !== "");
+  } catch {
+    return [];
+  }
+}
+
+/** Every live process whose argv contains an argument starting with `prefix`, with that argument. */
+export async function findProcessesByArg(prefix: string): Promise<{ identity: ProcessIdentity; arg: string }[]> {
+  const found: { identity: ProcessIdentity; arg: string }[] = [];
+  for (const entry of await fs.readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    const arg = (await readCmdline(pid)).find((a) => a.startsWith(prefix));
+    if (arg === undefined) continue;
+    const stat = await readProcStat(pid);
+    if (stat && stat.state !== "Z") found.push({ identity: { pid, start_time: stat.startTime }, arg });
+  }
+  return found;
+}

@@ -1,0 +1,85 @@
+/**
+ * Re-adoption after a daemon restart: for a record that needs a live VMM,
+ * check the process's identity (pid, start time, and that its argv names this
+ * VM's API socket), then vmm.ping, then vm.info, and say what the VM now is.
+ * A process that fails the identity check is never signalled.
+ */
+import { ChClient } from "../ch/client.js";
+import { endedWithVmmShutdown, readEvents } from "../ch/event-monitor.js";
+import { isAlive, type ProcessIdentity, readCmdline, readProcStat } from "../ch/proc.js";
+import { VmmProcess } from "../ch/vmm-process.js";
+import type { LifecycleEvent } from "../lifecycle/machine.js";
+import type { VmmRecord, VmRecord } from "../state/record.js";
+import type { VmPaths } from "../state/vm-paths.js";
+import { killVmm, type RunningVmm } from "./vmm-control.js";
+
+const ADOPT_CALL_TIMEOUT_MS = 2_000;
+
+export type Adoption =
+  /** Nothing to do: the record's state needs no VMM. */
+  | { kind: "unchanged" }
+  /** The VMM runs and is ours; `event` completes a transition the restart interrupted. */
+  | { kind: "running"; vmm: RunningVmm; event?: LifecycleEvent }
+  /** The VM was being stopped and its VMM still runs: finish the stop. */
+  | { kind: "finish-stop"; vmm: RunningVmm }
+  /** The VMM is gone (or was discarded): apply this transition. */
+  | { kind: "gone"; event: LifecycleEvent };
+
+export async function adoptRecord(record: VmRecord, paths: VmPaths): Promise<Adoption> {
+  const { state } = record;
+  if (state === "Provisioning") return { kind: "gone", event: { type: "PROVISION_FAILED", reason: "daemon restarted during provisioning" } };
+  if (state !== "Starting" && state !== "Running" && state !== "Stopping") return { kind: "unchanged" };
+
+  const identity = record.vmm ? await establishIdentity(record.vmm, paths) : undefined;
+  if (!identity) return { kind: "gone", event: await deadVmmEvent(record, paths) };
+
+  const vmm: RunningVmm = { process: VmmProcess.adopt(identity, paths), client: new ChClient(paths.apiSocket) };
+  if (state === "Stopping") return { kind: "finish-stop", vmm };
+  const vmState = await vmmVmState(vmm);
+  if (vmState === "Running" || vmState === "Paused") {
+    return state === "Starting"
+      ? { kind: "running", vmm, event: { type: "STARTED", reason: "the start completed while the daemon restarted" } }
+      : { kind: "running", vmm };
+  }
+  if (state === "Running" && vmState === "unreachable") return { kind: "running", vmm };
+  // A VMM that lives but holds no running VM: a start cut short, or a guest that powered off under --no-shutdown.
+  await killVmm(vmm, paths);
+  const reason = `daemon restarted; VMM pid ${identity.pid} reported ${vmState}, so it was stopped`;
+  return { kind: "gone", event: state === "Starting" ? { type: "START_FAILED", reason } : { type: "GUEST_POWERED_OFF", reason } };
+}
+
+/** The process the record names, if it still runs and is a VMM for this VM. */
+export async function establishIdentity(vmm: VmmRecord, paths: VmPaths): Promise<ProcessIdentity | undefined> {
+  const stat = await readProcStat(vmm.pid);
+  if (!stat) return undefined;
+  const identity = { pid: vmm.pid, start_time: vmm.start_time ?? stat.startTime };
+  if (!(await isAlive(identity))) return undefined;
+  // A v1 record has no start time: the argv naming this VM's API socket is what makes the pid ours.
+  const argv = await readCmdline(vmm.pid);
+  return argv.includes(`path=${paths.apiSocket}`) ? identity : undefined;
+}
+
+async function vmmVmState(vmm: RunningVmm): Promise<string> {
+  try {
+    await vmm.client.ping(ADOPT_CALL_TIMEOUT_MS);
+    return (await vmm.client.info(ADOPT_CALL_TIMEOUT_MS)).state;
+  } catch (e) {
+    const status = (e as { status?: number }).status;
+    return status === 404 ? "no VM" : "unreachable";
+  }
+}
+
+/** The transition for a VM whose VMM ended while nobody watched. */
+async function deadVmmEvent(record: VmRecord, paths: VmPaths): Promise<LifecycleEvent> {
+  const pid = record.vmm?.pid ?? "none";
+  if (record.state === "Starting") return { type: "START_FAILED", reason: `daemon restarted during start; VMM pid ${pid} is not running` };
+  if (record.state === "Stopping") return { type: "STOPPED", reason: `VMM pid ${pid} exited while the daemon was down` };
+  return vmmDeathEvent(await readEvents(paths.eventMonitor), `VMM pid ${pid} exited while the daemon was down`);
+}
+
+/** CH ends with vmm/shutdown after a guest power-off; anything else is a death. */
+export function vmmDeathEvent(events: Awaited<ReturnType<typeof readEvents>>, what: string): LifecycleEvent {
+  return endedWithVmmShutdown(events)
+    ? { type: "GUEST_POWERED_OFF", reason: `${what}; its event monitor ends with vmm/shutdown (guest powered off)` }
+    : { type: "VMM_EXITED", reason: `${what} without shutting down` };
+}

@@ -1,0 +1,53 @@
+/**
+ * The reconcile sweep compares what the records say with what runs, and fixes
+ * drift: a VMM process that no record owns (a start cut short by a crash, a
+ * VM whose VMM was replaced), and API socket files left by VMMs that died.
+ * It runs at start-up, after adoption, and then periodically.
+ */
+import fs from "node:fs/promises";
+import path from "node:path";
+import type { Logger } from "pino";
+import { findProcessesByArg, isAlive } from "../ch/proc.js";
+import type { VmEntry } from "./vm-entry.js";
+
+export interface Drift {
+  orphansKilled: number[];
+  staleSockets: string[];
+}
+
+/** States in which an operation may be spawning or stopping a VMM: the sweep leaves those VMs alone. */
+const BUSY = new Set(["Starting", "Stopping"]);
+
+export async function reconcile(stateDir: string, vms: ReadonlyMap<string, VmEntry>, log: Logger): Promise<Drift> {
+  const drift: Drift = { orphansKilled: [], staleSockets: [] };
+  const apiArg = new RegExp(`^path=${escapeRegExp(stateDir)}/([^/]+)/api\\.sock$`);
+  for (const { identity, arg } of await findProcessesByArg(`path=${stateDir}/`)) {
+    const id = apiArg.exec(arg)?.[1];
+    if (id === undefined) continue;
+    const vm = vms.get(id);
+    if (vm?.unreadable) {
+      log.warn({ vm: id, pid: identity.pid }, "a VMM runs for a VM whose record cannot be read; left running");
+      continue;
+    }
+    if (vm && (BUSY.has(vm.lifecycle.state) || vm.vmm?.process.pid === identity.pid)) continue;
+    // Re-check right before the signal: the pid must still be the process we found.
+    if (!(await isAlive(identity))) continue;
+    process.kill(identity.pid, "SIGKILL");
+    drift.orphansKilled.push(identity.pid);
+    log.warn({ vm: id, pid: identity.pid, state: vm?.lifecycle.state ?? "no record" }, "killed a VMM no record owns");
+  }
+  for (const vm of vms.values()) {
+    if (vm.vmm || BUSY.has(vm.lifecycle.state)) continue;
+    const removed = await fs.rm(vm.paths.apiSocket).then(
+      () => true,
+      () => false,
+    );
+    if (removed) {
+      drift.staleSockets.push(vm.paths.apiSocket);
+      log.info({ vm: vm.id, socket: path.basename(vm.paths.apiSocket) }, "removed a stale API socket");
+    }
+  }
+  return drift;
+}
+
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");

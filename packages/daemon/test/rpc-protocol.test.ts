@@ -208,3 +208,15 @@ describe("half-closed connections", () => {
     expect(conn.unclaimed).toEqual([expect.objectContaining({ id: "half", result: expect.objectContaining({ state: "Configured" }) })]);
   });
 });
+
+describe("shutdown with idle clients", () => {
+  it("SIGTERM exits even while a client keeps its connection half-open", async () => {
+    const own = await startDaemon();
+    const lingering = net.connect({ path: own.socket, allowHalfOpen: true });
+    await new Promise((r) => lingering.once("connect", r));
+    own.proc.kill("SIGTERM");
+    expect((await own.proc).exitCode).toBe(0);
+    lingering.destroy();
+    own.rpc.close();
+  });
+});

@@ -43,7 +43,8 @@ export class RpcSocketServer {
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     await Promise.allSettled([...this.inFlight]);
-    for (const socket of this.connections) socket.end();
+    // Destroy once our last bytes are flushed: a half-open client must not hold shutdown up.
+    for (const socket of this.connections) socket.end(() => socket.destroy());
     await closed;
   }
 

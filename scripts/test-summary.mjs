@@ -14,4 +14,7 @@ try {
 const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0);
 // Files that failed to load count as failures too.
 const brokenFiles = (report.testResults ?? []).filter((f) => f.status === "failed" && (f.assertionResults ?? []).length === 0).length;
-console.log(`${report.numPassedTests} passed, ${report.numFailedTests + brokenFiles} failed, ${skipped} skipped`);
+let failed = report.numFailedTests + brokenFiles;
+// Unhandled errors fail the run without failing a test: count the run as one failure then.
+if (report.success === false && failed === 0) failed = 1;
+console.log(`${report.numPassedTests} passed, ${failed} failed, ${skipped} skipped`);

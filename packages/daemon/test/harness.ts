@@ -36,6 +36,11 @@ export class RpcConnection {
 
   private constructor(readonly socket: net.Socket) {
     socket.setEncoding("utf8");
+    // A daemon killed under a test resets its connections: fail the calls still waiting.
+    socket.on("error", (e) => {
+      for (const [id, claim] of this.waiting) claim({ id, error: { code: -1, message: `connection lost: ${e.message}` } });
+      this.waiting.clear();
+    });
     socket.on("data", (chunk: string) => {
       this.buffer += chunk;
       for (let nl = this.buffer.indexOf("\n"); nl >= 0; nl = this.buffer.indexOf("\n")) {

@@ -142,7 +142,8 @@ describe("a daemon killed in the middle of an operation", () => {
     const first = await daemon();
     const pid = await startVm(first, "midstop", "sim.power_button=ignore");
     void first.rpc.call("compute.vm.stop", { id: "midstop", timeout_ms: 60_000 }).catch(() => undefined);
-    await waitForState(first, "midstop", "Stopping");
+    // Crash once Stopping is durable; before that, a restart rightly finds the VM Running.
+    await eventually(() => (readRecord(first, "midstop").state === "Stopping" ? true : undefined));
     await crash(first);
     expect(isAlive(pid)).toBe(true);
 

@@ -6,12 +6,18 @@
  *   sim.power_button=ignore the guest ignores the ACPI power button (default: powers off)
  *   sim.poweroff_ms=N       delay between the power button and the power-off (default 50)
  *   sim.poweroff_after_ms=N the guest powers itself off N ms after booting
+ *   sim.serial_interval_ms=N a line on the serial console every N ms (default 1000; 0: none)
+ *   sim.serial_flood_bytes=N right after the banner, N bytes of numbered lines as fast as the port takes them
+ * On the serial console it prints a boot banner, then periodic lines, and
+ * echoes back whatever it receives.
  */
 export interface GuestBehaviour {
   bootMs: number;
   ignorePowerButton: boolean;
   poweroffMs: number;
   poweroffAfterMs: number | undefined;
+  serialIntervalMs: number;
+  serialFloodBytes: number;
 }
 
 export function parseGuestBehaviour(cmdline: string | undefined): GuestBehaviour {
@@ -29,20 +35,51 @@ export function parseGuestBehaviour(cmdline: string | undefined): GuestBehaviour
     ignorePowerButton: params.get("power_button") === "ignore",
     poweroffMs: num("poweroff_ms") ?? 50,
     poweroffAfterMs: num("poweroff_after_ms"),
+    serialIntervalMs: num("serial_interval_ms") ?? 1000,
+    serialFloodBytes: num("serial_flood_bytes") ?? 0,
   };
 }
 
 export class SimGuest {
   private readonly timers = new Set<NodeJS.Timeout>();
 
+  private ticks = 0;
+  private destroyed = false;
+
   constructor(
     readonly behaviour: GuestBehaviour,
     /** ACPI S5: the guest asks the VMM to power off. */
     private readonly powerOff: () => void,
+    /** The serial port's output (the UART's transmit side). */
+    private readonly serialOut: (data: Buffer) => void = () => undefined,
   ) {}
 
-  start(): void {
+  start(banner: string): void {
+    this.serialOut(Buffer.from(`${banner}\r\n`));
+    if (this.behaviour.serialFloodBytes > 0) this.flood(this.behaviour.serialFloodBytes);
     if (this.behaviour.poweroffAfterMs !== undefined) this.later(this.behaviour.poweroffAfterMs);
+    if (this.behaviour.serialIntervalMs > 0) {
+      const t = setInterval(() => {
+        this.ticks += 1;
+        this.serialOut(Buffer.from(`sim-guest: tick ${this.ticks}\r\n`));
+      }, this.behaviour.serialIntervalMs);
+      this.timers.add(t);
+    }
+  }
+
+  /** Numbered 64-byte lines, one 64 KiB chunk per turn of the event loop. */
+  private flood(total: number, line = 0): void {
+    if (this.destroyed || total <= 0) return;
+    const lines: string[] = [];
+    for (let n = 0; n < 1024 && n * 64 < total; n++, line++) lines.push(`${`flood ${String(line).padStart(10, "0")} `.padEnd(63, "x")}\n`);
+    const chunk = Buffer.from(lines.join("")).subarray(0, total);
+    this.serialOut(chunk);
+    setImmediate(() => this.flood(total - chunk.length, line));
+  }
+
+  /** Bytes typed on the serial console: the guest echoes them. */
+  serialIn(data: Buffer): void {
+    this.serialOut(data);
   }
 
   pressPowerButton(): void {
@@ -51,7 +88,8 @@ export class SimGuest {
 
   /** The VM was torn down: nothing of the guest may act afterwards. */
   destroy(): void {
-    for (const t of this.timers) clearTimeout(t);
+    this.destroyed = true;
+    for (const t of this.timers) clearInterval(t);
     this.timers.clear();
   }
 

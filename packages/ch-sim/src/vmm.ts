@@ -8,6 +8,7 @@ import fs from "node:fs";
 import type { EventMonitor } from "./event-monitor.js";
 import { parseGuestBehaviour, SimGuest } from "./guest.js";
 import type { HttpRequest, HttpResponse } from "./micro-http.js";
+import { SerialPort } from "./serial-port.js";
 import type { VmmLog } from "./vmm-log.js";
 
 export const SIM_VERSION = "53.0.0";
@@ -15,7 +16,7 @@ export const SIM_VERSION = "53.0.0";
 type VmConfig = Record<string, unknown> & {
   payload?: { kernel?: string; firmware?: string; cmdline?: string; initramfs?: string };
   memory?: { size?: number };
-  serial?: { mode?: string; file?: string };
+  serial?: { mode?: string; file?: string; socket?: string };
   console?: { mode?: string; file?: string };
 };
 
@@ -63,6 +64,7 @@ export interface VmmOptions {
 export class Vmm {
   private config: VmConfig | undefined;
   private vm: BootedVm | undefined;
+  private serial: SerialPort | undefined;
 
   constructor(private readonly opts: VmmOptions) {}
 
@@ -91,7 +93,7 @@ export class Vmm {
       case "vmm.shutdown":
         return { status: 200, afterSend: () => this.shutdownVmm() };
       case "vm.create":
-        return this.create(body);
+        return await this.create(body);
       case "vm.boot":
         return this.boot();
       case "vm.shutdown":
@@ -99,10 +101,7 @@ export class Vmm {
         this.tearDown(false);
         return NO_CONTENT;
       case "vm.reboot":
-        if (!this.vm) return apiErr(404, "The VM could not reboot", "VM is not created");
-        this.opts.events.emit("vm", "rebooting");
-        this.opts.events.emit("vm", "rebooted");
-        return NO_CONTENT;
+        return this.reboot();
       case "vm.pause":
         return this.setPaused(true);
       case "vm.resume":
@@ -126,7 +125,7 @@ export class Vmm {
     }
   }
 
-  private create(body: Buffer | undefined): HttpResponse {
+  private async create(body: Buffer | undefined): Promise<HttpResponse> {
     if (body === undefined) return err(400, "Bad Request");
     let config: unknown;
     try {
@@ -139,9 +138,40 @@ export class Vmm {
     if (this.config) return apiErr(500, "The VM could not be created", "VM is already created");
     const unsupported = unsupportedDevice(config as VmConfig);
     if (unsupported) return apiErr(500, "The VM could not be created", `cloud-hypervisor-sim does not support ${unsupported}`);
+    // The config is stored before the console devices are made, so a failure there leaves it stored.
     this.config = config as VmConfig;
     truncateConsoleFiles(this.config);
-    return NO_CONTENT;
+    const serialError = await this.openSerial();
+    return serialError ?? NO_CONTENT;
+  }
+
+  /** Binds the serial socket if the config asks for one and it is not bound yet. */
+  private async openSerial(): Promise<HttpResponse | undefined> {
+    const serial = this.config?.serial;
+    if (serial?.mode !== "Socket" || this.serial) return undefined;
+    if (!serial.socket) return apiErr(500, "The VM could not be created", "Error creating console devices", "serial socket path missing");
+    try {
+      this.serial = await SerialPort.open(serial.socket, (data) => this.vm?.guest.serialIn(data));
+      return undefined;
+    } catch (e) {
+      return apiErr(500, "The VM could not be created", "Error creating console devices", `Error creating serial socket: ${(e as Error).message}`);
+    }
+  }
+
+  private closeSerial(): void {
+    this.serial?.close();
+    this.serial = undefined;
+  }
+
+  /** Where the guest's serial output goes, per the config's mode. */
+  private serialSink(): (data: Buffer) => void {
+    const serial = this.config?.serial;
+    if (serial?.mode === "Socket") return (data) => this.serial?.write(data);
+    if (serial?.mode === "File" && serial.file) {
+      const file = serial.file;
+      return (data) => fs.appendFileSync(file, data);
+    }
+    return () => undefined;
   }
 
   private async boot(): Promise<HttpResponse> {
@@ -162,11 +192,32 @@ export class Vmm {
     const behaviour = parseGuestBehaviour(payload.cmdline);
     if (behaviour.bootMs > 0) await new Promise((r) => setTimeout(r, behaviour.bootMs));
     truncateConsoleFiles(this.config);
-    const guest = new SimGuest(behaviour, () => this.guestPowerOff());
-    this.vm = { state: "Running", guest };
-    guest.start();
+    const serialError = await this.openSerial();
+    if (serialError) return serialError;
+    this.startGuest(behaviour);
     this.opts.events.emit("vm", "booted");
     this.opts.log.log("INFO", "VM booted");
+    return NO_CONTENT;
+  }
+
+  private startGuest(behaviour: ReturnType<typeof parseGuestBehaviour>): void {
+    const guest = new SimGuest(behaviour, () => this.guestPowerOff(), this.serialSink());
+    this.vm = { state: "Running", guest };
+    const payload = this.config?.payload ?? {};
+    guest.start(`cloud-hypervisor-sim: booting ${payload.kernel ?? payload.firmware} (cmdline: ${payload.cmdline ?? ""})`);
+  }
+
+  /** The old VM and its serial device are dropped, then rebuilt from the same config: clients must reconnect. */
+  private async reboot(): Promise<HttpResponse> {
+    if (!this.vm) return apiErr(404, "The VM could not reboot", "VM is not created");
+    this.opts.events.emit("vm", "rebooting");
+    this.vm.guest.destroy();
+    this.vm = undefined;
+    this.closeSerial();
+    const serialError = await this.openSerial();
+    if (serialError) return serialError;
+    this.startGuest(parseGuestBehaviour(this.config?.payload?.cmdline));
+    this.opts.events.emit("vm", "rebooted");
     return NO_CONTENT;
   }
 
@@ -197,6 +248,7 @@ export class Vmm {
       this.vm = undefined;
       this.opts.events.emit("vm", "shutdown");
     }
+    this.closeSerial();
     if (deleteConfig && this.config) {
       this.config = undefined;
       this.opts.events.emit("vm", "deleted");
@@ -217,7 +269,6 @@ function checkConfigShape(config: unknown): string | undefined {
 }
 
 function unsupportedDevice(config: VmConfig): string | undefined {
-  if (config.serial?.mode === "Socket") return "serial mode Socket";
   if (config.console?.mode === "Socket") return "console mode Socket";
   if (config.vsock !== undefined) return "vsock devices";
   return undefined;

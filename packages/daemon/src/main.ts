@@ -4,7 +4,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { runServer, VERSION } from "@my_hypervisor/lib";
 
-const USAGE = `Usage: my_hypervisor-daemon --rpc-socket PATH --state-dir DIR --console-dir DIR [--cloud-hypervisor BIN] [--log-level LEVEL] [--reconcile-interval-ms N]`;
+const USAGE = `Usage: my_hypervisor-daemon --rpc-socket PATH --state-dir DIR --console-dir DIR [--cloud-hypervisor BIN] [--log-level LEVEL] [--reconcile-interval-ms N] [--console-log-max-mib N]`;
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 function fail(message: string): never {
@@ -24,6 +24,7 @@ function parse() {
         "cloud-hypervisor": { type: "string", default: "cloud-hypervisor" },
         "log-level": { type: "string", default: "info" },
         "reconcile-interval-ms": { type: "string", default: "30000" },
+        "console-log-max-mib": { type: "string", default: "16" },
         version: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -47,6 +48,8 @@ const level = args["log-level"] as string;
 if (!LEVELS.includes(level)) fail(`--log-level must be one of ${LEVELS.join(", ")}`);
 const reconcileIntervalMs = Number(args["reconcile-interval-ms"]);
 if (!Number.isInteger(reconcileIntervalMs) || reconcileIntervalMs < 100) fail("--reconcile-interval-ms must be an integer of at least 100");
+const consoleLogMiB = Number(args["console-log-max-mib"]);
+if (!Number.isInteger(consoleLogMiB) || consoleLogMiB < 1) fail("--console-log-max-mib must be a whole number of at least 1");
 // A VMM binary given as a relative path is resolved now, not against a later cwd.
 const vmm = args["cloud-hypervisor"] as string;
 
@@ -58,6 +61,7 @@ try {
     cloudHypervisor: vmm.includes("/") ? path.resolve(vmm) : vmm,
     logLevel: level,
     reconcileIntervalMs,
+    consoleLogBytes: consoleLogMiB * 1024 * 1024,
   });
   await server.closed;
   process.exit(0);

@@ -135,7 +135,18 @@ describe("rpc.discover", () => {
     expect(validate(doc), JSON.stringify(validate.errors)).toBe(true);
     expect(validate({ ...doc, methods: [{ name: "broken" }] })).toBe(false);
     expect(doc.methods.map((m: { name: string }) => m.name).sort()).toEqual(
-      ["compute.vm.create", "compute.vm.list", "compute.vm.remove", "compute.vm.start", "compute.vm.status", "compute.vm.stop", "rpc.discover"].sort(),
+      [
+        "compute.vm.create",
+        "compute.vm.list",
+        "compute.vm.remove",
+        "compute.vm.start",
+        "compute.vm.status",
+        "compute.vm.stop",
+        "compute.vm.console.endpoint",
+        "compute.vm.logs",
+        "compute.vm.events.tail",
+        "rpc.discover",
+      ].sort(),
     );
   });
 

@@ -3,7 +3,9 @@
  * together, and shuts down on SIGTERM/SIGINT without touching running VMs.
  */
 import fs from "node:fs/promises";
+import path from "node:path";
 import { destination, type Logger, pino } from "pino";
+import { EventBus } from "./events/event-bus.js";
 import { Orchestrator } from "./orchestrator/orchestrator.js";
 import { RpcAdapter } from "./rpc/adapter.js";
 import { computeMethods } from "./rpc/methods.js";
@@ -21,6 +23,8 @@ export interface ServerOptions {
   logLevel: string;
   /** How often the reconcile sweep runs (default 30 s). */
   reconcileIntervalMs?: number;
+  /** How much of each VM's serial output is kept on disk (default 16 MiB). */
+  consoleLogBytes?: number;
 }
 
 export interface RunningServer {
@@ -35,7 +39,16 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   await store.init();
   await fs.mkdir(opts.consoleDir, { recursive: true, mode: 0o700 });
 
-  const orchestrator = new Orchestrator({ store, vmmBinary: opts.cloudHypervisor, log, reconcileIntervalMs: opts.reconcileIntervalMs });
+  const events = await EventBus.open(path.join(opts.stateDir, "events.jsonl"));
+  const orchestrator = new Orchestrator({
+    store,
+    events,
+    vmmBinary: opts.cloudHypervisor,
+    consoleDir: opts.consoleDir,
+    consoleLogBytes: opts.consoleLogBytes,
+    log,
+    reconcileIntervalMs: opts.reconcileIntervalMs,
+  });
   await orchestrator.load();
   const socket = new RpcSocketServer(new RpcAdapter(computeMethods(orchestrator), VERSION, log.child({ component: "rpc" })), log);
   await socket.listen(opts.rpcSocket);
@@ -46,6 +59,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
       log.info({ signal }, "shutting down; running VMs are left running");
       await socket.close();
       await orchestrator.close();
+      await events.close();
       log.info("daemon stopped");
       resolve();
     };

@@ -15,7 +15,8 @@ export function toChVmConfig(spec: VmSpec, paths: VmPaths): ChVmConfig {
     disks: spec.disks?.map((d) => ({ path: d.path, readonly: d.readonly ?? false })),
     net: spec.nets?.map((n) => ({ tap: n.tap, mac: n.mac })),
     rng: { src: "/dev/urandom" },
-    serial: { mode: "File", file: paths.serialLog },
+    // The daemon is the serial socket's only client and serves viewers itself (console/).
+    serial: { mode: "Socket", socket: paths.serialSocket },
     // CH defaults the virtio console to Tty (its stdout): keep guests off the VMM's stdout.
     console: { mode: "Off" },
   };

@@ -3,28 +3,39 @@
  * the lifecycle machine before acting, drives the VMM, and persists every
  * transition. `status` and `list` read memory only and never wait.
  */
-import fs from "node:fs/promises";
+import path from "node:path";
 import type { Logger } from "pino";
-import { ChApiError, describeChError } from "../ch/client.js";
 import { readEvents } from "../ch/event-monitor.js";
-import { type VmmExit, VmmLaunchError } from "../ch/vmm-process.js";
-import { ErrorCode, invalidParams, invalidState, RpcError, vmExists, vmNotFound } from "../errors.js";
+import type { VmmExit } from "../ch/vmm-process.js";
+import type { LogSlice } from "../console/serial-log.js";
+import { ErrorCode, invalidState, RpcError, vmExists, vmNotFound } from "../errors.js";
+import type { EventBus, VmEvent } from "../events/event-bus.js";
 import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
 import type { VmList, VmSpec, VmStatus } from "../rpc/schemas.js";
 import type { StateStore } from "../state/store.js";
-import { MAX_SOCKET_PATH, vmPaths } from "../state/vm-paths.js";
+import { type VmPaths, vmPaths } from "../state/vm-paths.js";
 import { type Adoption, adoptRecord, vmmDeathEvent } from "./adoption.js";
 import { reconcile } from "./reconcile.js";
+import { checkFilesExist, checkSocketPaths } from "./spec-checks.js";
+import { startError } from "./start-error.js";
 import { entryFromRecord, newEntry, toRecord, toStatus, unreadableEntry, type VmEntry } from "./vm-entry.js";
+import { VmServices } from "./vm-services.js";
 import { bootVmm, haltVmm, type RunningVmm, release } from "./vmm-control.js";
 
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
 export const DEFAULT_STOP_GRACE_MS = 10_000;
 export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000;
 
+export const DEFAULT_CONSOLE_LOG_BYTES = 16 * 1024 * 1024;
+
 export interface OrchestratorOptions {
   store: StateStore;
+  events: EventBus;
   vmmBinary: string;
+  /** Where each VM's console socket is served: `<consoleDir>/<id>.sock`. */
+  consoleDir: string;
+  /** The newest this many bytes of each VM's serial output are kept. */
+  consoleLogBytes?: number;
   log: Logger;
   reconcileIntervalMs?: number;
 }
@@ -50,11 +61,13 @@ export class Orchestrator {
     const { records, unreadable } = await this.opts.store.loadAll();
     for (const bad of unreadable) {
       this.log.error({ vm: bad.id, err: bad.error }, "cannot read VM record; the VM is Failed and its file kept as found");
-      this.vms.set(bad.id, unreadableEntry(bad.id, bad.error, vmPaths(this.opts.store.stateDir, bad.id)));
+      const paths = vmPaths(this.opts.store.stateDir, bad.id);
+      this.vms.set(bad.id, unreadableEntry(bad.id, bad.error, paths, await this.openServices(bad.id, paths)));
     }
     await Promise.all(
       records.map(async ({ record, migrated }) => {
-        const vm = entryFromRecord(record, vmPaths(this.opts.store.stateDir, record.id));
+        const paths = vmPaths(this.opts.store.stateDir, record.id);
+        const vm = entryFromRecord(record, paths, await this.openServices(record.id, paths));
         this.vms.set(vm.id, vm);
         await this.applyAdoption(vm, await adoptRecord(record, vm.paths));
         if (migrated) {
@@ -79,14 +92,15 @@ export class Orchestrator {
 
   async create(spec: VmSpec): Promise<VmStatus> {
     const paths = vmPaths(this.opts.store.stateDir, spec.id);
-    if (Buffer.byteLength(paths.apiSocket) > MAX_SOCKET_PATH) {
-      throw invalidParams(
-        `id '${spec.id}' is too long for state directory ${this.opts.store.stateDir}: ${paths.apiSocket} exceeds the ${MAX_SOCKET_PATH}-byte socket path limit`,
-      );
-    }
+    checkSocketPaths(spec.id, [paths.apiSocket, paths.serialSocket, this.consoleSocket(spec.id)]);
     await checkFilesExist(spec);
     if (this.vms.has(spec.id)) throw vmExists(spec.id);
-    const vm = newEntry(spec, paths);
+    // Reserve the id before anything else awaits, so a concurrent create of it sees it taken.
+    const vm = newEntry(spec, paths, await this.openServices(spec.id, paths));
+    if (this.vms.has(spec.id)) {
+      await vm.services.close();
+      throw vmExists(spec.id);
+    }
     this.vms.set(vm.id, vm);
     try {
       await this.transition(vm, { type: "PROVISION" });
@@ -94,6 +108,7 @@ export class Orchestrator {
       await this.transition(vm, { type: "PROVISIONED" });
     } catch (e) {
       this.vms.delete(vm.id);
+      await vm.services.close();
       await this.opts.store.remove(vm.id);
       throw e;
     }
@@ -105,10 +120,13 @@ export class Orchestrator {
       this.require(vm, "START", "start");
       await this.transition(vm, { type: "START" });
       try {
-        vm.vmm = await bootVmm(this.opts.vmmBinary, vm.spec as VmSpec, vm.paths, Date.now() + timeoutMs, (vmm) => this.adoptSpawned(vm, vmm));
+        vm.vmm = await bootVmm(this.opts.vmmBinary, vm.spec as VmSpec, vm.paths, Date.now() + timeoutMs, {
+          spawned: (vmm) => this.adoptSpawned(vm, vmm),
+          created: (vmm) => vm.services.vmmUp(vmm.process.pid),
+        });
       } catch (e) {
-        vm.vmm = undefined;
-        const error = await this.startError(vm, e);
+        await this.vmmGone(vm);
+        const error = await startError(vm.id, e);
         await this.transition(vm, { type: "START_FAILED", reason: error.message });
         throw error;
       }
@@ -131,8 +149,10 @@ export class Orchestrator {
         if (!(force && vm.lifecycle.can("STOP"))) throw invalidState(vm.id, vm.lifecycle.state, "remove", "stop it first, or pass force: true");
         await this.stopNow(vm, 0);
       }
+      await vm.services.close();
       await this.opts.store.remove(vm.id);
       this.vms.delete(vm.id);
+      this.opts.events.publish({ id: vm.id, type: "removed" });
       this.log.info({ vm: vm.id }, "VM removed");
       return { id: vm.id, removed: true as const };
     });
@@ -142,7 +162,22 @@ export class Orchestrator {
   async close(): Promise<void> {
     clearInterval(this.reconcileTimer);
     await this.reconciling;
-    await Promise.all([...this.vms.values()].map((vm) => vm.vmm?.client.close()));
+    await Promise.all([...this.vms.values()].map((vm) => Promise.all([vm.vmm?.client.close(), vm.services.close()])));
+  }
+
+  async consoleEndpoint(id: string): Promise<{ path: string }> {
+    return { path: await this.get(id).services.console.endpoint() };
+  }
+
+  /** The serial log by byte range, or its last `tail` bytes. */
+  logs(id: string, q: { offset?: number; limit: number; tail?: number }): Promise<LogSlice> {
+    const { console } = this.get(id).services;
+    return q.tail !== undefined ? console.tail(q.tail) : console.read(q.offset ?? 0, q.limit);
+  }
+
+  /** Events of every VM, or of one (which may be gone: its history stays). */
+  eventsTail(q: { id?: string; since?: number; limit: number; waitMs: number }): Promise<{ events: VmEvent[]; next: number }> {
+    return this.opts.events.tail(q);
   }
 
   /** One sweep at a time; a failing sweep is logged, never fatal. */
@@ -157,6 +192,7 @@ export class Orchestrator {
     if (adoption.kind === "unchanged") return;
     if (adoption.kind === "gone") return this.transition(vm, adoption.event);
     vm.vmm = adoption.vmm;
+    vm.services.vmmUp(adoption.vmm.process.pid);
     this.log.info({ vm: vm.id, pid: adoption.vmm.process.pid }, "re-adopted VMM");
     if (adoption.kind === "finish-stop") {
       // The stop the restart interrupted goes on in the background, in the VM's queue.
@@ -172,7 +208,7 @@ export class Orchestrator {
   private async finishStop(vm: VmEntry, vmm: RunningVmm): Promise<void> {
     const outcome = await haltVmm(vmm, vm.paths, 0, this.log.child({ vm: vm.id }));
     if (outcome === undefined) return this.transition(vm, { type: "STOP_FAILED", reason: `VMM pid ${vmm.process.pid} survived SIGKILL` });
-    vm.vmm = undefined;
+    await this.vmmGone(vm);
     await this.transition(vm, { type: "STOPPED", reason: `stop finished after a daemon restart: ${outcome}` });
   }
 
@@ -186,7 +222,7 @@ export class Orchestrator {
       await this.transition(vm, { type: "STOP_FAILED", reason });
       throw new RpcError(ErrorCode.Timeout, `stop of VM '${vm.id}' timed out: ${reason}`, { id: vm.id });
     }
-    vm.vmm = undefined;
+    await this.vmmGone(vm);
     await this.transition(vm, { type: "STOPPED", reason: outcome });
   }
 
@@ -200,8 +236,8 @@ export class Orchestrator {
   private watchExit(vm: VmEntry, vmm: RunningVmm): void {
     void vmm.process.exited.then(async (exit: VmmExit) => {
       if (vm.vmm !== vmm || vm.lifecycle.state !== "Running") return;
-      vm.vmm = undefined;
       await release(vmm, vm.paths);
+      await this.vmmGone(vm);
       const how = await vmm.process.describeExit();
       let event: LifecycleEvent;
       if (exit.code === null && exit.signal === null)
@@ -212,21 +248,19 @@ export class Orchestrator {
     });
   }
 
-  private async startError(vm: VmEntry, e: unknown): Promise<RpcError> {
-    const kvmHint = (await fs.access("/dev/kvm").then(
-      () => true,
-      () => false,
-    ))
-      ? ""
-      : " (note: /dev/kvm does not exist on this host)";
-    if (e instanceof ChApiError) {
-      const code = e.timedOut ? ErrorCode.Timeout : ErrorCode.VmmError;
-      const data = { id: vm.id, call: e.call, status: e.status ?? null, body: e.body ?? null };
-      const detail = e.body !== undefined ? describeChError(e.body) : e.message;
-      return new RpcError(code, `start of VM '${vm.id}' failed at ${e.call}: ${detail}${kvmHint}`, data);
-    }
-    if (e instanceof VmmLaunchError) return new RpcError(ErrorCode.VmmError, `start of VM '${vm.id}' failed: ${e.message}${kvmHint}`, { id: vm.id });
-    return new RpcError(ErrorCode.VmmError, `start of VM '${vm.id}' failed: ${(e as Error).message}`, { id: vm.id });
+  /** The VMM is confirmed gone: detach the console and read its last events. */
+  private async vmmGone(vm: VmEntry): Promise<void> {
+    vm.vmm = undefined;
+    await vm.services.vmmDown();
+  }
+
+  private openServices(id: string, paths: VmPaths): Promise<VmServices> {
+    const log = this.log.child({ vm: id });
+    return VmServices.open(id, paths, this.consoleSocket(id), this.opts.consoleLogBytes ?? DEFAULT_CONSOLE_LOG_BYTES, this.opts.events, log);
+  }
+
+  private consoleSocket(id: string): string {
+    return path.join(this.opts.consoleDir, `${id}.sock`);
   }
 
   private get(id: string): VmEntry {
@@ -255,6 +289,7 @@ export class Orchestrator {
     vm.generation += 1;
     vm.updated_at = t.at;
     this.log.info({ vm: vm.id, from: t.from, to: t.to, event: t.event, reason: t.reason }, "VM transition");
+    this.opts.events.publish({ id: vm.id, type: "transition", from: t.from, to: t.to, reason: t.reason, data: { event: t.event, seq: t.seq } });
     await this.persist(vm);
   }
 
@@ -262,15 +297,5 @@ export class Orchestrator {
     // An unreadable record stays as it was found: it is the evidence of what went wrong.
     if (vm.unreadable || !vm.spec) return;
     await this.opts.store.save(toRecord({ ...vm, spec: vm.spec }));
-  }
-}
-
-async function checkFilesExist(spec: VmSpec): Promise<void> {
-  const boot = Object.entries(spec.boot).filter(([k]) => k !== "cmdline");
-  const files = [...boot.map(([k, v]) => [`boot.${k}`, v] as const), ...(spec.disks ?? []).map((d, i) => [`disks[${i}].path`, d.path] as const)];
-  for (const [label, file] of files) {
-    const stat = await fs.stat(file).catch(() => undefined);
-    if (!stat) throw invalidParams(`${label}: ${file} does not exist`, { field: label, path: file });
-    if (!stat.isFile() && !stat.isBlockDevice()) throw invalidParams(`${label}: ${file} is not a file or block device`, { field: label, path: file });
   }
 }

@@ -3,6 +3,7 @@ import { VmLifecycle } from "../lifecycle/vm-lifecycle.js";
 import type { VmSpec, VmStatus } from "../rpc/schemas.js";
 import { RECORD_VERSION, type VmRecord } from "../state/record.js";
 import type { VmPaths } from "../state/vm-paths.js";
+import type { VmServices } from "./vm-services.js";
 import type { RunningVmm } from "./vmm-control.js";
 
 export interface VmEntry {
@@ -16,19 +17,22 @@ export interface VmEntry {
   updated_at: string;
   /** The running VMM and its API client, while there is one. */
   vmm?: RunningVmm;
+  /** Console and event monitor: up for the VM's whole life in this daemon. */
+  services: VmServices;
   /** Set when state.json could not be read: the file is kept as found, never overwritten. */
   unreadable?: string;
   /** Tail of the per-VM operation queue: operations on one VM run one at a time. */
   queue: Promise<unknown>;
 }
 
-export function newEntry(spec: VmSpec, paths: VmPaths): VmEntry {
+export function newEntry(spec: VmSpec, paths: VmPaths, services: VmServices): VmEntry {
   const now = new Date().toISOString();
-  return { id: spec.id, spec, paths, lifecycle: new VmLifecycle(), generation: 0, created_at: now, updated_at: now, queue: Promise.resolve() };
+  return { id: spec.id, spec, paths, services, lifecycle: new VmLifecycle(), generation: 0, created_at: now, updated_at: now, queue: Promise.resolve() };
 }
 
-export function entryFromRecord(record: VmRecord, paths: VmPaths): VmEntry {
+export function entryFromRecord(record: VmRecord, paths: VmPaths, services: VmServices): VmEntry {
   return {
+    services,
     id: record.id,
     spec: record.spec,
     paths,
@@ -41,10 +45,11 @@ export function entryFromRecord(record: VmRecord, paths: VmPaths): VmEntry {
 }
 
 /** A VM whose record cannot be read: Failed with the reason, removable, never startable. */
-export function unreadableEntry(id: string, error: string, paths: VmPaths): VmEntry {
+export function unreadableEntry(id: string, error: string, paths: VmPaths, services: VmServices): VmEntry {
   const now = new Date().toISOString();
   const vm: VmEntry = {
     id,
+    services,
     spec: null,
     paths,
     lifecycle: new VmLifecycle("Pending", [], { hasSpec: false }),

@@ -20,21 +20,25 @@ export interface RunningVmm {
 const ESCALATION_WAIT_MS = 2_000;
 const SIGKILL_WAIT_MS = 5_000;
 
-/** Boots the VM; on any failure the VMM is killed and its socket removed before the error is thrown. */
-export async function bootVmm(
-  binary: string,
-  spec: VmSpec,
-  paths: VmPaths,
-  deadline: number,
-  onSpawn: (vmm: RunningVmm) => Promise<void>,
-): Promise<RunningVmm> {
+export interface BootHooks {
+  /** The process exists: record it before anything else can go wrong. */
+  spawned(vmm: RunningVmm): Promise<void>;
+  /** vm.create succeeded: the serial socket exists and can be connected before the guest prints. */
+  created(vmm: RunningVmm): void;
+}
+
+/** Boots the VM; on any failure the VMM is killed and its sockets removed before the error is thrown. */
+export async function bootVmm(binary: string, spec: VmSpec, paths: VmPaths, deadline: number, hooks: BootHooks): Promise<RunningVmm> {
+  // CH does not unlink before binding: a stale serial socket would fail vm.create.
+  await fs.rm(paths.serialSocket, { force: true });
   const process = await VmmProcess.spawn(binary, paths);
   const vmm = { process, client: new ChClient(paths.apiSocket) };
   const left = () => Math.max(1, deadline - Date.now());
   try {
-    await onSpawn(vmm);
+    await hooks.spawned(vmm);
     await process.waitForApi(vmm.client, deadline);
     await vmm.client.createVm(toChVmConfig(spec, paths), left());
+    hooks.created(vmm);
     await vmm.client.boot(left());
     const info = await vmm.client.info(left());
     if (info.state !== "Running") throw new Error(`vm.info reports ${info.state} after vm.boot`);
@@ -87,5 +91,5 @@ export async function haltVmm(vmm: RunningVmm, paths: VmPaths, graceMs: number, 
 /** After the process is gone: close the client and remove what CH leaves behind on a crash. */
 export async function release(vmm: RunningVmm, paths: VmPaths): Promise<void> {
   await vmm.client.close();
-  await fs.rm(paths.apiSocket, { force: true });
+  await Promise.all([fs.rm(paths.apiSocket, { force: true }), fs.rm(paths.serialSocket, { force: true })]);
 }

@@ -4,7 +4,8 @@
  * this table, so only what is registered here exists.
  */
 import type { Static, TSchema } from "@sinclair/typebox";
-import { ErrorCode } from "../errors.js";
+import { ErrorCode, invalidParams } from "../errors.js";
+import { EVENTS_LOST } from "../events/event-bus.js";
 import type { Orchestrator } from "../orchestrator/orchestrator.js";
 import * as S from "./schemas.js";
 
@@ -62,6 +63,35 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       result: S.VmStatus,
       errors: [E.VmNotFound],
       handler: (p) => orch.status(p.id),
+    }),
+    method({
+      name: "compute.vm.console.endpoint",
+      summary: "A Unix socket on which any number of clients see the VM's serial console (recent backlog, then live) and type into it",
+      params: S.IdParams,
+      result: S.ConsoleEndpoint,
+      errors: [E.VmNotFound],
+      handler: (p) => orch.consoleEndpoint(p.id),
+    }),
+    method({
+      name: "compute.vm.logs",
+      summary: "The VM's serial output by byte range, or its last bytes; for running, stopped and re-adopted VMs",
+      params: S.LogsParams,
+      result: S.LogsResult,
+      errors: [E.VmNotFound, E.InvalidParams],
+      handler: async (p) => {
+        if (p.tail !== undefined && p.offset !== undefined) throw invalidParams("give offset or tail, not both");
+        const encoding = p.encoding ?? "utf8";
+        const slice = await orch.logs(p.id, { offset: p.offset, limit: p.limit ?? 65_536, tail: p.tail });
+        return { data: slice.data.toString(encoding), encoding, offset: slice.offset, next: slice.next };
+      },
+    }),
+    method({
+      name: "compute.vm.events.tail",
+      summary: "Events (transitions, VMM events, removals) after `since`, for all VMs or one; waits up to wait_ms for the first",
+      params: S.EventsTailParams,
+      result: S.EventsTailResult,
+      errors: [EVENTS_LOST],
+      handler: (p) => orch.eventsTail({ id: p.id, since: p.since, limit: p.limit ?? 100, waitMs: p.wait_ms ?? 0 }),
     }),
     method({
       name: "compute.vm.list",

@@ -1,5 +1,6 @@
 /** The OpenRPC document served by `rpc.discover`, generated from the method table. */
 import { ErrorCode } from "../errors.js";
+import { EVENTS_LOST } from "../events/event-bus.js";
 import type { MethodDef } from "./methods.js";
 
 const ERROR_MESSAGES: Record<number, string> = {
@@ -9,6 +10,7 @@ const ERROR_MESSAGES: Record<number, string> = {
   [ErrorCode.InvalidState]: "Operation not allowed in the VM's current state (data: {state})",
   [ErrorCode.VmmError]: "VMM error (data: the CH call, HTTP status and error body)",
   [ErrorCode.Timeout]: "Timeout",
+  [EVENTS_LOST]: "Events after `since` have fallen out of the ring (data: {since, oldest}); resynchronise from status",
 };
 
 /** TypeBox schemas carry symbol keys; JSON round-tripping leaves plain JSON Schema. */

@@ -96,3 +96,56 @@ export const VmList = Type.Object({ vms: Type.Array(Type.Object({ id: VmId, stat
 export type VmList = Static<typeof VmList>;
 export const Removed = Type.Object({ id: VmId, removed: Type.Literal(true) });
 export const OpenRpcDocument = Type.Object({}, { additionalProperties: true, description: "An OpenRPC 1.3 document" });
+
+export const ConsoleEndpoint = Type.Object({ path: Type.String({ description: "Unix socket (mode 0600) serving the VM's serial console" }) });
+
+export const MAX_LOG_CHUNK = 4 * 1024 * 1024;
+const Encoding = Type.Union([Type.Literal("utf8"), Type.Literal("base64")], {
+  description: "utf8 (default; invalid bytes become U+FFFD) or base64 (exact bytes)",
+});
+export const LogsParams = Type.Object(
+  {
+    id: VmId,
+    offset: Type.Optional(Type.Integer({ minimum: 0, description: "Byte offset in the VM's serial output since it was created" })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LOG_CHUNK, description: "At most this many bytes (default 65536)" })),
+    tail: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_LOG_CHUNK, description: "The last this many bytes instead of a range" })),
+    encoding: Type.Optional(Encoding),
+  },
+  strict,
+);
+export const LogsResult = Type.Object({
+  data: Type.String(),
+  encoding: Encoding,
+  offset: Type.Integer({ description: "Offset of the first byte returned: later than asked if that part was rotated away" }),
+  next: Type.Integer({ description: "Offset to ask for next" }),
+});
+
+export const MAX_EVENTS_WAIT_MS = 60_000;
+export const EventsTailParams = Type.Object(
+  {
+    id: Type.Optional(VmId),
+    since: Type.Optional(Type.Integer({ minimum: 0, description: "Return events with a greater seq (default: the oldest kept)" })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: "At most this many events (default 100)" })),
+    wait_ms: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: MAX_EVENTS_WAIT_MS, description: "Wait this long for the first event if none is ready (long poll)" }),
+    ),
+  },
+  strict,
+);
+export const VmEventSchema = Type.Object(
+  {
+    seq: Type.Integer(),
+    at: Type.String({ format: "date-time" }),
+    id: VmId,
+    type: Type.Union([Type.Literal("transition"), Type.Literal("vmm"), Type.Literal("removed")]),
+    from: Type.Optional(State),
+    to: Type.Optional(State),
+    reason: Type.Optional(Type.String()),
+    data: Type.Optional(Type.Object({}, { additionalProperties: true })),
+  },
+  { title: "VmEvent" },
+);
+export const EventsTailResult = Type.Object({
+  events: Type.Array(VmEventSchema),
+  next: Type.Integer({ description: "Pass as since in the next call" }),
+});

@@ -11,7 +11,7 @@ export interface VmPaths {
   eventMonitor: string;
   vmmLog: string;
   vmmOutput: string;
-  serialLog: string;
+  serialSocket: string;
 }
 
 export function vmPaths(stateDir: string, id: string): VmPaths {
@@ -23,6 +23,6 @@ export function vmPaths(stateDir: string, id: string): VmPaths {
     eventMonitor: path.join(dir, "events.log"),
     vmmLog: path.join(dir, "vmm.log"),
     vmmOutput: path.join(dir, "vmm.out"),
-    serialLog: path.join(dir, "serial.log"),
+    serialSocket: path.join(dir, "serial.sock"),
   };
 }

@@ -1,0 +1,85 @@
+/**
+ * CH's serial port in socket mode (FACTS.md §7): CH binds and listens at
+ * vm.create (and again at each boot after a shutdown), without unlinking a
+ * stale file first. One client at a time: a new connection shuts the previous
+ * one down. Output produced while no client is connected is kept in a 1 MiB
+ * ring (v53.0+) and replayed to the next client. The socket file is removed
+ * when the serial device is dropped (VM shutdown).
+ */
+import fs from "node:fs";
+import net from "node:net";
+
+export const SERIAL_RING_BYTES = 1 << 20;
+
+export class SerialPort {
+  private client: net.Socket | undefined;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
+  private constructor(
+    private readonly server: net.Server,
+    private readonly path: string,
+    private readonly onInput: (data: Buffer) => void,
+  ) {
+    server.on("connection", (socket) => this.accept(socket));
+  }
+
+  /** Binds the socket; rejects with EADDRINUSE if the path exists, as CH does. */
+  static open(path: string, onInput: (data: Buffer) => void): Promise<SerialPort> {
+    return new Promise((resolve, reject) => {
+      if (fs.existsSync(path)) {
+        reject(Object.assign(new Error(`Address in use (os error 98): ${path}`), { code: "EADDRINUSE" }));
+        return;
+      }
+      const server = net.createServer();
+      server.once("error", reject);
+      server.listen(path, () => {
+        server.off("error", reject);
+        resolve(new SerialPort(server, path, onInput));
+      });
+    });
+  }
+
+  /** Guest output: to the client, or into the ring while nobody listens. */
+  write(data: Buffer): void {
+    if (this.client && !this.client.destroyed) {
+      this.client.write(data);
+      return;
+    }
+    this.pending.push(data);
+    this.pendingBytes += data.length;
+    while (this.pendingBytes > SERIAL_RING_BYTES && this.pending.length > 0) {
+      const over = this.pendingBytes - SERIAL_RING_BYTES;
+      const first = this.pending[0] as Buffer;
+      if (first.length <= over) {
+        this.pending.shift();
+        this.pendingBytes -= first.length;
+      } else {
+        this.pending[0] = first.subarray(over);
+        this.pendingBytes -= over;
+      }
+    }
+  }
+
+  close(): void {
+    this.client?.destroy();
+    this.server.close();
+    fs.rmSync(this.path, { force: true });
+  }
+
+  private accept(socket: net.Socket): void {
+    this.client?.destroy();
+    this.client = socket;
+    socket.on("error", () => socket.destroy());
+    socket.on("close", () => {
+      if (this.client === socket) this.client = undefined;
+    });
+    // A 1-byte "\n" read reaches the UART as "\r".
+    socket.on("data", (chunk: Buffer) => this.onInput(chunk.length === 1 && chunk[0] === 0x0a ? Buffer.from("\r") : chunk));
+    if (this.pendingBytes > 0) {
+      socket.write(Buffer.concat(this.pending));
+      this.pending = [];
+      this.pendingBytes = 0;
+    }
+  }
+}

@@ -1,0 +1,24 @@
+/** Checks on a VM spec that need the host: files that must exist, socket paths that must fit. */
+import fs from "node:fs/promises";
+import { invalidParams } from "../errors.js";
+import type { VmSpec } from "../rpc/schemas.js";
+import { MAX_SOCKET_PATH } from "../state/vm-paths.js";
+
+export async function checkFilesExist(spec: VmSpec): Promise<void> {
+  const boot = Object.entries(spec.boot).filter(([k]) => k !== "cmdline");
+  const files = [...boot.map(([k, v]) => [`boot.${k}`, v] as const), ...(spec.disks ?? []).map((d, i) => [`disks[${i}].path`, d.path] as const)];
+  for (const [label, file] of files) {
+    const stat = await fs.stat(file).catch(() => undefined);
+    if (!stat) throw invalidParams(`${label}: ${file} does not exist`, { field: label, path: file });
+    if (!stat.isFile() && !stat.isBlockDevice()) throw invalidParams(`${label}: ${file} is not a file or block device`, { field: label, path: file });
+  }
+}
+
+/** Every Unix socket the VM will have must fit in sun_path. */
+export function checkSocketPaths(id: string, sockets: string[]): void {
+  for (const socket of sockets) {
+    if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
+      throw invalidParams(`id '${id}' is too long for this daemon's directories: ${socket} exceeds the ${MAX_SOCKET_PATH}-byte socket path limit`);
+    }
+  }
+}

@@ -1,0 +1,77 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { describe, expect, it } from "vitest";
+import { type ChEvent, EventMonitorTail } from "../src/ch/event-monitor.js";
+import { RpcError } from "../src/errors.js";
+import { EVENTS_LOST, EventBus } from "../src/events/event-bus.js";
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "mh-ev-"));
+const chEvent = (event: string, secs: number) => `${JSON.stringify({ timestamp: { secs, nanos: 5 }, source: "vm", event, properties: null }, null, 2)}\n\n`;
+
+describe("EventMonitorTail", () => {
+  it("delivers objects split across writes once complete, with the offset after each", async () => {
+    const file = path.join(tmp(), "events.log");
+    const got: [ChEvent, number][] = [];
+    const tail = new EventMonitorTail(file, 0, (e, off) => got.push([e, off]));
+    tail.start();
+    const text = chEvent("booting", 0) + chEvent("booted", 1);
+    const cut = chEvent("booting", 0).length + 17;
+    fs.writeFileSync(file, text.slice(0, 20));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(got).toEqual([]);
+    fs.appendFileSync(file, text.slice(20, cut));
+    await new Promise((r) => setTimeout(r, 300));
+    expect(got.map(([e]) => e.event)).toEqual(["booting"]);
+    fs.appendFileSync(file, text.slice(cut));
+    await tail.stop();
+    expect(got.map(([e]) => e.event)).toEqual(["booting", "booted"]);
+    expect(got.map(([, o]) => o)).toEqual([chEvent("booting", 0).length, Buffer.byteLength(text)]);
+  });
+
+  it("resumes from an offset without repeating earlier events", async () => {
+    const file = path.join(tmp(), "events.log");
+    fs.writeFileSync(file, chEvent("booting", 0) + chEvent("booted", 1));
+    const got: string[] = [];
+    const tail = new EventMonitorTail(file, chEvent("booting", 0).length, (e) => got.push(e.event));
+    tail.start();
+    await tail.stop();
+    expect(got).toEqual(["booted"]);
+  });
+});
+
+describe("EventBus", () => {
+  it("numbers events, keeps a bounded ring, and says so when since has fallen out of it", async () => {
+    const bus = await EventBus.open(path.join(tmp(), "events.jsonl"), 5);
+    for (let i = 0; i < 8; i++) bus.publish({ id: "vm", type: "removed" });
+    const { events, next } = await bus.tail({ since: 3, limit: 10, waitMs: 0 });
+    expect(events.map((e) => e.seq)).toEqual([4, 5, 6, 7, 8]);
+    expect(next).toBe(8);
+    const lost = await bus.tail({ since: 2, limit: 10, waitMs: 0 }).catch((e) => e);
+    expect(lost).toBeInstanceOf(RpcError);
+    expect(lost).toMatchObject({ code: EVENTS_LOST, data: { since: 2, oldest: 4 } });
+    await bus.close();
+  });
+
+  it("continues numbering and history after a reopen, compacting the journal", async () => {
+    const file = path.join(tmp(), "events.jsonl");
+    const bus = await EventBus.open(file, 3);
+    for (let i = 0; i < 5; i++) bus.publish({ id: `vm${i}`, type: "removed" });
+    await bus.close();
+    fs.appendFileSync(file, '{"seq": 6, "torn');
+    const again = await EventBus.open(file, 3);
+    expect((await again.tail({ limit: 10, waitMs: 0 })).events.map((e) => e.seq)).toEqual([3, 4, 5]);
+    expect(again.publish({ id: "x", type: "removed" }).seq).toBe(6);
+    await again.close();
+    expect(fs.readFileSync(file, "utf8").trim().split("\n")).toHaveLength(4);
+  });
+
+  it("a waiting tail for one VM ignores other VMs' events", async () => {
+    const bus = await EventBus.open(path.join(tmp(), "events.jsonl"));
+    const waiting = bus.tail({ id: "b", since: 0, limit: 10, waitMs: 5000 });
+    bus.publish({ id: "a", type: "removed" });
+    bus.publish({ id: "b", type: "removed" });
+    expect((await waiting).events.map((e) => e.id)).toEqual(["b"]);
+    await bus.close();
+  });
+});

@@ -21,6 +21,9 @@ Talk to it from another terminal with socat (apt-get install socat), one JSON-RP
   call '{"jsonrpc":"2.0","id":4,"method":"compute.vm.stop","params":{"id":"vm1"}}'
   call '{"jsonrpc":"2.0","id":5,"method":"compute.vm.remove","params":{"id":"vm1"}}'
   call '{"jsonrpc":"2.0","id":6,"method":"rpc.discover"}'
+  call '{"jsonrpc":"2.0","id":7,"method":"compute.vm.console.endpoint","params":{"id":"vm1"}}'   # then: socat - UNIX-CONNECT:<path>
+  call '{"jsonrpc":"2.0","id":8,"method":"compute.vm.logs","params":{"id":"vm1","tail":2000}}'
+  call '{"jsonrpc":"2.0","id":9,"method":"compute.vm.events.tail","params":{"wait_ms":30000}}'
 
 MSG
 exec node packages/daemon/dist/main.js \

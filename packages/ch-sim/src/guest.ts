@@ -8,10 +8,20 @@
  *   sim.poweroff_after_ms=N the guest powers itself off N ms after booting
  *   sim.serial_interval_ms=N a line on the serial console every N ms (default 1000; 0: none)
  *   sim.serial_flood_bytes=N right after the banner, N bytes of numbered lines as fast as the port takes them
+ * These apply to the scripted guest, chosen with `sim.guest=scripted`;
+ * without it the test VMM boots the real my_hypervisor-init (init-guest.ts).
  * On the serial console it prints a boot banner, then periodic lines, and
  * echoes back whatever it receives.
  */
+/** What the VMM needs of whatever runs in the VM. */
+export interface Guest {
+  serialIn(data: Buffer): void;
+  pressPowerButton(): void;
+  destroy(): void;
+}
+
 export interface GuestBehaviour {
+  scripted: boolean;
   bootMs: number;
   ignorePowerButton: boolean;
   poweroffMs: number;
@@ -31,6 +41,7 @@ export function parseGuestBehaviour(cmdline: string | undefined): GuestBehaviour
     return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
   };
   return {
+    scripted: params.get("guest") === "scripted",
     bootMs: num("boot_ms") ?? 0,
     ignorePowerButton: params.get("power_button") === "ignore",
     poweroffMs: num("poweroff_ms") ?? 50,
@@ -40,7 +51,7 @@ export function parseGuestBehaviour(cmdline: string | undefined): GuestBehaviour
   };
 }
 
-export class SimGuest {
+export class SimGuest implements Guest {
   private readonly timers = new Set<NodeJS.Timeout>();
 
   private ticks = 0;

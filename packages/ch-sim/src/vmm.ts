@@ -6,7 +6,9 @@
  */
 import fs from "node:fs";
 import type { EventMonitor } from "./event-monitor.js";
-import { parseGuestBehaviour, SimGuest } from "./guest.js";
+import { type Guest, parseGuestBehaviour, SimGuest } from "./guest.js";
+import { HybridVsock } from "./hybrid-vsock.js";
+import { InitGuest } from "./init-guest.js";
 import type { HttpRequest, HttpResponse } from "./micro-http.js";
 import { SerialPort } from "./serial-port.js";
 import type { VmmLog } from "./vmm-log.js";
@@ -17,12 +19,14 @@ type VmConfig = Record<string, unknown> & {
   payload?: { kernel?: string; firmware?: string; cmdline?: string; initramfs?: string };
   memory?: { size?: number };
   serial?: { mode?: string; file?: string; socket?: string };
+  vsock?: { cid?: number; socket?: string };
   console?: { mode?: string; file?: string };
 };
 
 interface BootedVm {
   state: "Running" | "Paused";
-  guest: SimGuest;
+  guest: Guest;
+  vsock?: HybridVsock;
 }
 
 const GET_ROUTES = new Set(["vmm.ping", "vm.info", "vm.counters"]);
@@ -194,17 +198,53 @@ export class Vmm {
     truncateConsoleFiles(this.config);
     const serialError = await this.openSerial();
     if (serialError) return serialError;
-    this.startGuest(behaviour);
+    const vsockError = await this.startGuest(behaviour);
+    if (vsockError) return vsockError;
     this.opts.events.emit("vm", "booted");
     this.opts.log.log("INFO", "VM booted");
     return NO_CONTENT;
   }
 
-  private startGuest(behaviour: ReturnType<typeof parseGuestBehaviour>): void {
-    const guest = new SimGuest(behaviour, () => this.guestPowerOff(), this.serialSink());
-    this.vm = { state: "Running", guest };
+  /** Starts the guest and, if configured, the vsock device bridged to it. */
+  private async startGuest(behaviour: ReturnType<typeof parseGuestBehaviour>): Promise<HttpResponse | undefined> {
     const payload = this.config?.payload ?? {};
-    guest.start(`cloud-hypervisor-sim: booting ${payload.kernel ?? payload.firmware} (cmdline: ${payload.cmdline ?? ""})`);
+    let guest: Guest;
+    let guestVsockDir = "/nonexistent";
+    if (behaviour.scripted) {
+      const scripted = new SimGuest(behaviour, () => this.guestPowerOff(), this.serialSink());
+      scripted.start(`cloud-hypervisor-sim: booting ${payload.kernel ?? payload.firmware} (cmdline: ${payload.cmdline ?? ""})`);
+      guest = scripted;
+    } else {
+      const init = new InitGuest(
+        payload.cmdline ?? "",
+        this.serialSink(),
+        (exit) => this.guestExited(exit),
+        (m) => this.opts.log.log("INFO", m),
+      );
+      guestVsockDir = init.vsockDir;
+      guest = init;
+    }
+    this.vm = { state: "Running", guest };
+    const socket = this.config?.vsock?.socket;
+    if (socket) {
+      try {
+        this.vm.vsock = await HybridVsock.open(socket, guestVsockDir);
+      } catch (e) {
+        this.tearDown(false);
+        return apiErr(500, "The VM could not boot", "Error creating VM", `Cannot create vsock device: ${(e as Error).message}`);
+      }
+    }
+    return undefined;
+  }
+
+  /** init exiting is a power-off (exit 0, or SIGINT: reboot(POWER_OFF) in a PID namespace); anything else panics the guest kernel. */
+  private guestExited(exit: { code: number | null; signal: string | null }): void {
+    if (exit.code === 0 || exit.signal === "SIGINT") {
+      this.guestPowerOff();
+      return;
+    }
+    this.opts.log.log("ERROR", `guest init died (${exit.signal ?? `code ${exit.code}`}): kernel panic - not syncing: Attempted to kill init!`);
+    this.opts.events.emit("guest", "panic", { event: "panicked" });
   }
 
   /** The old VM and its serial device are dropped, then rebuilt from the same config: clients must reconnect. */
@@ -212,11 +252,13 @@ export class Vmm {
     if (!this.vm) return apiErr(404, "The VM could not reboot", "VM is not created");
     this.opts.events.emit("vm", "rebooting");
     this.vm.guest.destroy();
+    this.vm.vsock?.close();
     this.vm = undefined;
     this.closeSerial();
     const serialError = await this.openSerial();
     if (serialError) return serialError;
-    this.startGuest(parseGuestBehaviour(this.config?.payload?.cmdline));
+    const vsockError = await this.startGuest(parseGuestBehaviour(this.config?.payload?.cmdline));
+    if (vsockError) return vsockError;
     this.opts.events.emit("vm", "rebooted");
     return NO_CONTENT;
   }
@@ -245,6 +287,7 @@ export class Vmm {
   private tearDown(deleteConfig: boolean): void {
     if (this.vm) {
       this.vm.guest.destroy();
+      this.vm.vsock?.close();
       this.vm = undefined;
       this.opts.events.emit("vm", "shutdown");
     }
@@ -270,7 +313,6 @@ function checkConfigShape(config: unknown): string | undefined {
 
 function unsupportedDevice(config: VmConfig): string | undefined {
   if (config.console?.mode === "Socket") return "console mode Socket";
-  if (config.vsock !== undefined) return "vsock devices";
   return undefined;
 }
 

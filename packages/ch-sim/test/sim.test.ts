@@ -274,7 +274,7 @@ describe("process exit", () => {
 
   it("with --no-shutdown a guest power-off keeps the process and the config", async () => {
     const sim = await startSim(["--no-shutdown"]);
-    await sim.call("PUT", "vm.create", config(sim, "sim.poweroff_after_ms=50"));
+    await sim.call("PUT", "vm.create", config(sim, "sim.guest=scripted sim.poweroff_after_ms=50"));
     await sim.call("PUT", "vm.boot");
     await new Promise((r) => setTimeout(r, 300));
     expect(JSON.parse((await sim.call("GET", "vm.info")).body).state).toBe("Created");

@@ -79,7 +79,7 @@ function chApi(d: Daemon, id: string, method: string, route: string): Promise<st
 describe("the console proxy", () => {
   it("serves three viewers the same output, and input from any of them reaches the guest", async () => {
     const d = await daemon();
-    await d.rpc.call("compute.vm.create", vmSpec(d, "tri", "sim.serial_interval_ms=100"));
+    await d.rpc.call("compute.vm.create", vmSpec(d, "tri", "sim.guest=scripted sim.serial_interval_ms=100"));
     const { path: endpoint } = await d.rpc.call("compute.vm.console.endpoint", { id: "tri" });
     expect(fs.statSync(endpoint).mode & 0o777).toBe(0o600);
     expect(path.dirname(endpoint)).toBe(path.join(d.dir, "console"));
@@ -105,7 +105,7 @@ describe("the console proxy", () => {
   it("a viewer that stops reading is dropped without stalling the guest or the others", async () => {
     const d = await daemon();
     const flood = 12 * 1024 * 1024;
-    await d.rpc.call("compute.vm.create", vmSpec(d, "flood", `sim.serial_interval_ms=0 sim.serial_flood_bytes=${flood}`));
+    await d.rpc.call("compute.vm.create", vmSpec(d, "flood", `sim.guest=scripted sim.serial_interval_ms=0 sim.serial_flood_bytes=${flood}`));
     const { path: endpoint } = await d.rpc.call("compute.vm.console.endpoint", { id: "flood" });
     const stalled = await Viewer.attach(endpoint);
     stalled.socket.pause();
@@ -132,7 +132,7 @@ describe("the console proxy", () => {
 
   it("reconnects to the serial socket after a guest reboot", async () => {
     const d = await daemon();
-    await createAndStart(d, "reboot", "sim.serial_interval_ms=0");
+    await createAndStart(d, "reboot", "sim.guest=scripted sim.serial_interval_ms=0");
     const first = (await d.rpc.call("compute.vm.logs", { id: "reboot", offset: 0 })).data;
     expect(first.match(/booting/g)).toHaveLength(1);
     expect(await chApi(d, "reboot", "PUT", "vm.reboot")).toMatch(/204/);
@@ -144,7 +144,7 @@ describe("the console proxy", () => {
 describe("logs", () => {
   it("work for stopped VMs, reject bad ranges, and report the VM missing", async () => {
     const d = await daemon();
-    await createAndStart(d, "stoppedlog", "sim.serial_interval_ms=0");
+    await createAndStart(d, "stoppedlog", "sim.guest=scripted sim.serial_interval_ms=0");
     await eventually(async () => ((await d.rpc.call("compute.vm.logs", { id: "stoppedlog", tail: 100 })).data.includes("booting") ? true : undefined));
     await d.rpc.call("compute.vm.stop", { id: "stoppedlog" });
     const after = await d.rpc.call("compute.vm.logs", { id: "stoppedlog" });
@@ -161,7 +161,7 @@ describe("logs", () => {
 describe("events", () => {
   it("tail returns transitions and the VMM's own events in seq order, per VM or for all", async () => {
     const d = await daemon();
-    await createAndStart(d, "ev1", "sim.serial_interval_ms=0");
+    await createAndStart(d, "ev1", "sim.guest=scripted sim.serial_interval_ms=0");
     await d.rpc.call("compute.vm.create", vmSpec(d, "ev2"));
     const all = await eventually(async () => {
       const r = await d.rpc.call("compute.vm.events.tail", {});
@@ -182,7 +182,7 @@ describe("events", () => {
 
   it("a long poll returns as soon as an event happens", async () => {
     const d = await daemon();
-    await createAndStart(d, "poll", "sim.serial_interval_ms=0 sim.poweroff_ms=300");
+    await createAndStart(d, "poll", "sim.guest=scripted sim.serial_interval_ms=0 sim.poweroff_ms=300");
     const { next } = await eventually(async () => {
       const r = await d.rpc.call("compute.vm.events.tail", { id: "poll" });
       return r.events.some((e: { data?: { event?: string } }) => e.data?.event === "booted") ? r : undefined;
@@ -206,7 +206,7 @@ describe("events", () => {
 describe("after a daemon SIGKILL and restart", () => {
   it("logs and events continue, and a since from before the restart still works", async () => {
     const first = await daemon();
-    await createAndStart(first, "survive", "sim.serial_interval_ms=100");
+    await createAndStart(first, "survive", "sim.guest=scripted sim.serial_interval_ms=100");
     await eventually(async () => ((await first.rpc.call("compute.vm.logs", { id: "survive" })).data.includes("tick 2") ? true : undefined));
     const before = await first.rpc.call("compute.vm.events.tail", {});
     const logBefore = await first.rpc.call("compute.vm.logs", { id: "survive" });

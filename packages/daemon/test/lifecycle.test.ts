@@ -151,7 +151,7 @@ describe("application errors", () => {
   });
 
   it("-32005 when the start times out; no VMM process is left", async () => {
-    await d.rpc.call("compute.vm.create", vmSpec(d, "slowboot", "sim.boot_ms=3000"));
+    await d.rpc.call("compute.vm.create", vmSpec(d, "slowboot", "sim.guest=scripted sim.boot_ms=3000"));
     const err = await d.rpc.callError("compute.vm.start", { id: "slowboot", timeout_ms: 300 });
     expect(err.code).toBe(-32005);
     const status = await d.rpc.call("compute.vm.status", { id: "slowboot" });
@@ -163,7 +163,7 @@ describe("application errors", () => {
 
 describe("the VMM on its own", () => {
   it("a guest that powers itself off leaves the VM Stopped", async () => {
-    await d.rpc.call("compute.vm.create", vmSpec(d, "selfoff", "sim.poweroff_after_ms=200"));
+    await d.rpc.call("compute.vm.create", vmSpec(d, "selfoff", "sim.guest=scripted sim.poweroff_after_ms=200"));
     const { pid } = await d.rpc.call("compute.vm.start", { id: "selfoff" });
     pids.push(pid);
     const status = await eventually(async () => {
@@ -188,7 +188,7 @@ describe("the VMM on its own", () => {
   });
 
   it("a guest that ignores the power button is stopped by escalation after timeout_ms", async () => {
-    await d.rpc.call("compute.vm.create", vmSpec(d, "stubborn", "sim.power_button=ignore"));
+    await d.rpc.call("compute.vm.create", vmSpec(d, "stubborn", "sim.guest=scripted sim.power_button=ignore"));
     const { pid } = await d.rpc.call("compute.vm.start", { id: "stubborn" });
     pids.push(pid);
     const stopped = await d.rpc.call("compute.vm.stop", { id: "stubborn", timeout_ms: 200 });
@@ -198,7 +198,7 @@ describe("the VMM on its own", () => {
   });
 
   it("force skips the power button", async () => {
-    await d.rpc.call("compute.vm.create", vmSpec(d, "forced", "sim.power_button=ignore"));
+    await d.rpc.call("compute.vm.create", vmSpec(d, "forced", "sim.guest=scripted sim.power_button=ignore"));
     const { pid } = await d.rpc.call("compute.vm.start", { id: "forced" });
     pids.push(pid);
     const stopped = await d.rpc.call("compute.vm.stop", { id: "forced", force: true });
@@ -208,7 +208,7 @@ describe("the VMM on its own", () => {
 
 describe("concurrency", () => {
   it("operations on one VM run in order while status answers at once", async () => {
-    await d.rpc.call("compute.vm.create", vmSpec(d, "queued", "sim.boot_ms=800"));
+    await d.rpc.call("compute.vm.create", vmSpec(d, "queued", "sim.guest=scripted sim.boot_ms=800"));
     let startReturned = false;
     const start = d.rpc.call("compute.vm.start", { id: "queued" }).finally(() => {
       startReturned = true;
@@ -225,7 +225,7 @@ describe("concurrency", () => {
   });
 
   it("a remove queued behind a start sees the running VM", async () => {
-    await d.rpc.call("compute.vm.create", vmSpec(d, "queued2", "sim.boot_ms=300"));
+    await d.rpc.call("compute.vm.create", vmSpec(d, "queued2", "sim.guest=scripted sim.boot_ms=300"));
     const start = d.rpc.call("compute.vm.start", { id: "queued2" });
     const remove = d.rpc.callError("compute.vm.remove", { id: "queued2" });
     const started = await start;

@@ -145,6 +145,7 @@ describe("rpc.discover", () => {
         "compute.vm.console.endpoint",
         "compute.vm.logs",
         "compute.vm.events.tail",
+        "compute.vm.exec",
         "rpc.discover",
       ].sort(),
     );
@@ -193,7 +194,7 @@ describe("the socket and the process", () => {
     const own = await startDaemon();
     await own.rpc.call("compute.vm.create", vmSpec(own, "survivor"));
     const { pid } = await own.rpc.call("compute.vm.start", { id: "survivor" });
-    await own.rpc.call("compute.vm.create", vmSpec(own, "slow", "sim.boot_ms=700"));
+    await own.rpc.call("compute.vm.create", vmSpec(own, "slow", "sim.guest=scripted sim.boot_ms=700"));
     const inFlight = own.rpc.call("compute.vm.start", { id: "slow" });
     await new Promise((r) => setTimeout(r, 150));
     own.proc.kill("SIGTERM");

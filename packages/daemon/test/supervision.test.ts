@@ -81,7 +81,7 @@ describe("re-adoption after a daemon SIGKILL", () => {
   it("notices an adopted VMM's death and records it in the transitions", async () => {
     const first = await daemon();
     const pid = await startVm(first, "victim");
-    const poweroff = await startVm(first, "selfoff", "sim.poweroff_after_ms=1500");
+    const poweroff = await startVm(first, "selfoff", "sim.guest=scripted sim.poweroff_after_ms=1500");
     await crash(first);
     const second = await daemon(first.dir);
     expect((await second.rpc.call("compute.vm.status", { id: "victim" })).pid).toBe(pid);
@@ -101,7 +101,7 @@ describe("re-adoption after a daemon SIGKILL", () => {
   it("a VMM that died while the daemon was down is Failed, one whose guest powered off is Stopped", async () => {
     const first = await daemon();
     const killed = await startVm(first, "diedwhiledown");
-    await startVm(first, "offwhiledown", "sim.poweroff_after_ms=300");
+    await startVm(first, "offwhiledown", "sim.guest=scripted sim.poweroff_after_ms=300");
     await crash(first);
     process.kill(killed, "SIGKILL");
     await new Promise((r) => setTimeout(r, 600));
@@ -121,7 +121,7 @@ describe("re-adoption after a daemon SIGKILL", () => {
 describe("a daemon killed in the middle of an operation", () => {
   it("mid-start: after restart the VM is there once, and at most one VMM serves it", async () => {
     const first = await daemon();
-    await first.rpc.call("compute.vm.create", vmSpec(first, "midstart", "sim.boot_ms=1500"));
+    await first.rpc.call("compute.vm.create", vmSpec(first, "midstart", "sim.guest=scripted sim.boot_ms=1500"));
     void first.rpc.call("compute.vm.start", { id: "midstart" }).catch(() => undefined);
     await waitForState(first, "midstart", "Starting");
     await eventually(() => (readRecord(first, "midstart").vmm ? true : undefined));
@@ -140,7 +140,7 @@ describe("a daemon killed in the middle of an operation", () => {
 
   it("mid-stop: the stop is finished after the restart and no VMM is left", async () => {
     const first = await daemon();
-    const pid = await startVm(first, "midstop", "sim.power_button=ignore");
+    const pid = await startVm(first, "midstop", "sim.guest=scripted sim.power_button=ignore");
     void first.rpc.call("compute.vm.stop", { id: "midstop", timeout_ms: 60_000 }).catch(() => undefined);
     // Crash once Stopping is durable; before that, a restart rightly finds the VM Running.
     await eventually(() => (readRecord(first, "midstop").state === "Stopping" ? true : undefined));

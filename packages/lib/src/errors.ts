@@ -10,6 +10,9 @@ export const ErrorCode = {
   InvalidState: -32003,
   VmmError: -32004,
   Timeout: -32005,
+  AgentUnreachable: -32007,
+  /** The guest agent answered but could not run the command (e.g. not found). */
+  ExecFailed: -32009,
 } as const;
 
 export class RpcError extends Error {

@@ -3,16 +3,18 @@ import { type LifecycleEventType, VM_STATES, type VmState } from "../src/lifecyc
 import { TRANSITION_HISTORY, VmLifecycle } from "../src/lifecycle/vm-lifecycle.js";
 
 const ALLOWED: Record<VmState, Partial<Record<LifecycleEventType, VmState>>> = {
-  Pending: { PROVISION: "Provisioning" },
+  Pending: { PROVISION: "Provisioning", LOAD_FAILED: "Failed" },
   Provisioning: { PROVISIONED: "Configured", PROVISION_FAILED: "Failed" },
   Configured: { START: "Starting", REMOVE: "Configured" },
   Starting: { STARTED: "Running", START_FAILED: "Failed" },
-  Running: { STOP: "Stopping", VMM_EXITED: "Failed", GUEST_POWERED_OFF: "Stopped" },
+  Running: { STOP: "Stopping", VMM_EXITED: "Failed", GUEST_POWERED_OFF: "Stopped", EXEC: "Running" },
   Stopping: { STOPPED: "Stopped", STOP_FAILED: "Failed" },
   Stopped: { START: "Starting", REMOVE: "Stopped" },
   Failed: { START: "Starting", REMOVE: "Failed" },
 };
 const EVENTS: LifecycleEventType[] = [
+  "EXEC",
+  "LOAD_FAILED",
   "PROVISION",
   "PROVISIONED",
   "PROVISION_FAILED",

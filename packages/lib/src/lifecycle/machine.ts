@@ -4,6 +4,7 @@
  * self-transition accepted only where a VM may be deleted: the orchestrator
  * asks whether it is allowed, then deletes the record (there is no ninth state).
  * `START` needs a spec: a VM whose record could not be read can only be removed.
+ * `EXEC` (a command in the guest) is likewise asked, never applied: only a Running VM has a guest.
  */
 import { setup } from "xstate";
 
@@ -23,7 +24,8 @@ export type LifecycleEvent =
   | { type: "STOP_FAILED"; reason: string }
   | { type: "VMM_EXITED"; reason: string }
   | { type: "GUEST_POWERED_OFF"; reason?: string }
-  | { type: "REMOVE" };
+  | { type: "REMOVE" }
+  | { type: "EXEC" };
 
 export type LifecycleEventType = LifecycleEvent["type"];
 
@@ -43,7 +45,7 @@ export const vmLifecycleMachine = setup({
     Configured: { on: { START: start, REMOVE: "Configured" } },
     // A failed start is the transition Starting → Failed (the original design's StartFailed).
     Starting: { on: { STARTED: "Running", START_FAILED: "Failed" } },
-    Running: { on: { STOP: "Stopping", VMM_EXITED: "Failed", GUEST_POWERED_OFF: "Stopped" } },
+    Running: { on: { STOP: "Stopping", VMM_EXITED: "Failed", GUEST_POWERED_OFF: "Stopped", EXEC: "Running" } },
     Stopping: { on: { STOPPED: "Stopped", STOP_FAILED: "Failed" } },
     Stopped: { on: { START: start, REMOVE: "Stopped" } },
     Failed: { on: { START: start, REMOVE: "Failed" } },

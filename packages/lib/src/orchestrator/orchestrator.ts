@@ -10,11 +10,14 @@ import type { VmmExit } from "../ch/vmm-process.js";
 import type { LogSlice } from "../console/serial-log.js";
 import { ErrorCode, invalidState, RpcError, vmExists, vmNotFound } from "../errors.js";
 import type { EventBus, VmEvent } from "../events/event-bus.js";
+import type { ExecResult } from "../exec/exec-client.js";
+import type { ExecRequest } from "../exec/protocol.js";
 import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
 import type { VmList, VmSpec, VmStatus } from "../rpc/schemas.js";
 import type { StateStore } from "../state/store.js";
 import { type VmPaths, vmPaths } from "../state/vm-paths.js";
 import { type Adoption, adoptRecord, vmmDeathEvent } from "./adoption.js";
+import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest } from "./guest-exec.js";
 import { reconcile } from "./reconcile.js";
 import { checkFilesExist, checkSocketPaths } from "./spec-checks.js";
 import { startError } from "./start-error.js";
@@ -92,7 +95,7 @@ export class Orchestrator {
 
   async create(spec: VmSpec): Promise<VmStatus> {
     const paths = vmPaths(this.opts.store.stateDir, spec.id);
-    checkSocketPaths(spec.id, [paths.apiSocket, paths.serialSocket, this.consoleSocket(spec.id)]);
+    checkSocketPaths(spec.id, [paths.apiSocket, paths.serialSocket, paths.vsockSocket, this.consoleSocket(spec.id)]);
     await checkFilesExist(spec);
     if (this.vms.has(spec.id)) throw vmExists(spec.id);
     // Reserve the id before anything else awaits, so a concurrent create of it sees it taken.
@@ -173,6 +176,13 @@ export class Orchestrator {
   logs(id: string, q: { offset?: number; limit: number; tail?: number }): Promise<LogSlice> {
     const { console } = this.get(id).services;
     return q.tail !== undefined ? console.tail(q.tail) : console.read(q.offset ?? 0, q.limit);
+  }
+
+  /** A command in the guest. Not queued: execs run alongside each other and alongside operations. */
+  exec(id: string, req: ExecRequest, stdin?: Buffer): Promise<ExecResult> {
+    const vm = this.get(id);
+    this.require(vm, "EXEC", "exec in");
+    return execInGuest(vm, { ...req, timeout_ms: req.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS }, stdin);
   }
 
   /** Events of every VM, or of one (which may be gone: its history stays). */

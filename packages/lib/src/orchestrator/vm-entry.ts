@@ -87,5 +87,6 @@ export function toStatus(vm: VmEntry): VmStatus {
     created_at: vm.created_at,
     updated_at: vm.updated_at,
     transitions: [...vm.lifecycle.transitions],
+    agent: vm.services.agent.current,
   };
 }

@@ -1,23 +1,28 @@
 /**
  * What runs beside a VM's VMM while it is up: the console (the daemon as the
- * serial socket's only client, logging and fanning out) and the tail of CH's
- * event monitor, whose events join the daemon's event stream.
+ * serial socket's only client, logging and fanning out), the tail of CH's
+ * event monitor, whose events join the daemon's event stream, and the probe
+ * that tells whether the guest's exec agent answers.
  */
 import type { Logger } from "pino";
 import { EventMonitorTail } from "../ch/event-monitor.js";
 import { VmConsole } from "../console/vm-console.js";
 import type { EventBus } from "../events/event-bus.js";
+import { AgentProbe } from "../exec/agent-probe.js";
 import type { VmPaths } from "../state/vm-paths.js";
 
 export class VmServices {
   private monitor: EventMonitorTail | undefined;
+  readonly agent: AgentProbe;
 
   private constructor(
     private readonly id: string,
     private readonly paths: VmPaths,
     readonly console: VmConsole,
     private readonly events: EventBus,
-  ) {}
+  ) {
+    this.agent = new AgentProbe(paths.vsockSocket);
+  }
 
   static async open(id: string, paths: VmPaths, consoleSocket: string, maxLogBytes: number, events: EventBus, log: Logger): Promise<VmServices> {
     return new VmServices(id, paths, await VmConsole.open(paths.dir, consoleSocket, maxLogBytes, log), events);
@@ -40,10 +45,12 @@ export class VmServices {
       }),
     );
     this.monitor.start();
+    this.agent.start();
   }
 
   /** The VMM is gone: read its last events, let go of the serial socket. */
   async vmmDown(): Promise<void> {
+    this.agent.stop();
     this.console.detach();
     await this.monitor?.stop();
     this.monitor = undefined;

@@ -29,8 +29,8 @@ export interface BootHooks {
 
 /** Boots the VM; on any failure the VMM is killed and its sockets removed before the error is thrown. */
 export async function bootVmm(binary: string, spec: VmSpec, paths: VmPaths, deadline: number, hooks: BootHooks): Promise<RunningVmm> {
-  // CH does not unlink before binding: a stale serial socket would fail vm.create.
-  await fs.rm(paths.serialSocket, { force: true });
+  // CH does not unlink before binding: a stale serial socket fails vm.create, a stale vsock socket vm.boot.
+  await Promise.all([fs.rm(paths.serialSocket, { force: true }), fs.rm(paths.vsockSocket, { force: true })]);
   const process = await VmmProcess.spawn(binary, paths);
   const vmm = { process, client: new ChClient(paths.apiSocket) };
   const left = () => Math.max(1, deadline - Date.now());
@@ -91,5 +91,5 @@ export async function haltVmm(vmm: RunningVmm, paths: VmPaths, graceMs: number, 
 /** After the process is gone: close the client and remove what CH leaves behind on a crash. */
 export async function release(vmm: RunningVmm, paths: VmPaths): Promise<void> {
   await vmm.client.close();
-  await Promise.all([fs.rm(paths.apiSocket, { force: true }), fs.rm(paths.serialSocket, { force: true })]);
+  await Promise.all([paths.apiSocket, paths.serialSocket, paths.vsockSocket].map((p) => fs.rm(p, { force: true })));
 }

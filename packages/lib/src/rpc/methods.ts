@@ -94,6 +94,19 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       handler: (p) => orch.eventsTail({ id: p.id, since: p.since, limit: p.limit ?? 100, waitMs: p.wait_ms ?? 0 }),
     }),
     method({
+      name: "compute.vm.exec",
+      summary: "Run a command in the guest through my_hypervisor-init's exec agent; returns its output and exit status",
+      params: S.ExecParams,
+      result: S.ExecResultSchema,
+      errors: [E.VmNotFound, E.InvalidState, E.AgentUnreachable, E.ExecFailed],
+      handler: async (p) => {
+        const encoding = p.encoding ?? "utf8";
+        const stdin = p.stdin !== undefined ? Buffer.from(p.stdin, encoding) : undefined;
+        const r = await orch.exec(p.id, { argv: p.argv, env: p.env, cwd: p.cwd, timeout_ms: p.timeout_ms }, stdin);
+        return { ...r, stdout: r.stdout.toString(encoding), stderr: r.stderr.toString(encoding) };
+      },
+    }),
+    method({
       name: "compute.vm.list",
       summary: "Every VM with its state and VMM pid",
       params: S.EmptyParams,

@@ -40,6 +40,20 @@ export const Net = Type.Object(
   strict,
 );
 
+const EnvMap = Type.Record(Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$" }), Type.String(), { description: "Environment variables" });
+export const WorkloadSchema = Type.Object(
+  {
+    argv: Type.Array(Type.String(), { minItems: 1, maxItems: 1024, description: "The command the guest init runs" }),
+    env: Type.Optional(EnvMap),
+    cwd: Type.Optional(Type.String({ pattern: "^/" })),
+    restart: Type.Optional(Type.Union([Type.Literal("never"), Type.Literal("on-failure"), Type.Literal("always")], { description: "default never" })),
+    on_exit: Type.Optional(
+      Type.Union([Type.Literal("poweroff"), Type.Literal("stay")], { description: "After the workload ends for good: power off, or stay up (default)" }),
+    ),
+  },
+  { ...strict, title: "Workload", description: "Run by my_hypervisor-init inside the guest (passed on the kernel command line)" },
+);
+
 export const CreateParams = Type.Object(
   {
     id: VmId,
@@ -48,6 +62,10 @@ export const CreateParams = Type.Object(
     boot: Type.Union([KernelBoot, FirmwareBoot], { errorMessage: "boot must be {kernel, initramfs?, cmdline?} or {firmware}" }),
     disks: Type.Optional(Type.Array(Disk, { maxItems: 64 })),
     nets: Type.Optional(Type.Array(Net, { maxItems: 16 })),
+    workload: Type.Optional(WorkloadSchema),
+    hostname: Type.Optional(
+      Type.String({ pattern: "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$", description: "The guest's hostname, set by my_hypervisor-init" }),
+    ),
   },
   { ...strict, title: "VmSpec" },
 );
@@ -88,6 +106,10 @@ export const VmStatus = Type.Object(
     created_at: Type.String({ format: "date-time" }),
     updated_at: Type.String({ format: "date-time" }),
     transitions: Type.Array(TransitionSchema, { description: "The most recent transitions, oldest first (at most 64)" }),
+    agent: Type.Object(
+      { ready: Type.Boolean(), since: Type.Union([Type.String({ format: "date-time" }), Type.Null()]) },
+      { description: "Whether the guest's exec agent answers, and since when" },
+    ),
   },
   { title: "VmStatus" },
 );
@@ -148,4 +170,25 @@ export const VmEventSchema = Type.Object(
 export const EventsTailResult = Type.Object({
   events: Type.Array(VmEventSchema),
   next: Type.Integer({ description: "Pass as since in the next call" }),
+});
+
+export const ExecParams = Type.Object(
+  {
+    id: VmId,
+    argv: Type.Array(Type.String(), { minItems: 1, maxItems: 4096 }),
+    env: Type.Optional(EnvMap),
+    cwd: Type.Optional(Type.String({ pattern: "^/" })),
+    stdin: Type.Optional(Type.String({ maxLength: 16 * 1024 * 1024, description: "Sent to the command's stdin, in `encoding`" })),
+    timeout_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000, description: "The guest kills the command after this long (default 60000)" })),
+    encoding: Type.Optional(Encoding),
+  },
+  strict,
+);
+export const ExecResultSchema = Type.Object({
+  exit_code: Type.Union([Type.Integer(), Type.Null()]),
+  signal: Type.Union([Type.String(), Type.Null()]),
+  stdout: Type.String(),
+  stderr: Type.String(),
+  timed_out: Type.Boolean(),
+  truncated: Type.Boolean({ description: "stdout or stderr passed 16 MiB and was cut" }),
 });

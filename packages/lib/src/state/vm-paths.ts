@@ -12,6 +12,7 @@ export interface VmPaths {
   vmmLog: string;
   vmmOutput: string;
   serialSocket: string;
+  vsockSocket: string;
 }
 
 export function vmPaths(stateDir: string, id: string): VmPaths {
@@ -24,5 +25,6 @@ export function vmPaths(stateDir: string, id: string): VmPaths {
     vmmLog: path.join(dir, "vmm.log"),
     vmmOutput: path.join(dir, "vmm.out"),
     serialSocket: path.join(dir, "serial.sock"),
+    vsockSocket: path.join(dir, "vsock.sock"),
   };
 }

@@ -1,0 +1,85 @@
+/**
+ * The real guest: my_hypervisor-init, started at vm.boot. As root it runs as
+ * PID 1 in new PID, mount and UTS namespaces, so its mounts, reaping and
+ * signals are real; otherwise as a plain child (and the log says so). It gets
+ * the kernel command line's `key=value` parameters as its environment, as the
+ * kernel hands them to init. Its stdout/stderr are the serial port's output
+ * and its stdin the serial input; the power button arrives as input_event
+ * records on fd 3; its vsock listeners are Unix sockets in a private
+ * directory. The guest dies with the VMM, even when the VMM is SIGKILLed.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import type { Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
+
+export const INIT_BUNDLE = process.env.CH_SIM_GUEST_INIT ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../init/dist/init.cjs");
+
+export interface GuestExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+export class InitGuest {
+  readonly vsockDir: string;
+  private readonly child: ChildProcess;
+  private stopped = false;
+
+  constructor(
+    cmdline: string,
+    serialOut: (data: Buffer) => void,
+    private readonly onExit: (exit: GuestExit) => void,
+    log: (msg: string) => void,
+  ) {
+    this.vsockDir = fs.mkdtempSync(path.join(os.tmpdir(), "chsim-vsock-"));
+    const asPid1 = process.getuid?.() === 0;
+    const command = asPid1
+      ? ["setpriv", "--pdeathsig", "KILL", "unshare", "--pid", "--mount", "--uts", "--fork", "--kill-child=SIGKILL", process.execPath, INIT_BUNDLE]
+      : ["setpriv", "--pdeathsig", "KILL", process.execPath, INIT_BUNDLE];
+    log(
+      asPid1
+        ? "guest: my_hypervisor-init as PID 1 in new PID, mount and UTS namespaces"
+        : "guest: not root, so my_hypervisor-init runs as a plain child (no PID 1 duties)",
+    );
+    const env = { ...kernelEnv(cmdline), MH_SIM_VSOCK_DIR: this.vsockDir, MH_SIM_POWER_BUTTON_FD: "3", PATH: process.env.PATH ?? "/usr/bin:/bin" };
+    this.child = spawn(command[0] as string, command.slice(1), { env, stdio: ["pipe", "pipe", "pipe", "pipe"] });
+    this.child.stdout?.on("data", serialOut);
+    this.child.stderr?.on("data", serialOut);
+    for (const s of [this.child.stdin, this.child.stdio[3]]) (s as Writable | null)?.on("error", () => undefined);
+    this.child.once("exit", (code, signal) => {
+      fs.rmSync(this.vsockDir, { recursive: true, force: true });
+      if (!this.stopped) this.onExit({ code, signal });
+    });
+  }
+
+  serialIn(data: Buffer): void {
+    this.child.stdin?.write(data);
+  }
+
+  /** The ACPI power button: one EV_KEY/KEY_POWER press, as the kernel reports it. */
+  pressPowerButton(): void {
+    const event = Buffer.alloc(24);
+    event.writeUInt16LE(1, 16);
+    event.writeUInt16LE(116, 18);
+    event.writeInt32LE(1, 20);
+    (this.child.stdio[3] as Writable | null)?.write(event);
+  }
+
+  /** The VM is torn down: the guest stops existing at once. */
+  destroy(): void {
+    this.stopped = true;
+    this.child.kill("SIGKILL");
+  }
+}
+
+/** The kernel passes `key=value` parameters without a dot to init as environment variables. */
+function kernelEnv(cmdline: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const token of cmdline.split(/\s+/)) {
+    const eq = token.indexOf("=");
+    if (eq > 0 && !token.slice(0, eq).includes(".")) env[token.slice(0, eq)] = token.slice(eq + 1);
+  }
+  return env;
+}

@@ -1,0 +1,143 @@
+/**
+ * compute.vm.exec and my_hypervisor-init, end to end: the test VMM boots the
+ * real init (as PID 1 in its own namespaces when the tests run as root) and
+ * bridges hybrid vsock to its exec agent.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Daemon, eventually, killIfAlive, startDaemon, vmSpec } from "./harness.js";
+
+const isRoot = process.getuid?.() === 0;
+const pids = new Set<number>();
+let d: Daemon;
+
+beforeAll(async () => {
+  d = await startDaemon();
+  await d.rpc.call("compute.vm.create", { ...vmSpec(d, "guest"), hostname: "guest-one" });
+  const { pid } = await d.rpc.call("compute.vm.start", { id: "guest" });
+  pids.add(pid);
+});
+afterAll(async () => {
+  for (const pid of pids) killIfAlive(pid);
+  await d.stop();
+});
+
+const exec = (params: Record<string, unknown>) => d.rpc.call("compute.vm.exec", { id: "guest", ...params });
+const serial = async (id: string) => (await d.rpc.call("compute.vm.logs", { id, offset: 0, limit: 4_000_000 })).data as string;
+
+async function startWith(id: string, extra: Record<string, unknown>, cmdline = ""): Promise<void> {
+  await d.rpc.call("compute.vm.create", { ...vmSpec(d, id, cmdline), ...extra });
+  pids.add((await d.rpc.call("compute.vm.start", { id })).pid);
+}
+
+describe("compute.vm.exec", () => {
+  it("runs a command and returns its output and exit code, retrying until the agent listens", async () => {
+    const r = await exec({ argv: ["echo", "hello", "guest"] });
+    expect(r).toEqual({ exit_code: 0, signal: null, stdout: "hello guest\n", stderr: "", timed_out: false, truncated: false });
+  });
+
+  it("reports a non-zero exit, stderr, env and cwd", async () => {
+    const r = await exec({ argv: ["sh", "-c", 'echo "$GREETING from $(pwd)"; echo oops >&2; exit 7'], env: { GREETING: "hi" }, cwd: "/tmp" });
+    expect(r).toMatchObject({ exit_code: 7, signal: null, stdout: "hi from /tmp\n", stderr: "oops\n" });
+  });
+
+  it("reports death by a signal", async () => {
+    expect(await exec({ argv: ["sh", "-c", "kill -TERM $$"] })).toMatchObject({ exit_code: null, signal: "SIGTERM", timed_out: false });
+  });
+
+  it("feeds stdin and is binary-safe with base64", async () => {
+    expect((await exec({ argv: ["cat"], stdin: "round trip\n" })).stdout).toBe("round trip\n");
+    const bytes = Buffer.from([0, 1, 2, 0xfe, 0xff, 0x0a, 0x80]);
+    const r = await exec({ argv: ["cat"], stdin: bytes.toString("base64"), encoding: "base64" });
+    expect(Buffer.from(r.stdout, "base64").equals(bytes)).toBe(true);
+  });
+
+  it("caps each stream at 16 MiB and says it truncated", async () => {
+    const r = await exec({ argv: ["sh", "-c", "head -c 17000000 /dev/zero | tr '\\0' y"] });
+    expect(r).toMatchObject({ exit_code: 0, truncated: true });
+    expect(r.stdout.length).toBe(16 * 1024 * 1024);
+  });
+
+  it("kills a command that runs past timeout_ms, with everything it started", async () => {
+    const r = await exec({ argv: ["sh", "-c", "sleep 30 & sleep 30"], timeout_ms: 300 });
+    expect(r).toMatchObject({ timed_out: true, signal: "SIGKILL" });
+    const left = await exec({ argv: ["sh", "-c", "ps -eo args | grep -c '^sleep 30' || true"] });
+    expect(left.stdout.trim()).toBe("0");
+  });
+
+  it("-32009 for a command that does not exist, naming it", async () => {
+    const err = await d.rpc.callError("compute.vm.exec", { id: "guest", argv: ["/no/such/tool"] });
+    expect(err.code).toBe(-32009);
+    expect(err.message).toContain("/no/such/tool");
+  });
+
+  it("status shows the agent ready, and since when", async () => {
+    const status = await eventually(async () => {
+      const s = await d.rpc.call("compute.vm.status", { id: "guest" });
+      return s.agent.ready ? s : undefined;
+    });
+    expect(status.agent.since).toMatch(/^\d{4}-/);
+  });
+
+  it("-32003 on a VM that is not running; -32007 when no agent answers", async () => {
+    await d.rpc.call("compute.vm.create", vmSpec(d, "stopped"));
+    expect(await d.rpc.callError("compute.vm.exec", { id: "stopped", argv: ["true"] })).toMatchObject({ code: -32003, data: { state: "Configured" } });
+    await startWith("noagent", {}, "sim.guest=scripted sim.serial_interval_ms=0");
+    const err = await d.rpc.callError("compute.vm.exec", { id: "noagent", argv: ["true"], timeout_ms: 600 });
+    expect(err.code).toBe(-32007);
+    expect(err.message).toMatch(/unreachable/);
+    expect((await d.rpc.call("compute.vm.status", { id: "noagent" })).agent).toEqual({ ready: false, since: null });
+  });
+});
+
+describe("my_hypervisor-init as the guest", () => {
+  it("tags its own and the workload's console lines", async () => {
+    await startWith("tagged", { workload: { argv: ["sh", "-c", "echo from the workload"] } });
+    await eventually(async () => ((await serial("tagged")).includes("[workload] from the workload") ? true : undefined));
+    expect(await serial("tagged")).toMatch(/\[init\] my_hypervisor-init starting/);
+  });
+
+  it.skipIf(!isRoot)("runs as PID 1 with its own /proc and hostname (needs root for namespaces)", async () => {
+    expect((await exec({ argv: ["cat", "/proc/1/comm"] })).stdout.trim()).toBe("node");
+    expect((await exec({ argv: ["hostname"] })).stdout.trim()).toBe("guest-one");
+    expect(await serial("guest")).toMatch(/\[init\] mounted .*\/proc/);
+  });
+
+  it.skipIf(!isRoot)("reaps the orphans of a double-forking workload (needs root to be PID 1)", async () => {
+    await startWith("reaper", { workload: { argv: ["sh", "-c", "for i in 1 2 3; do (sleep 0.2 &); done; sleep 60"] } });
+    await eventually(async () => ((await serial("reaper")).match(/reaped orphan/g)?.length ?? 0) >= 1 || undefined);
+    await new Promise((r) => setTimeout(r, 1500));
+    const zombies = await d.rpc.call("compute.vm.exec", { id: "reaper", argv: ["sh", "-c", "ps -eo stat | grep -c '^Z' || true"] });
+    expect(zombies.stdout.trim()).toBe("0");
+  });
+
+  it("restarts the workload per its policy", async () => {
+    await startWith("onfail", { workload: { argv: ["sh", "-c", "echo attempt; exit 1"], restart: "on-failure" } });
+    await startWith("never", { workload: { argv: ["sh", "-c", "echo attempt; exit 1"], restart: "never" } });
+    await startWith("cleanexit", { workload: { argv: ["sh", "-c", "echo attempt; exit 0"], restart: "on-failure" } });
+    await eventually(async () => (((await serial("onfail")).match(/\[workload\] attempt/g)?.length ?? 0) >= 2 ? true : undefined), 8000);
+    await new Promise((r) => setTimeout(r, 1500));
+    for (const id of ["never", "cleanexit"]) expect((await serial(id)).match(/\[workload\] attempt/g)).toHaveLength(1);
+  });
+
+  it("powers off on SIGTERM, and when its workload ends with on_exit poweroff", async () => {
+    await startWith("sigterm", {});
+    await exec({ argv: ["true"] }).catch(() => undefined);
+    await d.rpc.call("compute.vm.exec", { id: "sigterm", argv: ["sh", "-c", `kill -TERM ${isRoot ? 1 : "$PPID"}`] }).catch(() => undefined);
+    const off = await eventually(async () => {
+      const s = await d.rpc.call("compute.vm.status", { id: "sigterm" });
+      return s.state === "Stopped" ? s : undefined;
+    });
+    expect(off.transitions.at(-1)).toMatchObject({ event: "GUEST_POWERED_OFF" });
+    expect(await serial("sigterm")).toMatch(/shutting down: SIGTERM[\s\S]*powering off/);
+
+    await startWith("batch", { workload: { argv: ["sh", "-c", "echo done"], on_exit: "poweroff" } });
+    await eventually(async () => ((await d.rpc.call("compute.vm.status", { id: "batch" })).state === "Stopped" ? true : undefined));
+  });
+
+  it("powers off on the ACPI power button: compute.vm.stop ends at the first stage", async () => {
+    await startWith("button", { workload: { argv: ["sleep", "600"] } });
+    const stopped = await d.rpc.call("compute.vm.stop", { id: "button" });
+    expect(stopped.transitions.at(-1).reason).toMatch(/power button/);
+    expect(await serial("button")).toMatch(/shutting down: power button/);
+  });
+});

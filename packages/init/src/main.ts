@@ -1,0 +1,90 @@
+/**
+ * my_hypervisor-init: the guest's PID 1. It mounts what is missing, sets the
+ * hostname, brings up lo, reaps orphans, runs the configured workload, serves
+ * exec requests on vsock, and on SIGTERM/SIGINT/SIGPWR or the ACPI power
+ * button stops the workload, syncs and powers off. As PID 1 it never exits:
+ * a fatal error is logged to the console and the machine powered off.
+ */
+import "./threadpool.js";
+import { listenAgent } from "./agent-listener.js";
+import { CONFIG_PARAM, type InitConfig, loadConfig } from "./config.js";
+import { say } from "./console-log.js";
+import { serveExec } from "./exec-agent.js";
+import { bringUpLoopback, mountPseudoFilesystems, powerOff, reapOrphans, setHostname } from "./pid1.js";
+import { watchPowerButton } from "./power-button.js";
+import { WorkloadSupervisor } from "./workload.js";
+
+const WORKLOAD_STOP_GRACE_MS = 10_000;
+const REAP_SWEEP_MS = 1000;
+const isPid1 = process.pid === 1;
+let workload: WorkloadSupervisor | undefined;
+let shuttingDown = false;
+
+async function shutdown(why: string): Promise<void> {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  say("init", `shutting down: ${why}`);
+  await workload?.stop(WORKLOAD_STOP_GRACE_MS);
+  if (isPid1) {
+    // Everything else in the machine: TERM, a moment, then KILL. kill(-1) spares PID 1 itself.
+    signalAll("SIGTERM");
+    await new Promise((r) => setTimeout(r, 1000));
+    signalAll("SIGKILL");
+  }
+  say("init", "powering off");
+  await powerOff();
+}
+
+function signalAll(signal: NodeJS.Signals): void {
+  try {
+    process.kill(-1, signal);
+  } catch {
+    // nothing left to signal
+  }
+}
+
+function fatal(e: unknown): void {
+  say("init", `fatal: ${(e as Error)?.stack ?? String(e)}`);
+  void shutdown("fatal error");
+}
+
+function readConfig(): InitConfig {
+  try {
+    return loadConfig();
+  } catch (e) {
+    say("init", `ignoring a bad ${CONFIG_PARAM}: ${(e as Error).message}`);
+    return { exec_port: 1024 };
+  }
+}
+
+async function main(): Promise<void> {
+  process.on("uncaughtException", fatal);
+  process.on("unhandledRejection", fatal);
+  say("init", `my_hypervisor-init starting as pid ${process.pid}`);
+  const config = readConfig();
+  // The agent listens before anything is mounted over the paths the host can see.
+  const where = await listenAgent(config.exec_port, serveExec);
+  say("init", `exec agent listening on ${where}`);
+  if (isPid1) {
+    const mounted = await mountPseudoFilesystems();
+    say("init", `mounted ${mounted.length > 0 ? mounted.join(" ") : "nothing (all present)"}`);
+    if (config.hostname) await setHostname(config.hostname);
+    await bringUpLoopback();
+    const reap = () => void reapOrphans().then((pids) => pids.length > 0 && say("init", `reaped orphan${pids.length > 1 ? "s" : ""} ${pids.join(" ")}`));
+    process.on("SIGCHLD", reap);
+    setInterval(reap, REAP_SWEEP_MS);
+  } else {
+    say("init", "not PID 1: mounts, hostname, network and reaping are left to the host");
+  }
+  for (const sig of ["SIGTERM", "SIGINT", "SIGPWR"] as const) process.on(sig, () => void shutdown(sig));
+  const buttons = watchPowerButton(() => void shutdown("power button"));
+  say("init", buttons.length > 0 ? `watching the power button on ${buttons.join(" ")}` : "no power button device");
+  if (config.workload) {
+    const onExit = config.workload.on_exit ?? "stay";
+    workload = new WorkloadSupervisor(config.workload, () => onExit === "poweroff" && void shutdown("workload finished"));
+    workload.start();
+  }
+  say("init", "ready");
+}
+
+main().catch(fatal);

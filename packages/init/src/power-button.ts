@@ -1,0 +1,55 @@
+/**
+ * The ACPI power button, as the kernel reports it: key events (EV_KEY,
+ * KEY_POWER) on the input device named "Power Button". In a VM that device is
+ * /dev/input/eventN; the test VMM hands the same 24-byte input_event records
+ * over a pipe on the fd named by $MH_SIM_POWER_BUTTON_FD.
+ */
+import fs from "node:fs";
+
+const EVENT_BYTES = 24;
+const EV_KEY = 1;
+const KEY_POWER = 116;
+export const SIM_POWER_BUTTON_FD_ENV = "MH_SIM_POWER_BUTTON_FD";
+
+/** The event devices of every "Power Button", from /proc/bus/input/devices. */
+function powerButtonDevices(): string[] {
+  let text = "";
+  try {
+    text = fs.readFileSync("/proc/bus/input/devices", "utf8");
+  } catch {
+    return [];
+  }
+  return text
+    .split("\n\n")
+    .filter((block) => /N: Name="Power Button"/.test(block))
+    .flatMap((block) => [...block.matchAll(/\bevent(\d+)\b/g)].map((m) => `/dev/input/event${m[1]}`));
+}
+
+export function watchPowerButton(onPress: () => void): string[] {
+  const fdEnv = process.env[SIM_POWER_BUTTON_FD_ENV];
+  const sources: (string | number)[] = fdEnv ? [Number(fdEnv)] : powerButtonDevices();
+  for (const source of sources) {
+    const stream = typeof source === "number" ? fs.createReadStream("", { fd: source }) : fs.createReadStream(source);
+    let pending = Buffer.alloc(0);
+    stream.on("data", (chunk) => {
+      pending = Buffer.concat([pending, chunk as Buffer]);
+      for (; pending.length >= EVENT_BYTES; pending = pending.subarray(EVENT_BYTES)) {
+        const type = pending.readUInt16LE(16);
+        const code = pending.readUInt16LE(18);
+        const value = pending.readInt32LE(20);
+        if (type === EV_KEY && code === KEY_POWER && value === 1) onPress();
+      }
+    });
+    stream.on("error", () => undefined);
+  }
+  return sources.map(String);
+}
+
+/** One key-press record, as the kernel writes it. */
+export function powerButtonPress(): Buffer {
+  const event = Buffer.alloc(EVENT_BYTES);
+  event.writeUInt16LE(EV_KEY, 16);
+  event.writeUInt16LE(KEY_POWER, 18);
+  event.writeInt32LE(1, 20);
+  return event;
+}

@@ -1,0 +1,34 @@
+/**
+ * Running one command in a VM's guest: reach the exec agent through hybrid
+ * vsock (retrying while it starts), run the command, and map what went wrong
+ * onto the RPC's errors.
+ */
+
+import { ErrorCode, RpcError } from "../errors.js";
+import { ExecAgentError, type ExecResult, runExec } from "../exec/exec-client.js";
+import { connectGuestPort } from "../exec/hybrid-vsock.js";
+import { DEFAULT_EXEC_PORT, type ExecRequest } from "../exec/protocol.js";
+import type { VmEntry } from "./vm-entry.js";
+
+export const DEFAULT_EXEC_TIMEOUT_MS = 60_000;
+/** How long an exec waits for the agent to start listening (a guest still booting). */
+const AGENT_WAIT_MS = 30_000;
+
+export async function execInGuest(vm: VmEntry, req: ExecRequest & { timeout_ms: number }, stdin: Buffer | undefined): Promise<ExecResult> {
+  let conn: Awaited<ReturnType<typeof connectGuestPort>>;
+  try {
+    conn = await connectGuestPort(vm.paths.vsockSocket, DEFAULT_EXEC_PORT, Date.now() + Math.min(AGENT_WAIT_MS, req.timeout_ms));
+  } catch (e) {
+    vm.services.agent.markUnreachable();
+    throw new RpcError(ErrorCode.AgentUnreachable, `exec in VM '${vm.id}': the guest agent is unreachable: ${(e as Error).message}`, { id: vm.id });
+  }
+  try {
+    return await runExec(conn, req, stdin);
+  } catch (e) {
+    if (!(e instanceof ExecAgentError)) throw e;
+    const closed = /closed the connection/.test(e.message);
+    if (closed) vm.services.agent.markUnreachable();
+    const code = closed ? ErrorCode.AgentUnreachable : ErrorCode.ExecFailed;
+    throw new RpcError(code, `exec in VM '${vm.id}': ${e.message}`, { id: vm.id, argv: req.argv });
+  }
+}

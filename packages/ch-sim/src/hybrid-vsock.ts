@@ -65,15 +65,19 @@ export class HybridVsock {
   private bridge(host: net.Socket, port: number, early: Buffer): void {
     const guest = net.connect(path.join(this.guestDir, `${port}.sock`));
     // Nothing listening in the guest (an RST): the host's stream is closed without a word.
-    guest.once("error", () => host.destroy());
+    const refused = () => host.destroy();
+    guest.once("error", refused);
     guest.once("connect", () => {
+      guest.off("error", refused);
       host.write(`OK ${this.nextLocalPort++}\n`);
       if (early.length > 0) guest.write(early);
+      // pipe() ends each side once the other has ended and everything written is flushed;
+      // only a broken side takes the other down at once.
       host.pipe(guest);
       guest.pipe(host);
       host.resume();
-      host.once("close", () => guest.destroy());
-      guest.once("close", () => host.destroy());
+      host.once("error", () => guest.destroy());
+      guest.once("error", () => host.destroy());
     });
   }
 }

@@ -35,12 +35,15 @@ export class WorkloadSupervisor {
       cwd: this.workload.cwd ?? "/",
       env: { PATH: "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", ...this.workload.env },
       stdio: ["ignore", "pipe", "pipe"],
+      // Its own process group: stopping it reaches everything it started.
+      detached: true,
     });
     this.child = child;
     child.stdout?.on("data", tagLines("workload"));
     child.stderr?.on("data", tagLines("workload:err"));
     child.once("error", (e) => say("init", `workload failed to start: ${e.message}`));
-    child.once("close", (code, signal) => {
+    // "exit", not "close": a grandchild may hold the output pipes open long after.
+    child.once("exit", (code, signal) => {
       this.child = undefined;
       say("init", `workload exited (${signal ? `signal ${signal}` : `code ${code}`})`);
       if (this.stopping) return;
@@ -55,16 +58,27 @@ export class WorkloadSupervisor {
     });
   }
 
-  /** SIGTERM, then SIGKILL after `graceMs`; resolves once it is gone. */
+  /** SIGTERM to its process group, then SIGKILL after `graceMs`; resolves once the workload is gone. */
   async stop(graceMs: number): Promise<void> {
     this.stopping = true;
     clearTimeout(this.timer);
     const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const gone = new Promise<void>((resolve) => child.once("close", () => resolve()));
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
+    if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return;
+    const pid = child.pid;
+    const gone = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    signalGroup(pid, "SIGTERM");
+    const timer = setTimeout(() => signalGroup(pid, "SIGKILL"), graceMs);
     await gone;
     clearTimeout(timer);
+    // Whatever it left behind in its group goes too.
+    signalGroup(pid, "SIGKILL");
+  }
+}
+
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // the group is already empty
   }
 }

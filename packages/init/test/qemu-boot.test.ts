@@ -1,0 +1,39 @@
+/**
+ * The guest image in a real Linux kernel, under QEMU's software emulation:
+ * my_hypervisor-init runs as PID 1, mounts what it should, starts the
+ * workload from its kernel command line configuration, reaps, and powers the
+ * machine off, so QEMU exits on its own.
+ */
+import { spawn } from "node:child_process";
+import { encodeConfig } from "@my_hypervisor/lib/init-config";
+import { describe, expect, it } from "vitest";
+import { buildImage, haveQemu, kernel, missingForImage } from "./guest-image.js";
+
+const missing = missingForImage ?? (!haveQemu ? "qemu-system-x86_64 is not installed" : !kernel ? "no kernel in /boot (linux-image-amd64)" : undefined);
+
+describe.skipIf(missing !== undefined)(
+  `booting a real kernel${missing ? ` (skipped: ${missing}; scripts/install-guest-test-deps.sh installs it)` : ""}`,
+  () => {
+    it("runs the init as PID 1, which mounts, runs the workload, reaps and powers off", async () => {
+      const image = buildImage();
+      const workload = "echo workload on $(hostname); (sleep 0.3 &); sleep 2; echo mounts: $(cut -d' ' -f5 /proc/self/mountinfo | tr '\\n' ' ')";
+      const config = encodeConfig({ hostname: "tcg-guest", workload: { argv: ["sh", "-c", workload], on_exit: "poweroff" } });
+      const args = ["-accel", "tcg", "-M", "microvm", "-m", "512", "-nographic", "-no-reboot", "-kernel", `/boot/${kernel}`, "-initrd", image];
+      const qemu = spawn("qemu-system-x86_64", [...args, "-append", `console=ttyS0 panic=-1 quiet mh_config=${config}`], { stdio: ["ignore", "pipe", "pipe"] });
+      let out = "";
+      qemu.stdout.on("data", (d) => {
+        out += d;
+      });
+      const guard = setTimeout(() => qemu.kill("SIGKILL"), 170_000);
+      const code = await new Promise<number | null>((resolve) => qemu.once("exit", resolve));
+      clearTimeout(guard);
+      expect(out).toMatch(/\[init\] my_hypervisor-init starting as pid 1\r?\n/);
+      expect(out).toMatch(/\[init\] mounted \/proc \/sys \/dev \/dev\/pts \/run \/tmp/);
+      expect(out).toMatch(/\[workload\] workload on tcg-guest/);
+      expect(out).toMatch(/\[workload\] mounts: \/ \/proc \/sys \/dev \/dev\/pts \/run \/tmp/);
+      expect(out).toMatch(/\[init\] reaped orphan \d+/);
+      expect(out).toMatch(/\[init\] shutting down: workload finished[\s\S]*reboot: Power down/);
+      expect(code).toBe(0);
+    }, 180_000);
+  },
+);

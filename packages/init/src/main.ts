@@ -6,7 +6,7 @@
  * a fatal error is logged to the console and the machine powered off.
  */
 import "./threadpool.js";
-import { listenAgent } from "./agent-listener.js";
+import { listenAgent, SIM_VSOCK_DIR_ENV } from "./agent-listener.js";
 import { CONFIG_PARAM, type InitConfig, loadConfig } from "./config.js";
 import { say } from "./console-log.js";
 import { serveExec } from "./exec-agent.js";
@@ -57,6 +57,19 @@ function readConfig(): InitConfig {
   }
 }
 
+/**
+ * Under the test VMM, stdin is a pipe whose only writer is the VMM: EOF means the VMM is gone, and a
+ * guest never outlives its VMM. (pdeathsig covers this too; this also holds if a signal was missed.)
+ * A real console never reaches EOF.
+ */
+function exitWithTheTestVmm(): void {
+  process.stdin.on("data", () => undefined);
+  process.stdin.once("end", () => {
+    say("init", "the test VMM is gone: exiting");
+    process.exit(0);
+  });
+}
+
 async function main(): Promise<void> {
   process.on("uncaughtException", fatal);
   process.on("unhandledRejection", fatal);
@@ -80,6 +93,7 @@ async function main(): Promise<void> {
     say("init", "not PID 1: mounts, hostname, network and reaping are left to the host");
   }
   for (const sig of ["SIGTERM", "SIGINT", "SIGPWR"] as const) process.on(sig, () => void shutdown(sig));
+  if (process.env[SIM_VSOCK_DIR_ENV]) exitWithTheTestVmm();
   const buttons = watchPowerButton(() => void shutdown("power button"));
   say("init", buttons.length > 0 ? `watching the power button on ${buttons.join(" ")}` : "no power button device");
   if (config.workload) {

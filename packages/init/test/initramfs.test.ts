@@ -31,7 +31,8 @@ describe.skipIf(missingForImage !== undefined)(`the initramfs${missingForImage ?
       const guest = spawn("unshare", ["--pid", "--mount", "--uts", "--fork", "--kill-child=SIGKILL", "chroot", dir, "/init"], {
         // Only what the kernel would pass to init, and PATH for finding unshare and chroot on the host.
         env: { mh_config: config, MH_SIM_VSOCK_DIR: "/agent", PATH: process.env.PATH ?? "/usr/bin:/bin" },
-        stdio: ["ignore", "pipe", "pipe"],
+        // As under the test VMM, stdin is a pipe the "VMM" (this test) holds open: EOF would mean it is gone.
+        stdio: ["pipe", "pipe", "pipe"],
       });
       let console = "";
       guest.stdout.on("data", (d) => {

@@ -129,6 +129,7 @@ describe("my_hypervisor-init as the guest", () => {
     });
     expect(off.transitions.at(-1)).toMatchObject({ event: "GUEST_POWERED_OFF" });
     expect(await serial("sigterm")).toMatch(/shutting down: SIGTERM[\s\S]*powering off/);
+    expect(await d.rpc.callError("compute.vm.exec", { id: "sigterm", argv: ["true"] })).toMatchObject({ code: -32003, data: { state: "Stopped" } });
 
     await startWith("batch", { workload: { argv: ["sh", "-c", "echo done"], on_exit: "poweroff" } });
     await eventually(async () => ((await d.rpc.call("compute.vm.status", { id: "batch" })).state === "Stopped" ? true : undefined));

@@ -4,7 +4,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { runServer, VERSION } from "@my_hypervisor/lib";
 
-const USAGE = `Usage: my_hypervisor-daemon --rpc-socket PATH --state-dir DIR --console-dir DIR [--cloud-hypervisor BIN] [--log-level LEVEL] [--reconcile-interval-ms N] [--console-log-max-mib N]`;
+const USAGE = `Usage: my_hypervisor-daemon --rpc-socket PATH --state-dir DIR --console-dir DIR [--cloud-hypervisor BIN] [--log-level LEVEL] [--reconcile-interval-ms N] [--console-log-max-mib N] [--net-socket PATH] [--vol-socket PATH]`;
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 function fail(message: string): never {
@@ -25,6 +25,8 @@ function parse() {
         "log-level": { type: "string", default: "info" },
         "reconcile-interval-ms": { type: "string", default: "30000" },
         "console-log-max-mib": { type: "string", default: "16" },
+        "net-socket": { type: "string" },
+        "vol-socket": { type: "string" },
         version: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -62,6 +64,8 @@ try {
     logLevel: level,
     reconcileIntervalMs,
     consoleLogBytes: consoleLogMiB * 1024 * 1024,
+    netSocket: args["net-socket"] ? path.resolve(args["net-socket"]) : undefined,
+    volSocket: args["vol-socket"] ? path.resolve(args["vol-socket"]) : undefined,
   });
   await server.closed;
   process.exit(0);

@@ -10,6 +10,8 @@ export const ErrorCode = {
   InvalidState: -32003,
   VmmError: -32004,
   Timeout: -32005,
+  /** A sibling daemon (network, volumes) refused or failed a provisioning call. */
+  SiblingError: -32006,
   AgentUnreachable: -32007,
   /** The guest agent answered but could not run the command (e.g. not found). */
   ExecFailed: -32009,

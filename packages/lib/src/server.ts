@@ -10,6 +10,8 @@ import { Orchestrator } from "./orchestrator/orchestrator.js";
 import { RpcAdapter } from "./rpc/adapter.js";
 import { computeMethods } from "./rpc/methods.js";
 import { RpcSocketServer } from "./rpc/socket-server.js";
+import { Provisioner } from "./siblings/provisioner.js";
+import { ReleaseQueue } from "./siblings/release-queue.js";
 import { StateStore } from "./state/store.js";
 
 export const VERSION = "0.1.0";
@@ -25,6 +27,10 @@ export interface ServerOptions {
   reconcileIntervalMs?: number;
   /** How much of each VM's serial output is kept on disk (default 16 MiB). */
   consoleLogBytes?: number;
+  /** The network sibling's socket (--net-socket). */
+  netSocket?: string;
+  /** The volume sibling's socket (--vol-socket). */
+  volSocket?: string;
 }
 
 export interface RunningServer {
@@ -43,6 +49,8 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   const orchestrator = new Orchestrator({
     store,
     events,
+    provisioner: new Provisioner({ net: opts.netSocket, vol: opts.volSocket }, log),
+    releases: await ReleaseQueue.open(path.join(opts.stateDir, "pending-releases.json"), log.child({ component: "releases" })),
     vmmBinary: opts.cloudHypervisor,
     consoleDir: opts.consoleDir,
     consoleLogBytes: opts.consoleLogBytes,

@@ -1,6 +1,7 @@
 /** Translates a VM spec into cloud-hypervisor's VmConfig for `vm.create`. */
 import { CONFIG_PARAM, encodeConfig } from "../exec/init-config.js";
 import type { VmSpec } from "../rpc/schemas.js";
+import type { Resources } from "../siblings/provisioner.js";
 import type { VmPaths } from "../state/vm-paths.js";
 import type { ChVmConfig } from "./client.js";
 
@@ -16,15 +17,18 @@ export function kernelCmdline(spec: VmSpec): string | undefined {
   return [base, `${CONFIG_PARAM}=${config}`].filter(Boolean).join(" ");
 }
 
-export function toChVmConfig(spec: VmSpec, paths: VmPaths): ChVmConfig {
+/** `resources` resolves the spec's references: taps and MACs from the network sibling, paths from the volume sibling. */
+export function toChVmConfig(spec: VmSpec, paths: VmPaths, resources: Resources): ChVmConfig {
   const payload =
     "kernel" in spec.boot ? { kernel: spec.boot.kernel, initramfs: spec.boot.initramfs, cmdline: kernelCmdline(spec) } : { firmware: spec.boot.firmware };
   return {
     payload,
     cpus: { boot_vcpus: spec.vcpus, max_vcpus: spec.vcpus },
     memory: { size: spec.memory_mib * MiB },
-    disks: spec.disks?.map((d) => ({ path: d.path, readonly: d.readonly ?? false })),
-    net: spec.nets?.map((n) => ({ tap: n.tap, mac: n.mac })),
+    disks: spec.disks?.map((d, i) => ({ path: "path" in d ? d.path : resolved(resources.disks, `disk${i}`).path, readonly: d.readonly ?? false })),
+    net: spec.nets?.map((n, i) =>
+      "tap" in n ? { tap: n.tap, mac: n.mac } : { tap: resolved(resources.nets, `net${i}`).tap, mac: resolved(resources.nets, `net${i}`).mac },
+    ),
     rng: { src: "/dev/urandom" },
     // The daemon is the serial socket's only client and serves viewers itself (console/).
     serial: { mode: "Socket", socket: paths.serialSocket },
@@ -33,4 +37,10 @@ export function toChVmConfig(spec: VmSpec, paths: VmPaths): ChVmConfig {
     // Exec reaches my_hypervisor-init's agent through CH's hybrid vsock on this socket.
     vsock: { cid: GUEST_CID, socket: paths.vsockSocket },
   };
+}
+
+function resolved<T>(by: Record<string, T>, slot: string): T {
+  const r = by[slot];
+  if (!r) throw new Error(`${slot} has not been provisioned`);
+  return r;
 }

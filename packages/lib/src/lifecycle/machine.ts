@@ -3,10 +3,11 @@
  * Eight states; every event a state does not list is refused. `REMOVE` is a
  * self-transition accepted only where a VM may be deleted: the orchestrator
  * asks whether it is allowed, then deletes the record (there is no ninth state).
- * `START` needs a spec: a VM whose record could not be read can only be removed.
+ * `START` needs a startable VM: one whose record could be read and whose provisioning did not fail;
+ * such a VM can only be removed.
  * `EXEC` (a command in the guest) is likewise asked, never applied: only a Running VM has a guest.
  */
-import { setup } from "xstate";
+import { assign, setup } from "xstate";
 
 export const VM_STATES = ["Pending", "Provisioning", "Configured", "Starting", "Running", "Stopping", "Stopped", "Failed"] as const;
 export type VmState = (typeof VM_STATES)[number];
@@ -29,19 +30,20 @@ export type LifecycleEvent =
 
 export type LifecycleEventType = LifecycleEvent["type"];
 
-const start = { target: "Starting", guard: "hasSpec" } as const;
+const start = { target: "Starting", guard: "startable" } as const;
 
 export const vmLifecycleMachine = setup({
-  types: { events: {} as LifecycleEvent, context: {} as { hasSpec: boolean }, input: {} as { hasSpec: boolean } },
-  guards: { hasSpec: ({ context }) => context.hasSpec },
+  types: { events: {} as LifecycleEvent, context: {} as { startable: boolean }, input: {} as { startable: boolean } },
+  guards: { startable: ({ context }) => context.startable },
+  actions: { notStartable: assign({ startable: false }) },
 }).createMachine({
   id: "vm",
   initial: "Pending",
-  context: ({ input }) => ({ hasSpec: input.hasSpec }),
+  context: ({ input }) => ({ startable: input.startable }),
   states: {
     // LOAD_FAILED: a record found at start-up that cannot be read.
-    Pending: { on: { PROVISION: "Provisioning", LOAD_FAILED: "Failed" } },
-    Provisioning: { on: { PROVISIONED: "Configured", PROVISION_FAILED: "Failed" } },
+    Pending: { on: { PROVISION: "Provisioning", LOAD_FAILED: { target: "Failed", actions: "notStartable" } } },
+    Provisioning: { on: { PROVISIONED: "Configured", PROVISION_FAILED: { target: "Failed", actions: "notStartable" } } },
     Configured: { on: { START: start, REMOVE: "Configured" } },
     // A failed start is the transition Starting → Failed (the original design's StartFailed).
     Starting: { on: { STARTED: "Running", START_FAILED: "Failed" } },

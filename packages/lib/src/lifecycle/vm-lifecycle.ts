@@ -22,8 +22,8 @@ export class VmLifecycle {
   private history: Transition[];
 
   /** Restores a VM at `state` (after a restart) or starts a new one at Pending. */
-  constructor(state: VmState = "Pending", history: Transition[] = [], opts: { hasSpec: boolean } = { hasSpec: true }) {
-    const snapshot = vmLifecycleMachine.resolveState({ value: state, context: { hasSpec: opts.hasSpec } });
+  constructor(state: VmState = "Pending", history: Transition[] = [], opts: { startable: boolean } = { startable: true }) {
+    const snapshot = vmLifecycleMachine.resolveState({ value: state, context: { startable: opts.startable } });
     this.actor = createActor(vmLifecycleMachine, { snapshot, input: opts }).start();
     this.history = history.slice(-TRANSITION_HISTORY);
   }

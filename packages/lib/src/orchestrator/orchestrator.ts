@@ -14,10 +14,13 @@ import type { ExecResult } from "../exec/exec-client.js";
 import type { ExecRequest } from "../exec/protocol.js";
 import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
 import type { VmList, VmSpec, VmStatus } from "../rpc/schemas.js";
+import type { Provisioner } from "../siblings/provisioner.js";
+import type { ReleaseQueue } from "../siblings/release-queue.js";
 import type { StateStore } from "../state/store.js";
 import { type VmPaths, vmPaths } from "../state/vm-paths.js";
 import { type Adoption, adoptRecord, vmmDeathEvent } from "./adoption.js";
 import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest } from "./guest-exec.js";
+import { provisioningError, provisionVm, releaseVm } from "./provisioning.js";
 import { reconcile } from "./reconcile.js";
 import { checkFilesExist, checkSocketPaths } from "./spec-checks.js";
 import { startError } from "./start-error.js";
@@ -34,6 +37,10 @@ export const DEFAULT_CONSOLE_LOG_BYTES = 16 * 1024 * 1024;
 export interface OrchestratorOptions {
   store: StateStore;
   events: EventBus;
+  /** The network and volume siblings. */
+  provisioner: Provisioner;
+  /** Sibling releases that failed, retried by the reconcile loop. */
+  releases: ReleaseQueue;
   vmmBinary: string;
   /** Where each VM's console socket is served: `<consoleDir>/<id>.sock`. */
   consoleDir: string;
@@ -73,6 +80,8 @@ export class Orchestrator {
         const vm = entryFromRecord(record, paths, await this.openServices(record.id, paths));
         this.vms.set(vm.id, vm);
         await this.applyAdoption(vm, await adoptRecord(record, vm.paths));
+        // A restart cut provisioning short: give back whatever the siblings handed out, recorded or not.
+        if (record.state === "Provisioning") await releaseVm(vm, this.opts.provisioner.kindsOf(record.spec), this.opts.provisioner, this.opts.releases);
         if (migrated) {
           this.log.info({ vm: vm.id }, "state.json migrated from version 1 to 2");
           await this.persist(vm);
@@ -90,13 +99,18 @@ export class Orchestrator {
   }
 
   status(id: string): VmStatus {
-    return toStatus(this.get(id));
+    return this.statusOf(this.get(id));
+  }
+
+  private statusOf(vm: VmEntry): VmStatus {
+    return toStatus(vm, this.opts.releases.forOwner(vm.id));
   }
 
   async create(spec: VmSpec): Promise<VmStatus> {
     const paths = vmPaths(this.opts.store.stateDir, spec.id);
     checkSocketPaths(spec.id, [paths.apiSocket, paths.serialSocket, paths.vsockSocket, this.consoleSocket(spec.id)]);
     await checkFilesExist(spec);
+    this.opts.provisioner.checkConfigured(spec);
     if (this.vms.has(spec.id)) throw vmExists(spec.id);
     // Reserve the id before anything else awaits, so a concurrent create of it sees it taken.
     const vm = newEntry(spec, paths, await this.openServices(spec.id, paths));
@@ -107,15 +121,23 @@ export class Orchestrator {
     this.vms.set(vm.id, vm);
     try {
       await this.transition(vm, { type: "PROVISION" });
-      // Provisioning is a pass-through until sibling daemons are wired in.
-      await this.transition(vm, { type: "PROVISIONED" });
     } catch (e) {
       this.vms.delete(vm.id);
       await vm.services.close();
       await this.opts.store.remove(vm.id);
       throw e;
     }
-    return toStatus(vm);
+    try {
+      await provisionVm({ ...vm, spec }, this.opts.provisioner, () => this.persist(vm));
+    } catch (e) {
+      // Roll back what was obtained; the VM stays, Failed with the sibling's error, until removed.
+      const error = provisioningError(vm, e);
+      await releaseVm(vm, this.opts.provisioner.kindsOf(spec), this.opts.provisioner, this.opts.releases);
+      await this.transition(vm, { type: "PROVISION_FAILED", reason: error.message });
+      throw error;
+    }
+    await this.transition(vm, { type: "PROVISIONED" });
+    return this.statusOf(vm);
   }
 
   start(id: string, timeoutMs = DEFAULT_START_TIMEOUT_MS): Promise<VmStatus> {
@@ -123,7 +145,7 @@ export class Orchestrator {
       this.require(vm, "START", "start");
       await this.transition(vm, { type: "START" });
       try {
-        vm.vmm = await bootVmm(this.opts.vmmBinary, vm.spec as VmSpec, vm.paths, Date.now() + timeoutMs, {
+        vm.vmm = await bootVmm(this.opts.vmmBinary, vm.spec as VmSpec, vm.paths, vm.resources, Date.now() + timeoutMs, {
           spawned: (vmm) => this.adoptSpawned(vm, vmm),
           created: (vmm) => vm.services.vmmUp(vmm.process.pid),
         });
@@ -135,29 +157,31 @@ export class Orchestrator {
       }
       this.watchExit(vm, vm.vmm);
       await this.transition(vm, { type: "STARTED" });
-      return toStatus(vm);
+      return this.statusOf(vm);
     });
   }
 
   stop(id: string, opts: { timeoutMs?: number; force?: boolean } = {}): Promise<VmStatus> {
     return this.serialize(id, async (vm) => {
       await this.stopNow(vm, opts.force ? 0 : (opts.timeoutMs ?? DEFAULT_STOP_GRACE_MS));
-      return toStatus(vm);
+      return this.statusOf(vm);
     });
   }
 
-  remove(id: string, force = false): Promise<{ id: string; removed: true }> {
+  remove(id: string, force = false): Promise<{ id: string; removed: true; pending_releases?: number }> {
     return this.serialize(id, async (vm) => {
       if (!vm.lifecycle.can("REMOVE")) {
         if (!(force && vm.lifecycle.can("STOP"))) throw invalidState(vm.id, vm.lifecycle.state, "remove", "stop it first, or pass force: true");
         await this.stopNow(vm, 0);
       }
+      // The VMM is gone: now its networks and volumes can go back.
+      const pending = vm.spec ? await releaseVm(vm, this.opts.provisioner.kindsOf(vm.spec), this.opts.provisioner, this.opts.releases) : 0;
       await vm.services.close();
       await this.opts.store.remove(vm.id);
       this.vms.delete(vm.id);
       this.opts.events.publish({ id: vm.id, type: "removed" });
-      this.log.info({ vm: vm.id }, "VM removed");
-      return { id: vm.id, removed: true as const };
+      this.log.info({ vm: vm.id, pending_releases: pending }, "VM removed");
+      return pending > 0 ? { id: vm.id, removed: true as const, pending_releases: pending } : { id: vm.id, removed: true as const };
     });
   }
 
@@ -194,6 +218,7 @@ export class Orchestrator {
   reconcileNow(): Promise<unknown> {
     this.reconciling = this.reconciling
       .then(() => reconcile(this.opts.store.stateDir, this.vms, this.log))
+      .then(() => this.opts.releases.retry(this.opts.provisioner))
       .catch((e) => this.log.error({ err: (e as Error).message }, "reconcile sweep failed"));
     return this.reconciling;
   }

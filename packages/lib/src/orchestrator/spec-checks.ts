@@ -6,7 +6,10 @@ import { MAX_SOCKET_PATH } from "../state/vm-paths.js";
 
 export async function checkFilesExist(spec: VmSpec): Promise<void> {
   const boot = Object.entries(spec.boot).filter(([k]) => k !== "cmdline");
-  const files = [...boot.map(([k, v]) => [`boot.${k}`, v] as const), ...(spec.disks ?? []).map((d, i) => [`disks[${i}].path`, d.path] as const)];
+  const files = [
+    ...boot.map(([k, v]) => [`boot.${k}`, v] as const),
+    ...(spec.disks ?? []).flatMap((d, i) => ("path" in d ? [[`disks[${i}].path`, d.path] as const] : [])),
+  ];
   for (const [label, file] of files) {
     const stat = await fs.stat(file).catch(() => undefined);
     if (!stat) throw invalidParams(`${label}: ${file} does not exist`, { field: label, path: file });

@@ -1,6 +1,8 @@
 /** What the orchestrator holds for one VM while the daemon runs. */
 import { VmLifecycle } from "../lifecycle/vm-lifecycle.js";
 import type { VmSpec, VmStatus } from "../rpc/schemas.js";
+import { emptyResources, type Resources, references } from "../siblings/provisioner.js";
+import type { PendingRelease } from "../siblings/release-queue.js";
 import { RECORD_VERSION, type VmRecord } from "../state/record.js";
 import type { VmPaths } from "../state/vm-paths.js";
 import type { VmServices } from "./vm-services.js";
@@ -15,6 +17,8 @@ export interface VmEntry {
   generation: number;
   created_at: string;
   updated_at: string;
+  /** What the siblings provided, by slot. */
+  resources: Resources;
   /** The running VMM and its API client, while there is one. */
   vmm?: RunningVmm;
   /** Console and event monitor: up for the VM's whole life in this daemon. */
@@ -27,7 +31,18 @@ export interface VmEntry {
 
 export function newEntry(spec: VmSpec, paths: VmPaths, services: VmServices): VmEntry {
   const now = new Date().toISOString();
-  return { id: spec.id, spec, paths, services, lifecycle: new VmLifecycle(), generation: 0, created_at: now, updated_at: now, queue: Promise.resolve() };
+  return {
+    id: spec.id,
+    spec,
+    paths,
+    services,
+    resources: emptyResources(),
+    lifecycle: new VmLifecycle(),
+    generation: 0,
+    created_at: now,
+    updated_at: now,
+    queue: Promise.resolve(),
+  };
 }
 
 export function entryFromRecord(record: VmRecord, paths: VmPaths, services: VmServices): VmEntry {
@@ -36,7 +51,8 @@ export function entryFromRecord(record: VmRecord, paths: VmPaths, services: VmSe
     id: record.id,
     spec: record.spec,
     paths,
-    lifecycle: new VmLifecycle(record.state, record.transitions),
+    resources: record.resources ?? emptyResources(),
+    lifecycle: new VmLifecycle(record.state, record.transitions, { startable: isProvisioned(record.spec, record.resources ?? emptyResources()) }),
     generation: record.generation,
     created_at: record.created_at,
     updated_at: record.updated_at,
@@ -52,7 +68,8 @@ export function unreadableEntry(id: string, error: string, paths: VmPaths, servi
     services,
     spec: null,
     paths,
-    lifecycle: new VmLifecycle("Pending", [], { hasSpec: false }),
+    resources: emptyResources(),
+    lifecycle: new VmLifecycle("Pending", [], { startable: false }),
     generation: 0,
     created_at: now,
     updated_at: now,
@@ -72,13 +89,19 @@ export function toRecord(vm: VmEntry & { spec: VmSpec }): VmRecord {
     state: vm.lifecycle.state,
     generation: vm.generation,
     vmm: p ? { pid: p.pid, start_time: p.identity.start_time, api_socket: vm.paths.apiSocket, event_monitor: vm.paths.eventMonitor } : null,
+    resources: vm.resources,
     created_at: vm.created_at,
     updated_at: vm.updated_at,
     transitions: [...vm.lifecycle.transitions],
   };
 }
 
-export function toStatus(vm: VmEntry): VmStatus {
+/** Every sibling reference of the spec has its resource. */
+export function isProvisioned(spec: VmSpec, resources: Resources): boolean {
+  return references(spec).every((r) => (r.kind === "net" ? resources.nets : resources.disks)[r.slot] !== undefined);
+}
+
+export function toStatus(vm: VmEntry, pendingReleases: PendingRelease[]): VmStatus {
   return {
     id: vm.id,
     state: vm.lifecycle.state,
@@ -87,6 +110,8 @@ export function toStatus(vm: VmEntry): VmStatus {
     created_at: vm.created_at,
     updated_at: vm.updated_at,
     transitions: [...vm.lifecycle.transitions],
+    resources: vm.resources as VmStatus["resources"],
+    pending_releases: pendingReleases as unknown as VmStatus["pending_releases"],
     agent: vm.services.agent.current,
   };
 }

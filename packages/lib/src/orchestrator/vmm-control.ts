@@ -10,6 +10,7 @@ import { ChClient } from "../ch/client.js";
 import { toChVmConfig } from "../ch/vm-config.js";
 import { VmmProcess } from "../ch/vmm-process.js";
 import type { VmSpec } from "../rpc/schemas.js";
+import type { Resources } from "../siblings/provisioner.js";
 import type { VmPaths } from "../state/vm-paths.js";
 
 export interface RunningVmm {
@@ -28,7 +29,7 @@ export interface BootHooks {
 }
 
 /** Boots the VM; on any failure the VMM is killed and its sockets removed before the error is thrown. */
-export async function bootVmm(binary: string, spec: VmSpec, paths: VmPaths, deadline: number, hooks: BootHooks): Promise<RunningVmm> {
+export async function bootVmm(binary: string, spec: VmSpec, paths: VmPaths, resources: Resources, deadline: number, hooks: BootHooks): Promise<RunningVmm> {
   // CH does not unlink before binding: a stale serial socket fails vm.create, a stale vsock socket vm.boot.
   await Promise.all([fs.rm(paths.serialSocket, { force: true }), fs.rm(paths.vsockSocket, { force: true })]);
   const process = await VmmProcess.spawn(binary, paths);
@@ -37,7 +38,7 @@ export async function bootVmm(binary: string, spec: VmSpec, paths: VmPaths, dead
   try {
     await hooks.spawned(vmm);
     await process.waitForApi(vmm.client, deadline);
-    await vmm.client.createVm(toChVmConfig(spec, paths), left());
+    await vmm.client.createVm(toChVmConfig(spec, paths, resources), left());
     hooks.created(vmm);
     await vmm.client.boot(left());
     const info = await vmm.client.info(left());

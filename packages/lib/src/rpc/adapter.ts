@@ -6,6 +6,7 @@
 
 import type { TSchema } from "@sinclair/typebox";
 import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
+import type { ValueError } from "@sinclair/typebox/errors";
 import {
   createJSONRPCErrorResponse,
   JSONRPCErrorException,
@@ -36,9 +37,11 @@ export class RpcAdapter {
     methods: MethodDef[],
     version: string,
     private readonly log: Logger,
+    /** The OpenRPC document's title: this daemon's, or a sibling's. */
+    title?: string,
   ) {
     for (const m of methods) this.register(m);
-    const discovery = openRpcDocument(methods, version);
+    const discovery = openRpcDocument(methods, version, title);
     this.server.addMethod("rpc.discover", () => discovery);
     this.server.handleMethodNotFound = async (req) =>
       req.id === undefined ? null : createJSONRPCErrorResponse(req.id, METHOD_NOT_FOUND, `Method not found: '${req.method}'`);
@@ -85,12 +88,24 @@ function validParams<T>(method: string, check: TypeCheck<TSchema>, params: unkno
     throw new RpcError(INVALID_PARAMS, `Invalid params for ${method}: params must be an object (by-name)`);
   }
   if (check.Check(params)) return params as T;
-  const errors = [...check.Errors(params)].slice(0, 10).map((e) => ({
-    path: e.path || "/",
-    message: (e.schema as { errorMessage?: string }).errorMessage ?? e.message,
-  }));
+  const errors = [...check.Errors(params)].flatMap(explain).slice(0, 10);
   const first = errors[0];
   throw new RpcError(INVALID_PARAMS, `Invalid params for ${method}: ${first?.path}: ${first?.message}`, { errors });
+}
+
+/**
+ * One error as the caller should read it. For a value that matches no variant of a union, the errors of
+ * the variant clearly meant (strictly the fewest errors) say more than "matches none of them".
+ */
+function explain(e: ValueError): { path: string; message: string }[] {
+  const variants = e.errors.map((it) => [...it]).filter((errs) => errs.length > 0);
+  if (variants.length > 0) {
+    const sizes = variants.map((errs) => errs.length).sort((x, y) => x - y);
+    const closest = variants.find((errs) => errs.length === sizes[0]) ?? [];
+    // Only when one variant is clearly meant: a tie means the union's own message says more.
+    if (sizes[0] !== sizes[1]) return closest.flatMap(explain);
+  }
+  return [{ path: e.path || "/", message: (e.schema as { errorMessage?: string }).errorMessage ?? e.message }];
 }
 
 const isId = (id: unknown): id is JSONRPCID => id === null || typeof id === "string" || typeof id === "number";

@@ -18,13 +18,18 @@ const ERROR_MESSAGES: Record<number, string> = {
 /** TypeBox schemas carry symbol keys; JSON round-tripping leaves plain JSON Schema. */
 const plain = (schema: unknown) => JSON.parse(JSON.stringify(schema)) as Record<string, unknown>;
 
-export function openRpcDocument(methods: MethodDef[], version: string): Record<string, unknown> {
+export function openRpcDocument(
+  methods: MethodDef[],
+  version: string,
+  title = "my_hypervisor compute API",
+  description = "JSON-RPC 2.0, one message per line, on the daemon's Unix socket. See docs/rpc.md.",
+): Record<string, unknown> {
   return {
     openrpc: "1.3.2",
     info: {
-      title: "my_hypervisor compute API",
+      title,
       version,
-      description: "JSON-RPC 2.0, one message per line, on the daemon's Unix socket. See docs/rpc.md.",
+      description,
     },
     methods: [
       ...methods.map((m) => {

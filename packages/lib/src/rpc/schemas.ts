@@ -27,18 +27,38 @@ export const KernelBoot = Type.Object(
   { ...strict, title: "KernelBoot", description: "Direct kernel boot" },
 );
 export const FirmwareBoot = Type.Object({ firmware: AbsolutePath }, { ...strict, title: "FirmwareBoot", description: "Firmware boot" });
-export const Disk = Type.Object({ path: AbsolutePath, readonly: Type.Optional(Type.Boolean()) }, strict);
-export const Net = Type.Object(
+const DiskPath = Type.Object(
+  { path: AbsolutePath, readonly: Type.Optional(Type.Boolean()) },
+  { ...strict, title: "DiskPath", description: "A disk image or block device on this host" },
+);
+const ResourceName = Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$", errorMessage: "must match ^[a-z0-9][a-z0-9_.-]{0,62}$" });
+const DiskVolume = Type.Object(
+  {
+    volume: ResourceName,
+    readonly: Type.Optional(Type.Boolean()),
+    size_mib: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 * 1024 * 1024, description: "Size for a volume that does not exist yet" })),
+    base: Type.Optional(AbsolutePath),
+  },
+  { ...strict, title: "DiskVolume", description: "A volume prepared by the volume sibling (--vol-socket)" },
+);
+export const Disk = Type.Union([DiskPath, DiskVolume], { errorMessage: "a disk is {path, readonly?} or {volume, readonly?, size_mib?, base?}" });
+const Mac = Type.String({ pattern: "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$", errorMessage: "mac must look like 52:54:00:12:34:56" });
+const NetTap = Type.Object(
   {
     tap: Type.String({
       pattern: "^[A-Za-z0-9_.-]{1,15}$",
       description: "An existing tap device",
       errorMessage: "tap must be a Linux interface name (1-15 of [A-Za-z0-9_.-])",
     }),
-    mac: Type.Optional(Type.String({ pattern: "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$", errorMessage: "mac must look like 52:54:00:12:34:56" })),
+    mac: Type.Optional(Mac),
   },
-  strict,
+  { ...strict, title: "NetTap" },
 );
+const NetRef = Type.Object(
+  { network: ResourceName, mac: Type.Optional(Mac) },
+  { ...strict, title: "NetRef", description: "A port on a network of the network sibling (--net-socket)" },
+);
+export const Net = Type.Union([NetTap, NetRef], { errorMessage: "a net is {tap, mac?} or {network, mac?}" });
 
 const EnvMap = Type.Record(Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$" }), Type.String(), { description: "Environment variables" });
 export const WorkloadSchema = Type.Object(
@@ -106,6 +126,16 @@ export const VmStatus = Type.Object(
     created_at: Type.String({ format: "date-time" }),
     updated_at: Type.String({ format: "date-time" }),
     transitions: Type.Array(TransitionSchema, { description: "The most recent transitions, oldest first (at most 64)" }),
+    resources: Type.Object(
+      {
+        nets: Type.Record(Type.String(), Type.Object({}, { additionalProperties: true })),
+        disks: Type.Record(Type.String(), Type.Object({}, { additionalProperties: true })),
+      },
+      { description: "What the siblings provided, by slot (net0, disk1, ...): taps, MACs, volume paths" },
+    ),
+    pending_releases: Type.Array(Type.Object({}, { additionalProperties: true }), {
+      description: "Sibling releases not done yet; retried by the reconcile loop",
+    }),
     agent: Type.Object(
       { ready: Type.Boolean(), since: Type.Union([Type.String({ format: "date-time" }), Type.Null()]) },
       { description: "Whether the guest's exec agent answers, and since when" },
@@ -116,7 +146,11 @@ export const VmStatus = Type.Object(
 export type VmStatus = Static<typeof VmStatus>;
 export const VmList = Type.Object({ vms: Type.Array(Type.Object({ id: VmId, state: State, pid: Pid })) });
 export type VmList = Static<typeof VmList>;
-export const Removed = Type.Object({ id: VmId, removed: Type.Literal(true) });
+export const Removed = Type.Object({
+  id: VmId,
+  removed: Type.Literal(true),
+  pending_releases: Type.Optional(Type.Integer({ description: "Sibling releases that failed and are retried in the background" })),
+});
 export const OpenRpcDocument = Type.Object({}, { additionalProperties: true, description: "An OpenRPC 1.3 document" });
 
 export const ConsoleEndpoint = Type.Object({ path: Type.String({ description: "Unix socket (mode 0600) serving the VM's serial console" }) });

@@ -7,6 +7,7 @@ import type { VmState } from "../lifecycle/machine.js";
 import { VM_STATES } from "../lifecycle/machine.js";
 import type { Transition } from "../lifecycle/vm-lifecycle.js";
 import type { VmSpec } from "../rpc/schemas.js";
+import type { Resources } from "../siblings/provisioner.js";
 
 export const RECORD_VERSION = 2;
 
@@ -26,6 +27,8 @@ export interface VmRecord {
   /** Increases by one with every transition. */
   generation: number;
   vmm: VmmRecord | null;
+  /** What the siblings provided, by slot; absent in records written before issue 6 (read as none). */
+  resources?: Resources;
   created_at: string;
   updated_at: string;
   transitions: Transition[];

@@ -1,0 +1,222 @@
+/**
+ * Provisioning through the reference siblings, as processes on real sockets:
+ * my_hypervisor-netd in its own network namespace (real taps, none on the
+ * host) and my_hypervisor-vold on a temporary directory.
+ */
+import fs from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa, type ResultPromise } from "execa";
+import { afterAll, describe, expect, it } from "vitest";
+import { type Daemon, eventually, killIfAlive, RpcConnection, startDaemon, tempDir, vmSpec } from "./harness.js";
+
+const SIBLINGS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../siblings/dist");
+const isRoot = process.getuid?.() === 0;
+const procs: ResultPromise[] = [];
+const daemons: Daemon[] = [];
+const pids = new Set<number>();
+afterAll(async () => {
+  for (const pid of pids) killIfAlive(pid);
+  for (const d of daemons) if (d.proc.exitCode === null) d.proc.kill("SIGKILL");
+  for (const p of procs) p.kill("SIGKILL");
+});
+
+interface Sibling {
+  socket: string;
+  proc: ResultPromise;
+  call<T = any>(method: string, params: Record<string, unknown>): Promise<T>;
+}
+
+async function startSibling(kind: "netd" | "vold", dir: string, extra: string[] = []): Promise<Sibling> {
+  const socket = path.join(dir, `${kind}.sock`);
+  const args = [path.join(SIBLINGS, `${kind}.js`), "--socket", socket, "--state-dir", path.join(dir, `${kind}-state`), ...extra];
+  // netd gets a network namespace of its own: its bridges and taps never touch the host's interfaces.
+  const proc = kind === "netd" ? execa("unshare", ["--net", "node", ...args], { reject: false }) : execa("node", args, { reject: false });
+  procs.push(proc);
+  // Wait until it accepts: a killed predecessor may have left the socket file behind.
+  await eventually(() =>
+    RpcConnection.open(socket).then(
+      (c) => (c.close(), true),
+      () => undefined,
+    ),
+  );
+  return {
+    socket,
+    proc,
+    async call(method, params) {
+      const conn = await RpcConnection.open(socket);
+      try {
+        return await conn.call(method, params);
+      } finally {
+        conn.close();
+      }
+    },
+  };
+}
+
+/** `ip` inside netd's network namespace. */
+const ipInNetd = async (netd: Sibling, ...args: string[]) => execa("nsenter", [`--net=/proc/${netd.proc.pid}/ns/net`, "ip", ...args], { reject: false });
+
+async function daemonWith(dir: string, sockets: { net?: Sibling; vol?: Sibling }): Promise<Daemon> {
+  const args = ["--reconcile-interval-ms", "200"];
+  if (sockets.net) args.push("--net-socket", sockets.net.socket);
+  if (sockets.vol) args.push("--vol-socket", sockets.vol.socket);
+  const d = await startDaemon({ dir, args });
+  daemons.push(d);
+  return d;
+}
+
+/** vm.info straight from the VM's CH API socket. */
+function vmInfo(d: Daemon, id: string): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(path.join(d.stateDir, id, "api.sock"));
+    let reply = "";
+    s.on("data", (c) => {
+      reply += c;
+      const end = reply.indexOf("\r\n\r\n");
+      const len = Number(/content-length: (\d+)/i.exec(reply)?.[1] ?? -1);
+      if (end >= 0 && len >= 0 && reply.length >= end + 4 + len) {
+        s.destroy();
+        resolve(JSON.parse(reply.slice(end + 4, end + 4 + len)));
+      }
+    });
+    s.on("error", reject);
+    s.write("GET /api/v1/vm.info HTTP/1.1\r\nHost: localhost\r\n\r\n");
+  });
+}
+
+describe("volumes through my_hypervisor-vold", () => {
+  it("a create that needs a sibling the daemon was not given fails with -32602 naming the flag", async () => {
+    const d = await daemonWith(tempDir(), {});
+    const err = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "noflag"), disks: [{ volume: "data", size_mib: 8 }] });
+    expect(err.code).toBe(-32602);
+    expect(err.message).toContain("--vol-socket");
+    expect((await d.rpc.call("compute.vm.list", {})).vms).toEqual([]);
+    await d.stop();
+  });
+
+  it("creates a sparse volume, resolves its path into the VM's config, and detaches it at remove", async () => {
+    const dir = tempDir();
+    const vol = await startSibling("vold", dir, ["--dir", path.join(dir, "volumes")]);
+    const d = await daemonWith(dir, { vol });
+    const created = await d.rpc.call("compute.vm.create", { ...vmSpec(d, "withvol"), disks: [{ volume: "data", size_mib: 64 }] });
+    expect(created.state).toBe("Configured");
+    const file = created.resources.disks.disk0.path;
+    expect(file).toBe(path.join(dir, "volumes", "data.raw"));
+    const stat = fs.statSync(file);
+    expect(stat.size).toBe(64 * 1024 * 1024);
+    expect(stat.blocks * 512).toBeLessThan(1024 * 1024);
+
+    pids.add((await d.rpc.call("compute.vm.start", { id: "withvol" })).pid);
+    expect((await vmInfo(d, "withvol")).config.disks).toEqual([{ path: file, readonly: false }]);
+    await d.rpc.call("compute.vm.stop", { id: "withvol" });
+    expect(await d.rpc.call("compute.vm.remove", { id: "withvol" })).toEqual({ id: "withvol", removed: true });
+    expect(await vol.call("vol.list", { owner: "withvol" })).toEqual([]);
+    expect(fs.existsSync(file)).toBe(true);
+    await d.stop();
+  });
+
+  it("a volume sibling down at remove leaves a pending release that completes once it is back", async () => {
+    const dir = tempDir();
+    const volArgs = ["--dir", path.join(dir, "volumes")];
+    const vol = await startSibling("vold", dir, volArgs);
+    const d = await daemonWith(dir, { vol });
+    await d.rpc.call("compute.vm.create", { ...vmSpec(d, "outage"), disks: [{ volume: "outage", size_mib: 8 }] });
+    vol.proc.kill("SIGKILL");
+    await vol.proc;
+    expect(await d.rpc.call("compute.vm.remove", { id: "outage" })).toEqual({ id: "outage", removed: true, pending_releases: 1 });
+    const pending = JSON.parse(fs.readFileSync(path.join(d.stateDir, "pending-releases.json"), "utf8"));
+    expect(pending).toEqual([expect.objectContaining({ owner: "outage", sibling: "vol" })]);
+
+    const back = await startSibling("vold", dir, volArgs);
+    await eventually(async () => ((await back.call("vol.list", { owner: "outage" })).length === 0 ? true : undefined));
+    await eventually(() => (JSON.parse(fs.readFileSync(path.join(d.stateDir, "pending-releases.json"), "utf8")).length === 0 ? true : undefined));
+    await d.stop();
+  });
+});
+
+describe.skipIf(!isRoot)("networks through my_hypervisor-netd (needs root for a network namespace and taps)", () => {
+  it("creates real taps on a bridge with deterministic MACs, puts them in the VM's config, and deletes them at remove", async () => {
+    const dir = tempDir();
+    const netd = await startSibling("netd", dir);
+    const d = await daemonWith(dir, { net: netd });
+    const created = await d.rpc.call("compute.vm.create", {
+      ...vmSpec(d, "withnet"),
+      nets: [{ network: "lan" }, { network: "lan", mac: "52:54:00:00:00:07" }],
+    });
+    const [a, b] = [created.resources.nets.net0, created.resources.nets.net1];
+    expect(a.mac).toMatch(/^02:/);
+    expect(b.mac).toBe("52:54:00:00:00:07");
+    const link = await ipInNetd(netd, "-o", "link", "show", "dev", a.tap);
+    expect(link.exitCode).toBe(0);
+    expect(link.stdout).toMatch(/master mhb/);
+    expect((await execa("ip", ["link", "show", "dev", a.tap], { reject: false })).exitCode).not.toBe(0);
+
+    pids.add((await d.rpc.call("compute.vm.start", { id: "withnet" })).pid);
+    expect((await vmInfo(d, "withnet")).config.net).toEqual([
+      { tap: a.tap, mac: a.mac },
+      { tap: b.tap, mac: b.mac },
+    ]);
+    await d.rpc.call("compute.vm.remove", { id: "withnet", force: true });
+    expect((await ipInNetd(netd, "link", "show", "dev", a.tap)).exitCode).not.toBe(0);
+    expect(await netd.call("net.port.list", { owner: "withnet" })).toEqual([]);
+    await d.stop();
+  });
+
+  it("a sibling error in the middle of provisioning rolls back what was already prepared", async () => {
+    const dir = tempDir();
+    const netd = await startSibling("netd", dir);
+    const vol = await startSibling("vold", dir, ["--dir", path.join(dir, "volumes")]);
+    const d = await daemonWith(dir, { net: netd, vol });
+    const err = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "rollback"), nets: [{ network: "lan" }], disks: [{ volume: "missing" }] });
+    expect(err).toMatchObject({ code: -32006, data: { sibling: "vol", method: "vol.attach", error: { code: -32010 } } });
+    expect(err.message).toMatch(/does not exist/);
+    expect(await netd.call("net.port.list", { owner: "rollback" })).toEqual([]);
+    const status = await d.rpc.call("compute.vm.status", { id: "rollback" });
+    expect(status).toMatchObject({ state: "Failed", resources: { nets: {}, disks: {} }, pending_releases: [] });
+    expect(status.transitions.at(-1)).toMatchObject({ from: "Provisioning", to: "Failed", event: "PROVISION_FAILED" });
+    expect((await d.rpc.callError("compute.vm.start", { id: "rollback" })).code).toBe(-32003);
+    expect(await d.rpc.call("compute.vm.remove", { id: "rollback" })).toEqual({ id: "rollback", removed: true });
+    await d.stop();
+  });
+
+  it("concurrent creates never get the same tap", async () => {
+    const dir = tempDir();
+    const netd = await startSibling("netd", dir);
+    const d = await daemonWith(dir, { net: netd });
+    const ids = ["c1", "c2", "c3", "c4", "c5", "c6"];
+    const made = await Promise.all(ids.map((id) => d.rpc.call("compute.vm.create", { ...vmSpec(d, id), nets: [{ network: "lan" }] })));
+    const taps = made.map((s) => s.resources.nets.net0.tap);
+    expect(new Set(taps).size).toBe(ids.length);
+    for (const tap of taps) expect((await ipInNetd(netd, "link", "show", "dev", tap)).exitCode).toBe(0);
+    await d.stop();
+  });
+
+  it("a daemon SIGKILL during provisioning, then a restart, neither duplicates nor leaks", async () => {
+    const dir = tempDir();
+    const netd = await startSibling("netd", dir, ["--latency-ms", "1500"]);
+    const vol = await startSibling("vold", dir, ["--dir", path.join(dir, "volumes")]);
+    const first = await daemonWith(dir, { net: netd, vol });
+    void first.rpc
+      .call("compute.vm.create", { ...vmSpec(first, "cut"), nets: [{ network: "lan" }], disks: [{ volume: "cut", size_mib: 8 }] })
+      .catch(() => undefined);
+    await eventually(async () => {
+      const status = await first.rpc.call("compute.vm.status", { id: "cut" }).catch(() => undefined);
+      return status?.state === "Provisioning" ? true : undefined;
+    });
+    first.rpc.close();
+    first.proc.kill("SIGKILL");
+    await first.proc;
+    // The network sibling finishes creating a port that no daemon will ever record.
+    await eventually(async () => ((await netd.call("net.port.list", { owner: "cut" })).length === 1 ? true : undefined));
+
+    const second = await daemonWith(dir, { net: netd, vol });
+    const { vms } = await second.rpc.call("compute.vm.list", {});
+    expect(vms.filter((v: { id: string }) => v.id === "cut")).toEqual([{ id: "cut", state: "Failed", pid: null }]);
+    expect(await netd.call("net.port.list", { owner: "cut" })).toEqual([]);
+    expect(await vol.call("vol.list", { owner: "cut" })).toEqual([]);
+    expect((await ipInNetd(netd, "-o", "link", "show", "type", "tun")).stdout.trim()).toBe("");
+    await second.stop();
+  });
+});

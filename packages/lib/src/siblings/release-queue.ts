@@ -1,0 +1,74 @@
+/**
+ * Releases that could not be done when they were due (a sibling down or slow):
+ * kept in `<state-dir>/pending-releases.json` and retried by the reconcile
+ * loop until they succeed, so a sibling outage never blocks the daemon and
+ * never leaks a resource.
+ */
+import fs from "node:fs/promises";
+import type { Logger } from "pino";
+import writeFileAtomic from "write-file-atomic";
+import type { SiblingKind } from "./contract.js";
+import type { Provisioner } from "./provisioner.js";
+
+export interface PendingRelease {
+  owner: string;
+  sibling: SiblingKind;
+  since: string;
+  attempts: number;
+  last_error: string;
+}
+
+export class ReleaseQueue {
+  private constructor(
+    private readonly file: string,
+    private entries: PendingRelease[],
+    private readonly log: Logger,
+  ) {}
+
+  static async open(file: string, log: Logger): Promise<ReleaseQueue> {
+    const text = await fs.readFile(file, "utf8").catch(() => "[]");
+    let entries: PendingRelease[] = [];
+    try {
+      entries = JSON.parse(text) as PendingRelease[];
+    } catch (e) {
+      log.error({ file, err: (e as Error).message }, "pending releases file unreadable; starting empty (the reconcile of owners will catch leftovers)");
+    }
+    return new ReleaseQueue(file, entries, log);
+  }
+
+  forOwner(owner: string): PendingRelease[] {
+    return this.entries.filter((e) => e.owner === owner);
+  }
+
+  async add(owner: string, sibling: SiblingKind, error: string): Promise<void> {
+    const existing = this.entries.find((e) => e.owner === owner && e.sibling === sibling);
+    if (existing) {
+      existing.attempts += 1;
+      existing.last_error = error;
+    } else {
+      this.entries.push({ owner, sibling, since: new Date().toISOString(), attempts: 1, last_error: error });
+    }
+    this.log.warn({ vm: owner, sibling, err: error }, "release pending; will retry");
+    await this.save();
+  }
+
+  /** Tries every pending release once; keeps the ones that fail again. */
+  async retry(provisioner: Provisioner): Promise<void> {
+    if (this.entries.length === 0) return;
+    const still: PendingRelease[] = [];
+    for (const e of this.entries) {
+      try {
+        const n = await provisioner.releaseOwner(e.owner, e.sibling);
+        this.log.info({ vm: e.owner, sibling: e.sibling, released: n, attempts: e.attempts + 1 }, "pending release done");
+      } catch (err) {
+        still.push({ ...e, attempts: e.attempts + 1, last_error: (err as Error).message });
+      }
+    }
+    this.entries = still;
+    await this.save();
+  }
+
+  private save(): Promise<void> {
+    return writeFileAtomic(this.file, `${JSON.stringify(this.entries, null, 2)}\n`, { mode: 0o600 });
+  }
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+/**
+ * my_hypervisor-netd: the reference network sibling for one host. A network
+ * is a Linux bridge it manages (`mhb` + a hash of the network's name); a port
+ * is a tap device on it (`mht` + a hash of owner and slot) with a
+ * deterministic MAC. Asking again for the same owner and slot returns the same
+ * port. Uses iproute2; needs CAP_NET_ADMIN.
+ */
+import { createHash } from "node:crypto";
+import { type MethodDef, type NetPort, RpcError } from "@my_hypervisor/lib";
+import { Type } from "@sinclair/typebox";
+import { execa } from "execa";
+import { delay, JsonState, parseSiblingArgs, serveSibling } from "./sibling-daemon.js";
+
+const opts = parseSiblingArgs("my_hypervisor-netd", []);
+const state = await JsonState.open<{ ports: Record<string, NetPort> }>(`${opts.stateDir}/ports.json`, { ports: {} });
+
+const hash = (s: string, n: number) => createHash("sha256").update(s).digest("hex").slice(0, n);
+const bridgeOf = (network: string) => `mhb${hash(network, 10)}`;
+const macOf = (owner: string, slot: string) => `02:${hash(`${owner}/${slot}`, 10).match(/../g)?.join(":")}`;
+
+async function ip(...args: string[]): Promise<void> {
+  const r = await execa("ip", args, { reject: false });
+  if (r.exitCode !== 0) throw new RpcError(-32012, `ip ${args.join(" ")} failed: ${r.stderr.trim()}`, { command: ["ip", ...args] });
+}
+const linkExists = async (name: string) => (await execa("ip", ["link", "show", "dev", name], { reject: false })).exitCode === 0;
+
+async function ensureBridge(bridge: string): Promise<void> {
+  if (await linkExists(bridge)) return;
+  await ip("link", "add", "name", bridge, "type", "bridge");
+  await ip("link", "set", bridge, "up");
+}
+
+const Owner = Type.String({ pattern: "^[a-z0-9][a-z0-9_-]{0,62}$" });
+const Slot = Type.String({ pattern: "^[a-z0-9]{1,16}$" });
+const methods = [
+  {
+    name: "net.port.create",
+    summary: "A tap device for (owner, slot) on the network's bridge; the same one if asked again",
+    params: Type.Object(
+      {
+        owner: Owner,
+        slot: Slot,
+        network: Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$" }),
+        mac: Type.Optional(Type.String({ pattern: "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$" })),
+      },
+      { additionalProperties: false },
+    ),
+    result: Type.Object({}, { additionalProperties: true }),
+    errors: [-32602, -32012],
+    handler: (p: { owner: string; slot: string; network: string; mac?: string }) =>
+      state.mutate(async (data) => {
+        const port = `${p.owner}/${p.slot}`;
+        const existing = data.ports[port];
+        if (existing) {
+          if (existing.network !== p.network) throw new RpcError(-32602, `slot ${port} already has a port on network ${existing.network}`);
+          return existing;
+        }
+        await delay(opts.latencyMs);
+        const tap = `mht${hash(port, 12)}`;
+        const bridge = bridgeOf(p.network);
+        await ensureBridge(bridge);
+        if (!(await linkExists(tap))) await ip("tuntap", "add", "dev", tap, "mode", "tap");
+        await ip("link", "set", tap, "master", bridge);
+        await ip("link", "set", tap, "up");
+        const created: NetPort = { port, owner: p.owner, slot: p.slot, network: p.network, tap, mac: p.mac ?? macOf(p.owner, p.slot) };
+        data.ports[port] = created;
+        opts.log.info({ port, tap, bridge }, "port created");
+        return created;
+      }),
+  },
+  {
+    name: "net.port.delete",
+    summary: "Deletes a port and its tap device; deleting one that is gone succeeds",
+    params: Type.Object({ port: Type.String() }, { additionalProperties: false }),
+    result: Type.Object({ port: Type.String(), deleted: Type.Boolean() }),
+    errors: [-32012],
+    handler: (p: { port: string }) =>
+      state.mutate(async (data) => {
+        const existing = data.ports[p.port];
+        if (!existing) return { port: p.port, deleted: false };
+        await delay(opts.latencyMs);
+        if (await linkExists(existing.tap)) await ip("link", "del", "dev", existing.tap);
+        delete data.ports[p.port];
+        opts.log.info({ port: p.port, tap: existing.tap }, "port deleted");
+        return { port: p.port, deleted: true };
+      }),
+  },
+  {
+    name: "net.port.list",
+    summary: "The ports of one owner, or all",
+    params: Type.Object({ owner: Type.Optional(Owner) }, { additionalProperties: false }),
+    result: Type.Array(Type.Object({}, { additionalProperties: true })),
+    errors: [],
+    handler: (p: { owner?: string }) => Object.values(state.data.ports).filter((x) => p.owner === undefined || x.owner === p.owner),
+  },
+] as unknown as MethodDef[];
+
+await serveSibling("my_hypervisor-netd", "my_hypervisor network sibling", methods, opts);

@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+/**
+ * my_hypervisor-vold: the reference volume sibling for one host. A volume is
+ * a raw image file `<dir>/<volume>.raw`, created sparse at the requested size
+ * or copied from a base image the first time it is attached. An attachment
+ * ties a volume to (owner, slot); asking again returns the same one. A volume
+ * attached read-write is not attached to anyone else. Detaching keeps the file.
+ */
+import fs from "node:fs/promises";
+import path from "node:path";
+import { type MethodDef, RpcError, type VolAttachment } from "@my_hypervisor/lib";
+import { Type } from "@sinclair/typebox";
+import { delay, JsonState, parseSiblingArgs, serveSibling } from "./sibling-daemon.js";
+
+const opts = parseSiblingArgs("my_hypervisor-vold", ["dir"]);
+const dir = path.resolve(opts.extra.dir as string);
+await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+const state = await JsonState.open<{ attachments: Record<string, VolAttachment> }>(`${opts.stateDir}/attachments.json`, { attachments: {} });
+
+const MiB = 1024 * 1024;
+
+async function ensureVolume(file: string, volume: string, sizeMib?: number, base?: string): Promise<void> {
+  if (await fs.stat(file).catch(() => undefined)) return;
+  if (base === undefined && sizeMib === undefined)
+    throw new RpcError(-32010, `volume ${volume} does not exist; give size_mib or base to create it`, { volume });
+  const tmp = `${file}.${process.pid}.tmp`;
+  if (base !== undefined) {
+    await fs.copyFile(base, tmp).catch((e) => {
+      throw new RpcError(-32010, `base image ${base} cannot be read: ${(e as Error).message}`, { base });
+    });
+  }
+  const handle = await fs.open(tmp, "a", 0o600);
+  try {
+    // Growing with truncate leaves a sparse file: no blocks are written.
+    if (sizeMib !== undefined && (await handle.stat()).size < sizeMib * MiB) await handle.truncate(sizeMib * MiB);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fs.rename(tmp, file);
+}
+
+const Owner = Type.String({ pattern: "^[a-z0-9][a-z0-9_-]{0,62}$" });
+const methods = [
+  {
+    name: "vol.attach",
+    summary: "Attaches a volume to (owner, slot), creating it if asked; the same attachment if asked again",
+    params: Type.Object(
+      {
+        owner: Owner,
+        slot: Type.String({ pattern: "^[a-z0-9]{1,16}$" }),
+        volume: Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$" }),
+        readonly: Type.Boolean(),
+        size_mib: Type.Optional(Type.Integer({ minimum: 1 })),
+        base: Type.Optional(Type.String({ pattern: "^/" })),
+      },
+      { additionalProperties: false },
+    ),
+    result: Type.Object({}, { additionalProperties: true }),
+    errors: [-32602, -32010, -32011],
+    handler: (p: { owner: string; slot: string; volume: string; readonly: boolean; size_mib?: number; base?: string }) =>
+      state.mutate(async (data) => {
+        const attachment = `${p.owner}/${p.slot}`;
+        const existing = data.attachments[attachment];
+        if (existing) {
+          if (existing.volume !== p.volume) throw new RpcError(-32602, `slot ${attachment} already holds volume ${existing.volume}`);
+          return existing;
+        }
+        const others = Object.values(data.attachments).filter((a) => a.volume === p.volume);
+        if (others.some((a) => !a.readonly) || (!p.readonly && others.length > 0)) {
+          throw new RpcError(-32011, `volume ${p.volume} is in use by ${others.map((a) => a.owner).join(", ")}`, { volume: p.volume });
+        }
+        await delay(opts.latencyMs);
+        const file = path.join(dir, `${p.volume}.raw`);
+        await ensureVolume(file, p.volume, p.size_mib, p.base);
+        const created: VolAttachment = { attachment, owner: p.owner, slot: p.slot, volume: p.volume, path: file, readonly: p.readonly };
+        data.attachments[attachment] = created;
+        opts.log.info({ attachment, file }, "volume attached");
+        return created;
+      }),
+  },
+  {
+    name: "vol.detach",
+    summary: "Ends an attachment; the volume's file stays. Detaching one that is gone succeeds",
+    params: Type.Object({ attachment: Type.String() }, { additionalProperties: false }),
+    result: Type.Object({ attachment: Type.String(), detached: Type.Boolean() }),
+    errors: [],
+    handler: (p: { attachment: string }) =>
+      state.mutate(async (data) => {
+        if (!data.attachments[p.attachment]) return { attachment: p.attachment, detached: false };
+        await delay(opts.latencyMs);
+        delete data.attachments[p.attachment];
+        opts.log.info({ attachment: p.attachment }, "volume detached");
+        return { attachment: p.attachment, detached: true };
+      }),
+  },
+  {
+    name: "vol.list",
+    summary: "The attachments of one owner, or all",
+    params: Type.Object({ owner: Type.Optional(Owner) }, { additionalProperties: false }),
+    result: Type.Array(Type.Object({}, { additionalProperties: true })),
+    errors: [],
+    handler: (p: { owner?: string }) => Object.values(state.data.attachments).filter((a) => p.owner === undefined || a.owner === p.owner),
+  },
+] as unknown as MethodDef[];
+
+await serveSibling("my_hypervisor-vold", "my_hypervisor volume sibling", methods, opts);

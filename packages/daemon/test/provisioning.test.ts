@@ -37,7 +37,10 @@ async function startSibling(kind: "netd" | "vold", dir: string, extra: string[] 
   // Wait until it accepts: a killed predecessor may have left the socket file behind.
   await eventually(() =>
     RpcConnection.open(socket).then(
-      (c) => (c.close(), true),
+      (c) => {
+        c.close();
+        return true;
+      },
       () => undefined,
     ),
   );

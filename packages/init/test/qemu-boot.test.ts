@@ -19,7 +19,10 @@ describe.skipIf(missing !== undefined)(
       const workload = "echo workload on $(hostname); (sleep 0.3 &); sleep 2; echo mounts: $(cut -d' ' -f5 /proc/self/mountinfo | tr '\\n' ' ')";
       const config = encodeConfig({ hostname: "tcg-guest", workload: { argv: ["sh", "-c", workload], on_exit: "poweroff" } });
       const args = ["-accel", "tcg", "-M", "microvm", "-m", "512", "-nographic", "-no-reboot", "-kernel", `/boot/${kernel}`, "-initrd", image];
-      const qemu = spawn("qemu-system-x86_64", [...args, "-append", `console=ttyS0 panic=-1 quiet mh_config=${config}`], { stdio: ["ignore", "pipe", "pipe"] });
+      // microvm has no HPET or PM timer, and on a busy machine the TSC calibration against the PIT can fail
+      // and hang the boot under TCG: give the kernel the TSC rate and loops-per-jiffy instead of measuring them.
+      const cmdline = `console=ttyS0 panic=-1 quiet tsc_early_khz=2000000 lpj=4000000 mh_config=${config}`;
+      const qemu = spawn("qemu-system-x86_64", [...args, "-append", cmdline], { stdio: ["ignore", "pipe", "pipe"] });
       let out = "";
       qemu.stdout.on("data", (d) => {
         out += d;

@@ -44,6 +44,8 @@ function signalAll(signal: NodeJS.Signals): void {
 }
 
 function fatal(e: unknown): void {
+  // Once shutting down, a further error must not start another round of logging (and erroring).
+  if (shuttingDown) return;
   say("init", `fatal: ${(e as Error)?.stack ?? String(e)}`);
   void shutdown("fatal error");
 }
@@ -63,14 +65,19 @@ function readConfig(): InitConfig {
  * A real console never reaches EOF.
  */
 function exitWithTheTestVmm(): void {
+  const gone = () => process.exit(0);
   process.stdin.on("data", () => undefined);
-  process.stdin.once("end", () => {
-    say("init", "the test VMM is gone: exiting");
-    process.exit(0);
-  });
+  process.stdin.once("end", gone);
+  process.stdin.once("error", gone);
+  // The console is the VMM's end of a socket: a write error (EPIPE) means the VMM is gone too.
+  process.stdout.once("error", gone);
+  process.stderr.once("error", gone);
 }
 
 async function main(): Promise<void> {
+  // A console that cannot be written to must not become a fatal error that is logged to it, again and again.
+  process.stdout.on("error", () => undefined);
+  process.stderr.on("error", () => undefined);
   process.on("uncaughtException", fatal);
   process.on("unhandledRejection", fatal);
   say("init", `my_hypervisor-init starting as pid ${process.pid}`);

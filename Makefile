@@ -1,5 +1,5 @@
 # my_hypervisor: `make run` and `make test` work on a fresh clone with Node 20 and npm.
-.PHONY: all install build run test typecheck lint unit clean initramfs test-kvm
+.PHONY: all install build run test typecheck lint unit clean initramfs test-kvm bench bench-quick
 
 RUN_DIR := .run
 
@@ -47,6 +47,14 @@ KERNEL ?=
 test-kvm: initramfs
 	MH_TEST_VMM="$(CLOUD_HYPERVISOR)" MH_TEST_KERNEL="$(KERNEL)" MH_TEST_INITRAMFS="$(abspath $(RUN_DIR))/initramfs.cpio.gz" \
 	  npx vitest run packages/daemon/test/guest-e2e.test.ts
+
+# The daemon's cost against baselines measured in the same run (docs/benchmarks.md).
+bench: build
+	node bench/bench.mjs
+
+# A smoke run of the same suite (tiny sizes, a few seconds): CI runs it so the suite cannot rot.
+bench-quick: build
+	node bench/bench.mjs --quick
 
 clean:
 	rm -rf node_modules packages/*/dist packages/*/tsconfig.tsbuildinfo packages/lib/src/ch/api.generated.ts $(RUN_DIR)

@@ -57,6 +57,7 @@ export class VmmProcess {
   private constructor(
     readonly identity: ProcessIdentity,
     private readonly outputPath: string,
+    private readonly apiSocket: string,
   ) {
     this.exited = new Promise((resolve) => {
       this.resolveExit = resolve;
@@ -81,7 +82,7 @@ export class VmmProcess {
       child.unref();
       const pid = child.pid as number;
       const stat = await readProcStat(pid);
-      const vmm = new VmmProcess({ pid, start_time: stat?.startTime ?? "" }, paths.vmmOutput);
+      const vmm = new VmmProcess({ pid, start_time: stat?.startTime ?? "" }, paths.vmmOutput, paths.apiSocket);
       void exit.then((e) => vmm.markExited(e));
       return vmm;
     } finally {
@@ -91,7 +92,7 @@ export class VmmProcess {
 
   /** Takes over a VMM a previous daemon started; the caller has checked its identity. */
   static adopt(identity: ProcessIdentity, paths: VmPaths): VmmProcess {
-    const vmm = new VmmProcess(identity, paths.vmmOutput);
+    const vmm = new VmmProcess(identity, paths.vmmOutput, paths.apiSocket);
     poller.watch(vmm);
     return vmm;
   }
@@ -113,11 +114,18 @@ export class VmmProcess {
       if (this.exit) throw new VmmLaunchError(`VMM exited before its API answered (${await this.describeExit()})`);
       const left = deadline - Date.now();
       if (left <= 0) throw new ChApiError("vmm.ping", "vmm.ping: the VMM API did not answer in time", undefined, undefined, true);
-      try {
-        await client.ping(Math.min(left, 1000));
-        return;
-      } catch (e) {
-        if (!(e instanceof ChApiError && e.unreachable)) throw e;
+      // The socket file appears when CH binds it: until then a stat is all it costs to wait.
+      const bound = await fs.access(this.apiSocket).then(
+        () => true,
+        () => false,
+      );
+      if (bound) {
+        try {
+          await client.ping(Math.min(left, 1000));
+          return;
+        } catch (e) {
+          if (!(e instanceof ChApiError && e.unreachable)) throw e;
+        }
       }
       await Promise.race([sleep(API_POLL_MS), this.exited]);
     }

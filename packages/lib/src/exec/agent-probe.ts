@@ -3,7 +3,7 @@
  * port until it accepts (every 500 ms, then every 5 s after 30 s), and
  * remember since when. An exec that cannot reach it starts the probe again.
  */
-import { connectGuestPort } from "./hybrid-vsock.js";
+import { attempt } from "./hybrid-vsock.js";
 import { DEFAULT_EXEC_PORT } from "./protocol.js";
 
 const FAST_MS = 500;
@@ -44,6 +44,13 @@ export class AgentProbe {
     this.status = { ready: false, since: null };
   }
 
+  /** Something else reached the agent (an exec): it is ready, whatever the schedule says. */
+  markReachable(): void {
+    if (!this.running || this.status.ready) return;
+    clearTimeout(this.timer);
+    this.status = { ready: true, since: new Date().toISOString() };
+  }
+
   markUnreachable(): void {
     if (this.running && !this.status.ready) return;
     this.start();
@@ -51,7 +58,7 @@ export class AgentProbe {
 
   private async tryOnce(): Promise<void> {
     try {
-      const conn = await connectGuestPort(this.vsockSocket, this.port, Date.now() + ATTEMPT_MS);
+      const conn = await attempt(this.vsockSocket, this.port, ATTEMPT_MS);
       conn.destroy();
       if (this.running) this.status = { ready: true, since: new Date().toISOString() };
     } catch {

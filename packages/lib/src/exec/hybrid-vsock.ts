@@ -27,7 +27,8 @@ export async function connectGuestPort(vsockSocket: string, port: number, deadli
   }
 }
 
-function attempt(vsockSocket: string, port: number, timeoutMs: number): Promise<net.Socket> {
+/** One CONNECT attempt, no retries: for probes that keep their own schedule. */
+export function attempt(vsockSocket: string, port: number, timeoutMs = HANDSHAKE_MS): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(vsockSocket);
     let line = Buffer.alloc(0);

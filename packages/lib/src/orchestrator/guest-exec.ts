@@ -22,6 +22,7 @@ export async function execInGuest(vm: VmEntry, req: ExecRequest & { timeout_ms: 
     vm.services.agent.markUnreachable();
     throw new RpcError(ErrorCode.AgentUnreachable, `exec in VM '${vm.id}': the guest agent is unreachable: ${(e as Error).message}`, { id: vm.id });
   }
+  vm.services.agent.markReachable();
   try {
     return await runExec(conn, req, stdin);
   } catch (e) {

@@ -1,0 +1,359 @@
+#!/usr/bin/env node
+/**
+ * my_hypervisor benchmarks: the daemon's cost next to a baseline measured in
+ * the same run. `node bench/bench.mjs` (make bench) for the full table;
+ * `--quick` (make bench-quick) for a smoke run of a few seconds. Prints a table
+ * and writes bench/results.json. See docs/benchmarks.md.
+ */
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Conn } from "./client.mjs";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const DAEMON = path.join(ROOT, "packages/daemon/dist/main.js");
+const SIM = path.join(ROOT, "packages/ch-sim/dist/main.js");
+const quick = process.argv.includes("--quick");
+const P = quick
+  ? { seconds: 0.2, repeats: 1, listVms: 5, lifecycle: 2, scale: [0, 3], flood: 1 << 20, execBytes: 1 << 20, execTrue: 3 }
+  : { seconds: 3, repeats: 3, listVms: 100, lifecycle: 40, scale: [0, 100, 300], flood: 64 << 20, execBytes: 64 << 20, execTrue: 50 };
+const CLK_TCK = 100;
+const SCRIPTED = "sim.guest=scripted sim.serial_interval_ms=0";
+const results = [];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length * p) / 100))];
+
+function record(name, unit, runs, extra = {}) {
+  const r = { name, unit, median: median(runs), min: Math.min(...runs), max: Math.max(...runs), runs, ...extra };
+  results.push(r);
+  const spread = runs.length > 1 ? ` (${fmt(r.min)}–${fmt(r.max)})` : "";
+  const ratio = extra.ratio !== undefined ? `  ratio ${extra.ratio.toFixed(2)}` : "";
+  const target = extra.target ? `  target ${extra.target}` : "";
+  console.log(`${name.padEnd(58)} ${fmt(r.median).padStart(12)} ${unit}${spread}${ratio}${target}`);
+  return r;
+}
+const fmt = (x) => (x >= 100 ? x.toFixed(0) : x >= 1 ? x.toFixed(2) : x.toFixed(3));
+
+function procStat(pid) {
+  const s = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+  return { cpuMs: ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK };
+}
+const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
+
+async function waitSocket(p) {
+  for (let i = 0; i < 500; i++) {
+    const ok = await new Promise((r) => {
+      const s = net.connect(p);
+      s.once("connect", () => {
+        s.destroy();
+        r(true);
+      });
+      s.once("error", () => r(false));
+    });
+    if (ok) return;
+    await sleep(10);
+  }
+  throw new Error(`${p} never accepted`);
+}
+
+async function startDaemon(dir) {
+  const sock = path.join(dir, "rpc.sock");
+  const proc = spawn(
+    process.execPath,
+    [
+      DAEMON,
+      "--rpc-socket",
+      sock,
+      "--state-dir",
+      path.join(dir, "state"),
+      "--console-dir",
+      path.join(dir, "console"),
+      "--cloud-hypervisor",
+      SIM,
+      "--log-level",
+      "warn",
+    ],
+    { stdio: ["ignore", "ignore", "inherit"] },
+  );
+  await waitSocket(sock);
+  return { proc, sock, dir, kernel: path.join(dir, "vmlinux") };
+}
+function tmp() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mhb-"));
+  fs.writeFileSync(path.join(dir, "vmlinux"), "k");
+  return dir;
+}
+const spec = (d, id, cmdline = SCRIPTED) => ({ id, vcpus: 1, memory_mib: 64, boot: { kernel: d.kernel, cmdline } });
+
+/** `conns` connections, each doing request after request for `seconds`: throughput and latencies. */
+async function drive(sock, method, params, conns, seconds) {
+  const clients = await Promise.all(Array.from({ length: conns }, () => Conn.open(sock)));
+  const lat = [];
+  const end = performance.now() + seconds * 1000;
+  await Promise.all(
+    clients.map(async (c) => {
+      while (performance.now() < end) {
+        const t = performance.now();
+        await c.call(method, params);
+        lat.push(performance.now() - t);
+      }
+    }),
+  );
+  for (const c of clients) c.close();
+  return { rate: lat.length / seconds, p50: pct(lat, 50), p99: pct(lat, 99) };
+}
+
+async function rpcOverhead() {
+  console.log("\n1. RPC overhead (daemon vs a bare NDJSON echo server, same client)");
+  const dir = tmp();
+  const d = await startDaemon(dir);
+  const c = await Conn.open(d.sock);
+  for (let i = 0; i < P.listVms; i++) await c.call("compute.vm.create", spec(d, `vm${i}`));
+  const echoSock = path.join(dir, "echo.sock");
+  const echo = spawn(process.execPath, [path.join(ROOT, "bench/echo-server.mjs"), echoSock], { stdio: ["ignore", "pipe", "inherit"] });
+  await waitSocket(echoSock);
+  for (const [method, params] of [
+    ["compute.vm.status", { id: "vm0" }],
+    ["compute.vm.list", {}],
+  ]) {
+    for (const conns of [1, 32]) {
+      const mine = [];
+      const base = [];
+      for (let r = 0; r < P.repeats; r++) {
+        mine.push(await drive(d.sock, method, params, conns, P.seconds));
+        base.push(await drive(echoSock, method, params, conns, P.seconds));
+      }
+      const rate = mine.map((m) => m.rate);
+      const ratio = median(rate) / median(base.map((b) => b.rate));
+      const label = `${method.replace("compute.vm.", "")}${method.endsWith("list") ? ` (${P.listVms} VMs)` : ""}, ${conns} conn`;
+      record(`${label}: throughput`, "calls/s", rate, {
+        baseline: median(base.map((b) => b.rate)),
+        ratio,
+        target: conns === 32 && method.endsWith("status") ? "≥ 0.6× echo" : undefined,
+      });
+      record(
+        `${label}: p50 / p99 latency`,
+        "ms",
+        mine.map((m) => m.p50),
+        { p99: median(mine.map((m) => m.p99)), baseline_p50: median(base.map((b) => b.p50)) },
+      );
+    }
+  }
+  echo.kill();
+  c.close();
+  d.proc.kill("SIGTERM");
+}
+
+async function lifecycle() {
+  console.log("\n2. Lifecycle cost (create → start → stop → remove, scripted guests)");
+  const d = await startDaemon(tmp());
+  const c = await Conn.open(d.sock);
+  for (const parallel of [1, 8]) {
+    const times = { create: [], start: [], stop: [], remove: [] };
+    const cpu0 = procStat(d.proc.pid).cpuMs;
+    const wall0 = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: parallel }, async () => {
+        while (next < P.lifecycle) {
+          const id = `l${parallel}-${next++}`;
+          for (const [op, method, params] of [
+            ["create", "compute.vm.create", spec(d, id)],
+            ["start", "compute.vm.start", { id }],
+            ["stop", "compute.vm.stop", { id, force: true }],
+            ["remove", "compute.vm.remove", { id }],
+          ]) {
+            const t = performance.now();
+            await c.call(method, params);
+            times[op].push(performance.now() - t);
+          }
+        }
+      }),
+    );
+    const cpuPerVm = (procStat(d.proc.pid).cpuMs - cpu0) / P.lifecycle;
+    for (const op of Object.keys(times)) record(`${op}, ${parallel} at a time: p50 / p99`, "ms", [pct(times[op], 50)], { p99: pct(times[op], 99) });
+    record(`daemon CPU per VM lifecycle, ${parallel} at a time`, "ms", [cpuPerVm], { target: "≤ 5 ms", wall_s: (performance.now() - wall0) / 1000 });
+  }
+  // How much of start is the daemon's own work: its CPU over start's wall time.
+  const cpu0 = procStat(d.proc.pid).cpuMs;
+  let wall = 0;
+  for (let i = 0; i < Math.max(3, P.lifecycle / 4); i++) {
+    await c.call("compute.vm.create", spec(d, `s${i}`));
+    const t = performance.now();
+    await c.call("compute.vm.start", { id: `s${i}` });
+    wall += performance.now() - t;
+    await c.call("compute.vm.remove", { id: `s${i}`, force: true });
+  }
+  const cpu = procStat(d.proc.pid).cpuMs - cpu0;
+  record("share of start spent in the daemon (its CPU / start wall time)", "%", [(100 * cpu) / (wall * 2)], {
+    note: "CPU covers create+start+remove, halved as an upper bound for start",
+  });
+  c.close();
+  d.proc.kill("SIGTERM");
+}
+
+async function scaleAndRecovery() {
+  console.log("\n3. Scale (running VMs, scripted guests) and 4. recovery");
+  const dir = tmp();
+  let d = await startDaemon(dir);
+  let c = await Conn.open(d.sock);
+  const rss = {};
+  let running = 0;
+  const simPids = [];
+  for (const target of P.scale) {
+    while (running < target) {
+      const batch = [];
+      for (let i = 0; i < 8 && running < target; i++, running++) {
+        const id = `r${running}`;
+        batch.push(
+          c
+            .call("compute.vm.create", spec(d, id))
+            .then(() => c.call("compute.vm.start", { id }))
+            .then((s) => simPids.push(s.pid)),
+        );
+      }
+      await Promise.all(batch);
+    }
+    await sleep(500);
+    rss[target] = rssKiB(d.proc.pid);
+    record(`daemon RSS with ${target} running VMs`, "MiB", [rss[target] / 1024]);
+  }
+  const top = P.scale.at(-1);
+  record(`daemon RSS per supervised VM (0 → ${top})`, "KB", [((rss[top] - rss[0]) * 1.024) / top], { target: "≤ 100 KB" });
+  record(`test VMM RSS (mean of ${simPids.length})`, "MiB", [simPids.reduce((n, p) => n + rssKiB(p), 0) / simPids.length / 1024]);
+  const l = await drive(d.sock, "compute.vm.list", {}, 1, P.seconds);
+  record(`list at ${top} VMs: p50 / p99`, "ms", [l.p50], { p99: l.p99 });
+
+  c.close();
+  d.proc.kill("SIGKILL");
+  await new Promise((r) => d.proc.once("exit", r));
+  const t0 = performance.now();
+  d = await startDaemon(dir);
+  c = await Conn.open(d.sock);
+  for (;;) {
+    const { vms } = await c.call("compute.vm.list", {});
+    if (vms.filter((v) => v.state === "Running").length === top) break;
+    await sleep(5);
+  }
+  record(`recovery: restart after SIGKILL to all ${top} VMs Running`, "ms", [performance.now() - t0], { target: "≤ 1000 ms (300 VMs)" });
+  for (const p of simPids) {
+    try {
+      process.kill(p, "SIGKILL");
+    } catch {}
+  }
+  c.close();
+  d.proc.kill("SIGKILL");
+}
+
+/** Sends `bytes` through a plain Unix socket in 64 KiB writes: the floor for any byte path. */
+async function rawCopy(bytes) {
+  const p = path.join(tmp(), "raw.sock");
+  const chunk = Buffer.alloc(64 * 1024, 120);
+  const server = net.createServer((s) => {
+    let left = bytes;
+    const pump = () => {
+      while (left > 0) {
+        left -= chunk.length;
+        if (!s.write(chunk)) return s.once("drain", pump);
+      }
+      s.end();
+    };
+    pump();
+  });
+  await new Promise((r) => server.listen(p, r));
+  const t = performance.now();
+  await new Promise((resolve) => {
+    const s = net.connect(p);
+    s.on("data", () => undefined);
+    s.on("end", resolve);
+  });
+  server.close();
+  return bytes / ((performance.now() - t) / 1000) / (1 << 20);
+}
+
+async function dataPaths() {
+  console.log("\n5. Data paths (console and exec vs a raw Unix-socket copy of the same bytes)");
+  const d = await startDaemon(tmp());
+  const c = await Conn.open(d.sock);
+  const rates = [];
+  const raws = [];
+  for (let r = 0; r < P.repeats; r++) {
+    const id = `flood${r}`;
+    await c.call("compute.vm.create", spec(d, id, `${SCRIPTED} sim.serial_flood_bytes=${P.flood}`));
+    const { path: endpoint } = await c.call("compute.vm.console.endpoint", { id });
+    let got = 0;
+    let first = 0;
+    const done = new Promise((resolve) => {
+      const s = net.connect(endpoint);
+      s.on("data", (b) => {
+        if (!first) first = performance.now();
+        got += b.length;
+        if (got >= P.flood) {
+          s.destroy();
+          resolve();
+        }
+      });
+    });
+    await c.call("compute.vm.start", { id });
+    await done;
+    rates.push(P.flood / ((performance.now() - first) / 1000) / (1 << 20));
+    raws.push(await rawCopy(P.flood));
+    await c.call("compute.vm.remove", { id, force: true });
+  }
+  record(`console: ${P.flood >> 20} MiB of guest serial output to a viewer`, "MiB/s", rates, {
+    baseline: median(raws),
+    ratio: median(rates) / median(raws),
+    target: "≥ 0.8× raw",
+  });
+
+  await c.call("compute.vm.create", { ...spec(d, "exec", ""), hostname: "bench" });
+  await c.call("compute.vm.start", { id: "exec" });
+  await c.call("compute.vm.exec", { id: "exec", argv: ["true"] });
+  const rtt = [];
+  for (let i = 0; i < P.execTrue; i++) {
+    const t = performance.now();
+    await c.call("compute.vm.exec", { id: "exec", argv: ["true"] });
+    rtt.push(performance.now() - t);
+  }
+  record("exec `true`: round trip p50 / p99", "ms", [pct(rtt, 50)], { p99: pct(rtt, 99) });
+  const ex = [];
+  const exRaw = [];
+  for (let r = 0; r < P.repeats; r++) {
+    const t = performance.now();
+    await c.call("compute.vm.exec", { id: "exec", argv: ["head", "-c", String(P.execBytes), "/dev/zero"], encoding: "base64" });
+    ex.push(P.execBytes / ((performance.now() - t) / 1000) / (1 << 20));
+    exRaw.push(await rawCopy(P.execBytes));
+  }
+  record(`exec: ${P.execBytes >> 20} MiB of stdout (16 MiB returned)`, "MiB/s", ex, {
+    baseline: median(exRaw),
+    ratio: median(ex) / median(exRaw),
+    target: "≥ 0.8× raw",
+  });
+  await c.call("compute.vm.remove", { id: "exec", force: true });
+  c.close();
+  d.proc.kill("SIGTERM");
+}
+
+const machine = {
+  cpus: os.cpus().length,
+  cpu_model: os.cpus()[0]?.model,
+  memory_gib: Math.round(os.totalmem() / 2 ** 30),
+  node: process.version,
+  kernel: os.release(),
+  quick,
+};
+console.log(`my_hypervisor benchmarks${quick ? " (quick smoke run: tiny sizes, numbers not meaningful)" : ""}`);
+console.log(`machine: ${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gib} GiB, node ${machine.node}, linux ${machine.kernel}`);
+await rpcOverhead();
+await lifecycle();
+await scaleAndRecovery();
+await dataPaths();
+fs.writeFileSync(path.join(ROOT, "bench/results.json"), `${JSON.stringify({ at: new Date().toISOString(), machine, results }, null, 2)}\n`);
+console.log(`\nwritten: bench/results.json (${results.length} figures)`);
+process.exit(0);

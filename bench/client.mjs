@@ -11,19 +11,21 @@ export class Conn {
   }
   constructor(socket) {
     this.socket = socket;
-    this.buffer = "";
+    this.parts = [];
     this.pending = new Map();
     this.next = 1;
     socket.setEncoding("utf8");
+    // Only the new chunk is searched for a newline: a large reply must not cost a rescan per chunk.
     socket.on("data", (chunk) => {
-      this.buffer += chunk;
-      for (let nl = this.buffer.indexOf("\n"); nl >= 0; nl = this.buffer.indexOf("\n")) {
-        const msg = JSON.parse(this.buffer.slice(0, nl));
-        this.buffer = this.buffer.slice(nl + 1);
+      for (let nl = chunk.indexOf("\n"); nl >= 0; nl = chunk.indexOf("\n")) {
+        const msg = JSON.parse(this.parts.join("") + chunk.slice(0, nl));
+        this.parts = [];
+        chunk = chunk.slice(nl + 1);
         const p = this.pending.get(msg.id);
         this.pending.delete(msg.id);
         if (p) msg.error ? p.reject(new Error(`${msg.error.code}: ${msg.error.message}`)) : p.resolve(msg.result);
       }
+      if (chunk.length > 0) this.parts.push(chunk);
     });
   }
   call(method, params) {

@@ -51,6 +51,10 @@ export function parseGuestBehaviour(cmdline: string | undefined): GuestBehaviour
   };
 }
 
+const FLOOD_LINES = 1024;
+/** 1024 lines of "flood NNNNNNNNNN xxx…\n", 64 bytes each; the numbers are filled in per chunk. */
+const FLOOD_TEMPLATE = Buffer.from(`${"flood 0000000000 ".padEnd(63, "x")}\n`.repeat(FLOOD_LINES), "latin1");
+
 export class SimGuest implements Guest {
   private readonly timers = new Set<NodeJS.Timeout>();
 
@@ -78,14 +82,14 @@ export class SimGuest implements Guest {
     }
   }
 
-  /** Numbered 64-byte lines, one 64 KiB chunk per turn of the event loop. */
+  /** Numbered 64-byte lines, one 64 KiB chunk per turn of the event loop; numbers patched into a template. */
   private flood(total: number, line = 0): void {
     if (this.destroyed || total <= 0) return;
-    const lines: string[] = [];
-    for (let n = 0; n < 1024 && n * 64 < total; n++, line++) lines.push(`${`flood ${String(line).padStart(10, "0")} `.padEnd(63, "x")}\n`);
-    const chunk = Buffer.from(lines.join("")).subarray(0, total);
-    this.serialOut(chunk);
-    setImmediate(() => this.flood(total - chunk.length, line));
+    const chunk = Buffer.from(FLOOD_TEMPLATE);
+    for (let n = 0; n < FLOOD_LINES; n++) chunk.write(String(line + n).padStart(10, "0"), n * 64 + 6, "latin1");
+    const out = chunk.subarray(0, Math.min(total, chunk.length));
+    this.serialOut(out);
+    setImmediate(() => this.flood(total - out.length, line + FLOOD_LINES));
   }
 
   /** Bytes typed on the serial console: the guest echoes them. */

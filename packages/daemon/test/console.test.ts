@@ -3,20 +3,12 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, killIfAlive, startDaemon, vmSpec } from "./harness.js";
+import { type Daemon, eventually, Fleet, vmSpec } from "./harness.js";
 
-const pids = new Set<number>();
-const daemons: Daemon[] = [];
-afterAll(async () => {
-  for (const pid of pids) killIfAlive(pid);
-  for (const d of daemons) if (d.proc.exitCode === null) d.proc.kill("SIGKILL");
-});
-
-async function daemon(dir?: string): Promise<Daemon> {
-  const d = await startDaemon({ dir });
-  daemons.push(d);
-  return d;
-}
+const fleet = new Fleet();
+const pids = fleet.pids;
+afterAll(() => fleet.cleanup());
+const daemon = (dir?: string) => fleet.daemon({ dir });
 
 /** A console client that collects everything it receives. */
 class Viewer {

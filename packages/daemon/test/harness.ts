@@ -206,3 +206,23 @@ export async function eventually<T>(check: () => T | undefined | Promise<T | und
 export function vmSpec(d: Daemon, id: string, cmdline = "") {
   return { id, vcpus: 1, memory_mib: 64, boot: { kernel: d.kernel, cmdline } };
 }
+
+/**
+ * What a test file starts and must not leave behind: daemons and VMM pids.
+ * `cleanup()` (in afterAll) kills whatever is still alive.
+ */
+export class Fleet {
+  readonly pids = new Set<number>();
+  private readonly daemons: Daemon[] = [];
+
+  async daemon(opts: Parameters<typeof startDaemon>[0] = {}): Promise<Daemon> {
+    const d = await startDaemon(opts);
+    this.daemons.push(d);
+    return d;
+  }
+
+  cleanup(): void {
+    for (const pid of this.pids) killIfAlive(pid);
+    for (const d of this.daemons) if (d.proc.exitCode === null) d.proc.kill("SIGKILL");
+  }
+}

@@ -9,16 +9,15 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa, type ResultPromise } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, killIfAlive, RpcConnection, startDaemon, tempDir, vmSpec } from "./harness.js";
+import { type Daemon, eventually, Fleet, RpcConnection, tempDir, vmSpec } from "./harness.js";
 
 const SIBLINGS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../siblings/dist");
 const isRoot = process.getuid?.() === 0;
 const procs: ResultPromise[] = [];
-const daemons: Daemon[] = [];
-const pids = new Set<number>();
-afterAll(async () => {
-  for (const pid of pids) killIfAlive(pid);
-  for (const d of daemons) if (d.proc.exitCode === null) d.proc.kill("SIGKILL");
+const fleet = new Fleet();
+const pids = fleet.pids;
+afterAll(() => {
+  fleet.cleanup();
   for (const p of procs) p.kill("SIGKILL");
 });
 
@@ -65,9 +64,7 @@ async function daemonWith(dir: string, sockets: { net?: Sibling; vol?: Sibling }
   const args = ["--reconcile-interval-ms", "200"];
   if (sockets.net) args.push("--net-socket", sockets.net.socket);
   if (sockets.vol) args.push("--vol-socket", sockets.vol.socket);
-  const d = await startDaemon({ dir, args });
-  daemons.push(d);
-  return d;
+  return fleet.daemon({ dir, args });
 }
 
 /** vm.info straight from the VM's CH API socket. */

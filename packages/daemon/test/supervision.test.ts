@@ -6,20 +6,12 @@ import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, isAlive, killIfAlive, startDaemon, vmSpec } from "./harness.js";
+import { type Daemon, eventually, Fleet, isAlive, vmSpec } from "./harness.js";
 
-const pids = new Set<number>();
-const daemons: Daemon[] = [];
-afterAll(async () => {
-  for (const pid of pids) killIfAlive(pid);
-  for (const d of daemons) if (d.proc.exitCode === null) d.proc.kill("SIGKILL");
-});
-
-async function daemon(dir?: string): Promise<Daemon> {
-  const d = await startDaemon({ dir, args: ["--reconcile-interval-ms", "200"] });
-  daemons.push(d);
-  return d;
-}
+const fleet = new Fleet();
+const pids = fleet.pids;
+afterAll(() => fleet.cleanup());
+const daemon = (dir?: string) => fleet.daemon({ dir, args: ["--reconcile-interval-ms", "200"] });
 
 async function crash(d: Daemon): Promise<void> {
   d.rpc.close();

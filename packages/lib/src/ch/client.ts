@@ -56,12 +56,6 @@ export class ChClient {
   powerButton(timeoutMs?: number): Promise<void> {
     return this.call("vm.power-button", (signal) => this.api.PUT("/vm.power-button", { signal }), timeoutMs);
   }
-  shutdownVm(timeoutMs?: number): Promise<void> {
-    return this.call("vm.shutdown", (signal) => this.api.PUT("/vm.shutdown", { signal }), timeoutMs);
-  }
-  deleteVm(timeoutMs?: number): Promise<void> {
-    return this.call("vm.delete", (signal) => this.api.PUT("/vm.delete", { signal }), timeoutMs);
-  }
   shutdownVmm(timeoutMs?: number): Promise<void> {
     return this.call("vmm.shutdown", (signal) => this.api.PUT("/vmm.shutdown", { signal }), timeoutMs);
   }

@@ -20,7 +20,7 @@ import type { StateStore } from "../state/store.js";
 import { type VmPaths, vmPaths } from "../state/vm-paths.js";
 import { type Adoption, adoptRecord, vmmDeathEvent } from "./adoption.js";
 import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest } from "./guest-exec.js";
-import { provisioningError, provisionVm, releaseVm } from "./provisioning.js";
+import { provisioningError, releaseVm } from "./provisioning.js";
 import { reconcile } from "./reconcile.js";
 import { checkFilesExist, checkSocketPaths } from "./spec-checks.js";
 import { startError } from "./start-error.js";
@@ -128,7 +128,7 @@ export class Orchestrator {
       throw e;
     }
     try {
-      await provisionVm({ ...vm, spec }, this.opts.provisioner, () => this.persist(vm));
+      await this.opts.provisioner.provision(vm.id, spec, vm.resources, () => this.persist(vm));
     } catch (e) {
       // Roll back what was obtained; the VM stays, Failed with the sibling's error, until removed.
       const error = provisioningError(vm, e);

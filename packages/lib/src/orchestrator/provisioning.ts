@@ -4,16 +4,11 @@
  * everything back, queueing what cannot be given back now.
  */
 import { ErrorCode, RpcError } from "../errors.js";
-import type { VmSpec } from "../rpc/schemas.js";
 import type { SiblingKind } from "../siblings/contract.js";
 import { emptyResources, type Provisioner } from "../siblings/provisioner.js";
 import type { ReleaseQueue } from "../siblings/release-queue.js";
 import { SiblingError } from "../siblings/sibling-client.js";
 import type { VmEntry } from "./vm-entry.js";
-
-export async function provisionVm(vm: VmEntry & { spec: VmSpec }, provisioner: Provisioner, record: () => Promise<void>): Promise<void> {
-  await provisioner.provision(vm.id, vm.spec, vm.resources, record);
-}
 
 /** The JSON-RPC error for a provisioning failure: -32006 naming the sibling and method. */
 export function provisioningError(vm: VmEntry, e: unknown): RpcError {

@@ -9,7 +9,7 @@ import type { Logger } from "pino";
 import { invalidParams } from "../errors.js";
 import type { VmSpec } from "../rpc/schemas.js";
 import { type NetPort, resourceId, SIBLING_METHODS, type SiblingKind, type VolAttachment } from "./contract.js";
-import { SiblingClient, type SiblingError } from "./sibling-client.js";
+import { SiblingClient } from "./sibling-client.js";
 
 export interface Resources {
   nets: Record<string, NetPort>;
@@ -87,5 +87,3 @@ export class Provisioner {
     return held.length;
   }
 }
-
-export type { SiblingError };

@@ -59,9 +59,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   });
   await orchestrator.load();
   const socket = new RpcSocketServer(new RpcAdapter(computeMethods(orchestrator), VERSION, log.child({ component: "rpc" })), log);
-  await socket.listen(opts.rpcSocket);
-  log.info({ socket: opts.rpcSocket, stateDir: opts.stateDir, vmm: opts.cloudHypervisor }, "daemon listening");
-
+  // The handlers are in place before the socket accepts: a SIGTERM at any moment after that is a clean stop.
   const closed = new Promise<void>((resolve) => {
     const shutdown = async (signal: string) => {
       log.info({ signal }, "shutting down; running VMs are left running");
@@ -74,5 +72,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     process.once("SIGTERM", () => void shutdown("SIGTERM"));
     process.once("SIGINT", () => void shutdown("SIGINT"));
   });
+  await socket.listen(opts.rpcSocket);
+  log.info({ socket: opts.rpcSocket, stateDir: opts.stateDir, vmm: opts.cloudHypervisor }, "daemon listening");
   return { log, closed };
 }

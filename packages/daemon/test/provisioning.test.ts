@@ -201,10 +201,12 @@ describe.skipIf(!isRoot)("networks through my_hypervisor-netd (needs root for a 
     void first.rpc
       .call("compute.vm.create", { ...vmSpec(first, "cut"), nets: [{ network: "lan" }], disks: [{ volume: "cut", size_mib: 8 }] })
       .catch(() => undefined);
-    await eventually(async () => {
-      const status = await first.rpc.call("compute.vm.status", { id: "cut" }).catch(() => undefined);
-      return status?.state === "Provisioning" ? true : undefined;
+    // Kill the daemon once the network sibling has the request in hand (it logs that, then takes 1.5 s).
+    let netdLog = "";
+    netd.proc.stderr?.on("data", (d: Buffer) => {
+      netdLog += d;
     });
+    await eventually(() => (/"port":"cut\/net0".*creating port/.test(netdLog) ? true : undefined));
     first.rpc.close();
     first.proc.kill("SIGKILL");
     await first.proc;

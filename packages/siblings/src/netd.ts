@@ -56,6 +56,7 @@ const methods = [
           if (existing.network !== p.network) throw new RpcError(-32602, `slot ${port} already has a port on network ${existing.network}`);
           return existing;
         }
+        opts.log.info({ port, network: p.network }, "creating port");
         await delay(opts.latencyMs);
         const tap = `mht${hash(port, 12)}`;
         const bridge = bridgeOf(p.network);

@@ -29,10 +29,10 @@ const bindVm = libc.func("int bind(int fd, const sockaddr_vm *addr, int len)");
 export const bindVsock = (fd: number, port: number, cid: number): number =>
   bindVm(fd, { svm_family: AF_VSOCK, svm_reserved1: 0, svm_port: port, svm_cid: cid, svm_zero: [0, 0, 0, 0] }, koffi.sizeof(SockaddrVm));
 
-const Ifreq = koffi.struct("ifreq_flags", { ifr_name: koffi.array("char", 16, "String"), ifr_flags: "int16", pad: koffi.array("uint8", 22) });
+// Registers the struct type named in the ioctl signature below.
+koffi.struct("ifreq_flags", { ifr_name: koffi.array("char", 16, "String"), ifr_flags: "int16", pad: koffi.array("uint8", 22) });
 const ioctlIfreq = libc.func("int ioctl(int fd, unsigned long request, _Inout_ ifreq_flags *ifr)");
 export const ioctlFlags = (fd: number, request: number, ifr: { ifr_name: string; ifr_flags: number }): number => ioctlIfreq(fd, request, ifr);
-void Ifreq;
 
 const errnoLocation = libc.func("int *__errno_location()");
 export const errno = (): number => koffi.decode(errnoLocation(), "int") as number;

@@ -44,12 +44,3 @@ export function watchPowerButton(onPress: () => void): string[] {
   }
   return sources.map(String);
 }
-
-/** One key-press record, as the kernel writes it. */
-export function powerButtonPress(): Buffer {
-  const event = Buffer.alloc(EVENT_BYTES);
-  event.writeUInt16LE(EV_KEY, 16);
-  event.writeUInt16LE(KEY_POWER, 18);
-  event.writeInt32LE(1, 20);
-  return event;
-}

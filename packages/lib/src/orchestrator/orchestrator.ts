@@ -81,7 +81,7 @@ export class Orchestrator {
         this.vms.set(vm.id, vm);
         await this.applyAdoption(vm, await adoptRecord(record, vm.paths));
         // A restart cut provisioning short: give back whatever the siblings handed out, recorded or not.
-        if (record.state === "Provisioning") await releaseVm(vm, this.opts.provisioner.kindsOf(record.spec), this.opts.provisioner, this.opts.releases);
+        if (record.state === "Provisioning") await this.release(vm, record.spec);
         if (migrated) {
           this.log.info({ vm: vm.id }, "state.json migrated from version 1 to 2");
           await this.persist(vm);
@@ -112,8 +112,8 @@ export class Orchestrator {
     await checkFilesExist(spec);
     this.opts.provisioner.checkConfigured(spec);
     if (this.vms.has(spec.id)) throw vmExists(spec.id);
-    // Reserve the id before anything else awaits, so a concurrent create of it sees it taken.
     const vm = newEntry(spec, paths, await this.openServices(spec.id, paths));
+    // A concurrent create of the same id may have taken it while the services opened.
     if (this.vms.has(spec.id)) {
       await vm.services.close();
       throw vmExists(spec.id);
@@ -132,7 +132,7 @@ export class Orchestrator {
     } catch (e) {
       // Roll back what was obtained; the VM stays, Failed with the sibling's error, until removed.
       const error = provisioningError(vm, e);
-      await releaseVm(vm, this.opts.provisioner.kindsOf(spec), this.opts.provisioner, this.opts.releases);
+      await this.release(vm, spec);
       await this.transition(vm, { type: "PROVISION_FAILED", reason: error.message });
       throw error;
     }
@@ -175,7 +175,7 @@ export class Orchestrator {
         await this.stopNow(vm, 0);
       }
       // The VMM is gone: now its networks and volumes can go back.
-      const pending = vm.spec ? await releaseVm(vm, this.opts.provisioner.kindsOf(vm.spec), this.opts.provisioner, this.opts.releases) : 0;
+      const pending = vm.spec ? await this.release(vm, vm.spec) : 0;
       await vm.services.close();
       await this.opts.store.remove(vm.id);
       this.vms.delete(vm.id);
@@ -287,6 +287,11 @@ export class Orchestrator {
   private async vmmGone(vm: VmEntry): Promise<void> {
     vm.vmm = undefined;
     await vm.services.vmmDown();
+  }
+
+  /** Gives back everything the VM holds at the siblings its spec uses; returns how many releases are left pending. */
+  private release(vm: VmEntry, spec: VmSpec): Promise<number> {
+    return releaseVm(vm, this.opts.provisioner.kindsOf(spec), this.opts.provisioner, this.opts.releases);
   }
 
   private openServices(id: string, paths: VmPaths): Promise<VmServices> {

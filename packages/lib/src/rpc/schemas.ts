@@ -151,7 +151,6 @@ export const Removed = Type.Object({
   removed: Type.Literal(true),
   pending_releases: Type.Optional(Type.Integer({ description: "Sibling releases that failed and are retried in the background" })),
 });
-export const OpenRpcDocument = Type.Object({}, { additionalProperties: true, description: "An OpenRPC 1.3 document" });
 
 export const ConsoleEndpoint = Type.Object({ path: Type.String({ description: "Unix socket (mode 0600) serving the VM's serial console" }) });
 

@@ -17,6 +17,12 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const DAEMON = path.join(ROOT, "packages/daemon/dist/main.js");
 const SIM = path.join(ROOT, "packages/ch-sim/dist/main.js");
 const quick = process.argv.includes("--quick");
+// --only=lifecycle,data (section names below) runs a subset; MHB_DAEMON_NODE_ARGS adds node flags (e.g. --cpu-prof).
+const only = process.argv
+  .find((a) => a.startsWith("--only="))
+  ?.slice(7)
+  .split(",");
+const daemonNodeArgs = (process.env.MHB_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean);
 const P = quick
   ? { seconds: 0.2, repeats: 1, listVms: 5, lifecycle: 2, scale: [0, 3], flood: 1 << 20, execBytes: 1 << 20, execTrue: 3 }
   : { seconds: 3, repeats: 3, listVms: 100, lifecycle: 40, scale: [0, 100, 300], flood: 64 << 20, execBytes: 64 << 20, execTrue: 50 };
@@ -67,6 +73,7 @@ async function startDaemon(dir) {
   const proc = spawn(
     process.execPath,
     [
+      ...daemonNodeArgs,
       DAEMON,
       "--rpc-socket",
       sock,
@@ -360,10 +367,11 @@ const machine = {
 };
 console.log(`my_hypervisor benchmarks${quick ? " (quick smoke run: tiny sizes, numbers not meaningful)" : ""}`);
 console.log(`machine: ${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gib} GiB, node ${machine.node}, linux ${machine.kernel}`);
-await rpcOverhead();
-await lifecycle();
-await scaleAndRecovery();
-await dataPaths();
-fs.writeFileSync(path.join(ROOT, "bench/results.json"), `${JSON.stringify({ at: new Date().toISOString(), machine, results }, null, 2)}\n`);
-console.log(`\nwritten: bench/results.json (${results.length} figures)`);
+const sections = { rpc: rpcOverhead, lifecycle, scale: scaleAndRecovery, data: dataPaths };
+for (const [name, run] of Object.entries(sections)) if (!only || only.includes(name)) await run();
+// A partial run does not overwrite the published figures.
+if (!only) {
+  fs.writeFileSync(path.join(ROOT, "bench/results.json"), `${JSON.stringify({ at: new Date().toISOString(), machine, results }, null, 2)}\n`);
+  console.log(`\nwritten: bench/results.json (${results.length} figures)`);
+}
 process.exit(0);

@@ -5,3 +5,4 @@ export type { MethodDef } from "./rpc/methods.js";
 export { RpcSocketServer } from "./rpc/socket-server.js";
 export { type RunningServer, runServer, type ServerOptions, VERSION } from "./server.js";
 export type { NetPort, VolAttachment } from "./siblings/contract.js";
+export { replaceFileDurably } from "./state/durable-file.js";

@@ -6,9 +6,8 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { type MethodDef, RpcAdapter, RpcSocketServer } from "@my_hypervisor/lib";
+import { type MethodDef, RpcAdapter, RpcSocketServer, replaceFileDurably } from "@my_hypervisor/lib";
 import { destination, type Logger, pino } from "pino";
-import writeFileAtomic from "write-file-atomic";
 
 export interface SiblingOptions {
   socket: string;
@@ -66,7 +65,7 @@ export class JsonState<T> {
   mutate<R>(fn: (data: T) => Promise<R>): Promise<R> {
     const run = this.queue.then(async () => {
       const result = await fn(this.data);
-      await writeFileAtomic(this.file, `${JSON.stringify(this.data, null, 2)}\n`, { mode: 0o600 });
+      await replaceFileDurably(this.file, `${JSON.stringify(this.data, null, 2)}\n`);
       return result;
     });
     this.queue = run.catch(() => undefined);

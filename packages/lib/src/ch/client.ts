@@ -6,8 +6,10 @@
  * Content-Length (CH ignores chunked bodies).
  */
 import createClient from "openapi-fetch";
-import { Agent, fetch as undiciFetch } from "undici";
+import { Client, type Dispatcher } from "undici";
 import type { components, paths } from "./api.generated.js";
+
+const ORIGIN = "http://localhost";
 
 export type ChVmConfig = components["schemas"]["VmConfig"];
 export type ChVmInfo = components["schemas"]["VmInfo"];
@@ -30,15 +32,62 @@ export class ChApiError extends Error {
   }
 }
 
-type ApiResult<T> = { data?: T; error?: unknown; response: Response };
+type ApiResult<T> = { data?: T; error?: unknown; response: { ok: boolean; status: number } };
+
+/**
+ * What openapi-fetch builds for each call, reduced to what undici's
+ * dispatcher needs. WHATWG Request/Response and undici's fetch would cost
+ * several times the CPU of the call itself (streams, cloning, URL parsing),
+ * and a VM lifecycle makes half a dozen calls (docs/benchmarks.md).
+ */
+class ChRequest {
+  readonly method: string;
+  readonly headers: Headers;
+  readonly body: string | undefined;
+  readonly signal: AbortSignal | undefined;
+
+  constructor(
+    readonly url: string,
+    init: { method: string; headers: Headers; body?: string; signal?: AbortSignal },
+  ) {
+    this.method = init.method;
+    this.headers = init.headers;
+    this.body = init.body;
+    this.signal = init.signal;
+  }
+}
+
+/** The parts of a Response that openapi-fetch reads. */
+class ChResponse {
+  constructor(
+    readonly status: number,
+    private readonly head: Record<string, string | string[] | undefined>,
+    private readonly bodyText: string,
+  ) {}
+  get ok(): boolean {
+    return this.status >= 200 && this.status < 300;
+  }
+  readonly headers = { get: (name: string): string | null => String(this.head[name.toLowerCase()] ?? "") || null };
+  async text(): Promise<string> {
+    return this.bodyText;
+  }
+  async json(): Promise<unknown> {
+    return JSON.parse(this.bodyText);
+  }
+}
 
 export class ChClient {
-  private readonly agent: Agent;
+  /** One connection, one request at a time: what CH serves. */
+  private readonly http: Client;
   private readonly api;
 
   constructor(readonly socketPath: string) {
-    this.agent = new Agent({ connect: { socketPath }, connections: 1, pipelining: 1 });
-    this.api = createClient<paths>({ baseUrl: "http://localhost/api/v1", fetch: (req) => this.send(req) });
+    this.http = new Client(ORIGIN, { socketPath, pipelining: 1 });
+    this.api = createClient<paths>({
+      baseUrl: `${ORIGIN}/api/v1`,
+      Request: ChRequest as unknown as typeof Request,
+      fetch: (req) => this.send(req as unknown as ChRequest) as unknown as Promise<Response>,
+    });
   }
 
   ping(timeoutMs?: number): Promise<ChPing> {
@@ -61,14 +110,19 @@ export class ChClient {
   }
 
   async close(): Promise<void> {
-    await this.agent.destroy();
+    await this.http.destroy();
   }
 
-  /** Buffers the body so undici sends Content-Length, never chunked. */
-  private async send(req: Request): Promise<Response> {
-    const body = req.body ? Buffer.from(await req.arrayBuffer()) : undefined;
-    const res = await undiciFetch(req.url, { method: req.method, headers: [...req.headers], body, dispatcher: this.agent, signal: req.signal });
-    return res as unknown as Response;
+  /** The body is a whole string, so undici sends Content-Length, never chunked. */
+  private async send(req: ChRequest): Promise<ChResponse> {
+    const res = await this.http.request({
+      path: req.url.slice(ORIGIN.length),
+      method: req.method as Dispatcher.HttpMethod,
+      headers: Object.fromEntries(req.headers),
+      body: req.body,
+      signal: req.signal,
+    });
+    return new ChResponse(res.statusCode, res.headers, await res.body.text());
   }
 
   private async call<T>(name: string, run: (signal: AbortSignal) => Promise<ApiResult<T>>, timeoutMs = DEFAULT_CALL_TIMEOUT_MS): Promise<T> {
@@ -76,9 +130,9 @@ export class ChClient {
     try {
       result = await run(AbortSignal.timeout(timeoutMs));
     } catch (e) {
-      const err = e as Error & { cause?: { code?: string; message?: string } };
+      const err = e as Error & { code?: string };
       if (err.name === "TimeoutError") throw new ChApiError(name, `${name}: no answer within ${timeoutMs} ms`, undefined, undefined, true);
-      const cause = err.cause?.code ?? err.cause?.message ?? err.message;
+      const cause = err.code ?? err.message;
       throw new ChApiError(name, `${name}: cannot reach the VMM API socket (${cause})`, undefined, undefined, false, true);
     }
     if (!result.response.ok) {

@@ -3,8 +3,18 @@
  * separated by blank lines (not NDJSON). A trailing object still being
  * written is left for later.
  */
+import fsSync from "node:fs";
 import fs from "node:fs/promises";
+import { promisify } from "node:util";
 
+// Callback fs, promisified: no FileHandle per call on this path, which runs on every event of every VM.
+const openFd = promisify(fsSync.open);
+const readFd = promisify(fsSync.read);
+const closeFd = promisify(fsSync.close);
+const READ_CHUNK = 8192;
+
+/** With inotify, a poll only in case an event was dropped; without, the poll is the watch. */
+const SAFETY_POLL_MS = 5_000;
 const TAIL_POLL_MS = 200;
 
 export interface ChEvent {
@@ -51,7 +61,12 @@ export function endedWithVmmShutdown(events: ChEvent[]): boolean {
 export class EventMonitorTail {
   private pending = Buffer.alloc(0);
   private timer: NodeJS.Timeout | undefined;
+  private watcher: fsSync.FSWatcher | undefined;
+  /** Open from the first read to stop(). */
+  private fd: number | undefined;
   private reading: Promise<void> = Promise.resolve();
+  /** A read is queued and has not begun: more change events need no other. */
+  private queued = false;
 
   constructor(
     private readonly file: string,
@@ -60,33 +75,48 @@ export class EventMonitorTail {
   ) {}
 
   start(): void {
-    this.timer = setInterval(() => this.poll(), TAIL_POLL_MS).unref();
+    try {
+      this.watcher = fsSync.watch(this.file, () => this.poll()).unref();
+      this.watcher.on("error", () => undefined);
+    } catch {
+      // Not there yet, or no inotify: polling alone.
+    }
+    this.timer = setInterval(() => this.poll(), this.watcher ? SAFETY_POLL_MS : TAIL_POLL_MS).unref();
     this.poll();
   }
 
   /** Reads what is left, then stops. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    this.watcher?.close();
     this.poll();
     await this.reading;
+    if (this.fd !== undefined) await closeFd(this.fd).catch(() => undefined);
+    this.fd = undefined;
   }
 
   private poll(): void {
-    this.reading = this.reading.then(() => this.readNew()).catch(() => undefined);
+    if (this.queued) return;
+    this.queued = true;
+    this.reading = this.reading
+      .then(() => {
+        this.queued = false;
+        return this.readNew();
+      })
+      .catch(() => undefined);
   }
 
   private async readNew(): Promise<void> {
-    const handle = await fs.open(this.file, "r").catch(() => undefined);
-    if (!handle) return;
-    try {
-      const { size } = await handle.stat();
-      const start = this.offset + this.pending.length;
-      if (size <= start) return;
-      const buf = Buffer.alloc(size - start);
-      const { bytesRead } = await handle.read(buf, 0, buf.length, start);
-      this.pending = Buffer.concat([this.pending, buf.subarray(0, bytesRead)]);
-    } finally {
-      await handle.close();
+    if (this.fd === undefined) {
+      const fd = await openFd(this.file, "r").catch(() => undefined);
+      if (fd === undefined) return;
+      this.fd = fd;
+    }
+    for (;;) {
+      const piece = Buffer.allocUnsafe(READ_CHUNK);
+      const { bytesRead } = await readFd(this.fd, piece, 0, READ_CHUNK, this.offset + this.pending.length);
+      if (bytesRead > 0) this.pending = Buffer.concat([this.pending, piece.subarray(0, bytesRead)]);
+      if (bytesRead < READ_CHUNK) break;
     }
     for (let sep = this.pending.indexOf("\n\n"); sep >= 0; sep = this.pending.indexOf("\n\n")) {
       const chunk = this.pending.subarray(0, sep).toString("utf8");

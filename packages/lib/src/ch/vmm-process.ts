@@ -11,6 +11,7 @@ import fs from "node:fs/promises";
 import type { VmPaths } from "../state/vm-paths.js";
 import { ChApiError, type ChClient } from "./client.js";
 import { isAlive, type ProcessIdentity, readProcStat } from "./proc.js";
+import { waitForPath } from "./wait-for-path.js";
 
 export interface VmmExit {
   /** null with signal null: the exit status is unknown (an adopted VMM). */
@@ -108,26 +109,26 @@ export class VmmProcess {
     this.resolveExit(exit);
   }
 
-  /** Polls vmm.ping until the API answers; fails fast if the process exits first. */
+  /**
+   * Waits for the API socket to appear (CH binds it a few ms after exec; the
+   * wait costs nothing until then), then pings until the API answers. Fails
+   * fast if the process exits first.
+   */
   async waitForApi(client: ChClient, deadline: number): Promise<void> {
     for (;;) {
       if (this.exit) throw new VmmLaunchError(`VMM exited before its API answered (${await this.describeExit()})`);
       const left = deadline - Date.now();
       if (left <= 0) throw new ChApiError("vmm.ping", "vmm.ping: the VMM API did not answer in time", undefined, undefined, true);
-      // The socket file appears when CH binds it: until then a stat is all it costs to wait.
-      const bound = await fs.access(this.apiSocket).then(
-        () => true,
-        () => false,
-      );
-      if (bound) {
+      if (await waitForPath(this.apiSocket, left, this.exited)) {
         try {
           await client.ping(Math.min(left, 1000));
           return;
         } catch (e) {
           if (!(e instanceof ChApiError && e.unreachable)) throw e;
         }
+        // Bound but not yet listening.
+        await Promise.race([sleep(API_POLL_MS), this.exited]);
       }
-      await Promise.race([sleep(API_POLL_MS), this.exited]);
     }
   }
 

@@ -8,9 +8,9 @@
  */
 import fs from "node:fs";
 import fsp from "node:fs/promises";
-import writeFileAtomic from "write-file-atomic";
 import { RpcError } from "../errors.js";
 import type { VmState } from "../lifecycle/machine.js";
+import { replaceFileDurably } from "../state/durable-file.js";
 
 export const EVENTS_LOST = -32008;
 export const DEFAULT_RING_SIZE = 4096;
@@ -31,6 +31,8 @@ type Waiter = { id: string | undefined; wake: () => void };
 export class EventBus {
   private journal: fs.WriteStream;
   private journalLines: number;
+  /** Lines published in this tick, written together once it ends. */
+  private unwritten: string[] = [];
   private readonly waiters = new Set<Waiter>();
 
   private constructor(
@@ -57,7 +59,7 @@ export class EventBus {
     }
     const ring = events.slice(-ringSize);
     const lastSeq = events.reduce((max, e) => Math.max(max, e.seq), 0);
-    await writeFileAtomic(file, ring.map((e) => `${JSON.stringify(e)}\n`).join(""), { mode: 0o600 });
+    await replaceFileDurably(file, ring.map((e) => `${JSON.stringify(e)}\n`).join(""));
     return new EventBus(file, ring, lastSeq, ringSize);
   }
 
@@ -94,6 +96,7 @@ export class EventBus {
 
   async close(): Promise<void> {
     for (const w of this.waiters) w.wake();
+    this.flush();
     await new Promise<void>((resolve) => this.journal.end(() => resolve()));
   }
 
@@ -122,11 +125,20 @@ export class EventBus {
     });
   }
 
+  /** One write for every event of a tick: a lifecycle operation publishes several at once. */
+  private flush(): void {
+    if (this.unwritten.length === 0) return;
+    this.journal.write(this.unwritten.join(""));
+    this.unwritten = [];
+  }
+
   /** Appends to the journal; compacts it to the ring once it holds twice as many lines. */
   private append(event: VmEvent): void {
-    this.journal.write(`${JSON.stringify(event)}\n`);
+    if (this.unwritten.length === 0) setImmediate(() => this.flush());
+    this.unwritten.push(`${JSON.stringify(event)}\n`);
     this.journalLines += 1;
     if (this.journalLines < 2 * this.ringSize) return;
+    this.unwritten = [];
     const old = this.journal;
     old.end();
     fs.writeFileSync(this.file, this.ring.map((e) => `${JSON.stringify(e)}\n`).join(""), { mode: 0o600 });

@@ -1,9 +1,12 @@
 /**
- * One VM's lifecycle actor plus the ring buffer of its recent transitions.
+ * One VM's lifecycle state plus the ring buffer of its recent transitions.
  * Callers ask `can()` before acting and `apply()` to record what happened;
- * an event the machine does not accept is never half-applied.
+ * an event the machine does not accept is never half-applied. The machine
+ * runs as a pure function over a snapshot (xstate's `transition`), not as an
+ * actor: it has no timers, children or side effects to host, and an actor per
+ * VM would cost memory and CPU for nothing (docs/benchmarks.md).
  */
-import { type Actor, createActor } from "xstate";
+import { type SnapshotFrom, transition } from "xstate";
 import { type LifecycleEvent, type LifecycleEventType, type VmState, vmLifecycleMachine } from "./machine.js";
 
 export const TRANSITION_HISTORY = 64;
@@ -18,18 +21,17 @@ export interface Transition {
 }
 
 export class VmLifecycle {
-  private readonly actor: Actor<typeof vmLifecycleMachine>;
+  private snapshot: SnapshotFrom<typeof vmLifecycleMachine>;
   private history: Transition[];
 
   /** Restores a VM at `state` (after a restart) or starts a new one at Pending. */
   constructor(state: VmState = "Pending", history: Transition[] = [], opts: { startable: boolean } = { startable: true }) {
-    const snapshot = vmLifecycleMachine.resolveState({ value: state, context: { startable: opts.startable } });
-    this.actor = createActor(vmLifecycleMachine, { snapshot, input: opts }).start();
+    this.snapshot = vmLifecycleMachine.resolveState({ value: state, context: { startable: opts.startable } });
     this.history = history.slice(-TRANSITION_HISTORY);
   }
 
   get state(): VmState {
-    return this.actor.getSnapshot().value as VmState;
+    return this.snapshot.value as VmState;
   }
 
   get transitions(): readonly Transition[] {
@@ -37,14 +39,14 @@ export class VmLifecycle {
   }
 
   can(type: LifecycleEventType): boolean {
-    return this.actor.getSnapshot().can({ type } as LifecycleEvent);
+    return this.snapshot.can({ type } as LifecycleEvent);
   }
 
   /** Applies an event the machine accepts; returns the transition, or throws. */
   apply(event: LifecycleEvent): Transition {
     const from = this.state;
     if (!this.can(event.type)) throw new Error(`lifecycle: ${event.type} is not allowed in ${from}`);
-    this.actor.send(event);
+    [this.snapshot] = transition(vmLifecycleMachine, this.snapshot, event);
     const reason = "reason" in event ? event.reason : undefined;
     const t: Transition = { seq: (this.history.at(-1)?.seq ?? 0) + 1, from, to: this.state, event: event.type, at: new Date().toISOString() };
     if (reason !== undefined) t.reason = reason;

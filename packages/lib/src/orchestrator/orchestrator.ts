@@ -119,14 +119,18 @@ export class Orchestrator {
       throw vmExists(spec.id);
     }
     this.vms.set(vm.id, vm);
+    // Nothing to ask a sibling for: Provisioning and Provisioned are written as one record.
+    const mustRecordProvisioning = this.opts.provisioner.kindsOf(spec).length > 0;
     try {
-      await this.transition(vm, { type: "PROVISION" });
+      await this.transition(vm, { type: "PROVISION" }, mustRecordProvisioning);
+      if (!mustRecordProvisioning) await this.transition(vm, { type: "PROVISIONED" });
     } catch (e) {
       this.vms.delete(vm.id);
       await vm.services.close();
       await this.opts.store.remove(vm.id);
       throw e;
     }
+    if (!mustRecordProvisioning) return this.statusOf(vm);
     try {
       await this.opts.provisioner.provision(vm.id, spec, vm.resources, () => this.persist(vm));
     } catch (e) {
@@ -143,7 +147,8 @@ export class Orchestrator {
   start(id: string, timeoutMs = DEFAULT_START_TIMEOUT_MS): Promise<VmStatus> {
     return this.serialize(id, async (vm) => {
       this.require(vm, "START", "start");
-      await this.transition(vm, { type: "START" });
+      // Written with the VMM's pid in the `spawned` hook: until a VMM exists, a crash loses nothing.
+      await this.transition(vm, { type: "START" }, false);
       try {
         vm.vmm = await bootVmm(this.opts.vmmBinary, vm.spec as VmSpec, vm.paths, vm.resources, Date.now() + timeoutMs, {
           spawned: (vmm) => this.adoptSpawned(vm, vmm),
@@ -324,13 +329,14 @@ export class Orchestrator {
     return run;
   }
 
-  private async transition(vm: VmEntry, event: LifecycleEvent): Promise<void> {
+  /** Applies `event`; `durable` false leaves the write to the next durable transition or persist. */
+  private async transition(vm: VmEntry, event: LifecycleEvent, durable = true): Promise<void> {
     const t = vm.lifecycle.apply(event);
     vm.generation += 1;
     vm.updated_at = t.at;
     this.log.info({ vm: vm.id, from: t.from, to: t.to, event: t.event, reason: t.reason }, "VM transition");
     this.opts.events.publish({ id: vm.id, type: "transition", from: t.from, to: t.to, reason: t.reason, data: { event: t.event, seq: t.seq } });
-    await this.persist(vm);
+    if (durable) await this.persist(vm);
   }
 
   private async persist(vm: VmEntry): Promise<void> {

@@ -6,7 +6,7 @@
  */
 import fs from "node:fs/promises";
 import type { Logger } from "pino";
-import writeFileAtomic from "write-file-atomic";
+import { replaceFileDurably } from "../state/durable-file.js";
 import type { SiblingKind } from "./contract.js";
 import type { Provisioner } from "./provisioner.js";
 
@@ -69,6 +69,6 @@ export class ReleaseQueue {
   }
 
   private save(): Promise<void> {
-    return writeFileAtomic(this.file, `${JSON.stringify(this.entries, null, 2)}\n`, { mode: 0o600 });
+    return replaceFileDurably(this.file, `${JSON.stringify(this.entries, null, 2)}\n`);
   }
 }

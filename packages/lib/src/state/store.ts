@@ -7,7 +7,7 @@
 import { randomBytes } from "node:crypto";
 import fs from "node:fs/promises";
 import path from "node:path";
-import writeFileAtomic from "write-file-atomic";
+import { closeFd, fsyncDir, openDir, replaceFileDurably } from "./durable-file.js";
 import { parseRecord, type VmRecord } from "./record.js";
 import { vmPaths } from "./vm-paths.js";
 
@@ -19,22 +19,47 @@ export interface UnreadableRecord {
 }
 
 export class StateStore {
+  /** Each VM directory saved to, held open: a save then needs no mkdir, and its fsync no open. */
+  private readonly dirFds = new Map<string, number>();
+  /** The tail of each VM's save chain: writes of one record land in the order they were asked for. */
+  private readonly writes = new Map<string, Promise<void>>();
+
   constructor(readonly stateDir: string) {}
 
   async init(): Promise<void> {
     await fs.mkdir(this.stateDir, { recursive: true, mode: 0o700 });
   }
 
-  async save(record: VmRecord): Promise<void> {
-    const { dir, record: file } = vmPaths(this.stateDir, record.id);
-    await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(file, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600, fsync: true });
-    await fsyncDir(dir);
+  save(record: VmRecord): Promise<void> {
+    const text = `${JSON.stringify(record, null, 2)}\n`;
+    const write = (this.writes.get(record.id) ?? Promise.resolve()).then(() => this.write(record.id, text));
+    this.writes.set(
+      record.id,
+      write.catch(() => undefined),
+    );
+    return write;
+  }
+
+  private async write(id: string, text: string): Promise<void> {
+    const { dir, record: file } = vmPaths(this.stateDir, id);
+    let dirFd = this.dirFds.get(id);
+    if (dirFd === undefined) {
+      await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+      dirFd = await openDir(dir);
+      this.dirFds.set(id, dirFd);
+    }
+    await replaceFileDurably(file, text, { dirFd });
   }
 
   /** Deletes the VM's directory: one atomic rename makes it gone, then the files go. */
   async remove(id: string): Promise<void> {
     const trash = path.join(this.stateDir, `${TRASH_PREFIX}${id}-${randomBytes(4).toString("hex")}`);
+    // A save still in flight would otherwise land in (or re-create) the directory being removed.
+    await this.writes.get(id);
+    this.writes.delete(id);
+    const dirFd = this.dirFds.get(id);
+    this.dirFds.delete(id);
+    if (dirFd !== undefined) await closeFd(dirFd);
     try {
       await fs.rename(vmPaths(this.stateDir, id).dir, trash);
     } catch (e) {
@@ -66,14 +91,5 @@ export class StateStore {
       }
     }
     return { records, unreadable };
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const handle = await fs.open(dir, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }

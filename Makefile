@@ -16,7 +16,7 @@ install: node_modules/.install-stamp
 
 build: install
 	npm run build
-	@chmod +x packages/daemon/dist/main.js packages/ch-sim/dist/main.js packages/siblings/dist/netd.js packages/siblings/dist/vold.js
+	@chmod +x packages/daemon/dist/my_hypervisor-daemon.mjs packages/ch-sim/dist/main.js packages/siblings/dist/netd.js packages/siblings/dist/vold.js
 
 # The daemon in the foreground with the test VMM, sockets under ./.run/.
 run: build

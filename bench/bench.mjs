@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { Conn } from "./client.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const DAEMON = path.join(ROOT, "packages/daemon/dist/main.js");
+const DAEMON = path.join(ROOT, "packages/daemon/dist/my_hypervisor-daemon.mjs");
 const SIM = path.join(ROOT, "packages/ch-sim/dist/main.js");
 const quick = process.argv.includes("--quick");
 // --only=lifecycle,data (section names below) runs a subset; MHB_DAEMON_NODE_ARGS adds node flags (e.g. --cpu-prof).
@@ -70,11 +70,12 @@ async function waitSocket(p) {
 
 async function startDaemon(dir) {
   const sock = path.join(dir, "rpc.sock");
+  // As installed (the file runs itself, with the node flags on its #! line); for profiling, node with both sets of flags.
+  const [cmd, pre] = daemonNodeArgs.length > 0 ? [process.execPath, [...shebangFlags(DAEMON), ...daemonNodeArgs, DAEMON]] : [DAEMON, []];
   const proc = spawn(
-    process.execPath,
+    cmd,
     [
-      ...daemonNodeArgs,
-      DAEMON,
+      ...pre,
       "--rpc-socket",
       sock,
       "--state-dir",
@@ -90,6 +91,10 @@ async function startDaemon(dir) {
   );
   await waitSocket(sock);
   return { proc, sock, dir, kernel: path.join(dir, "vmlinux") };
+}
+/** The node flags on a script's `#!/usr/bin/env -S node ...` line. */
+function shebangFlags(file) {
+  return fs.readFileSync(file, "utf8").split("\n", 1)[0].split(" ").slice(2);
 }
 function tmp() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mhb-"));

@@ -49,7 +49,7 @@ daemon and the siblings (VMs keep running). Talk to it from another terminal wit
   call '{"jsonrpc":"2.0","id":10,"method":"rpc.discover"}'
 
 MSG
-node packages/daemon/dist/main.js \
+packages/daemon/dist/my_hypervisor-daemon.mjs \
   --rpc-socket "$sock" \
   --state-dir "$run_dir/state" \
   --console-dir "$run_dir/console" \

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 /** my_hypervisor-daemon: parses flags and hands over to the library's runServer(). */
 import path from "node:path";
 import { parseArgs } from "node:util";

@@ -169,11 +169,9 @@ describe("the socket and the process", () => {
   });
 
   it("a second daemon on a live socket fails without taking over", async () => {
-    const other = await execa(
-      "node",
-      [DAEMON_BIN, "--rpc-socket", d.socket, "--state-dir", path.join(d.dir, "state2"), "--console-dir", path.join(d.dir, "c2")],
-      { reject: false },
-    );
+    const other = await execa(DAEMON_BIN, ["--rpc-socket", d.socket, "--state-dir", path.join(d.dir, "state2"), "--console-dir", path.join(d.dir, "c2")], {
+      reject: false,
+    });
     expect(other.exitCode).toBe(1);
     expect(other.stderr).toMatch(/already listening on/);
     expect((await d.rpc.call("compute.vm.list", {})).vms).toBeDefined();

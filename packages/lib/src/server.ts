@@ -73,6 +73,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     process.once("SIGINT", () => void shutdown("SIGINT"));
   });
   await socket.listen(opts.rpcSocket);
+  orchestrator.attachAdopted();
   log.info({ socket: opts.rpcSocket, stateDir: opts.stateDir, vmm: opts.cloudHypervisor }, "daemon listening");
   return { log, closed };
 }

@@ -3,8 +3,13 @@
  * ticks since boot, field 22 of /proc/<pid>/stat) and its argv. A pid plus
  * its start time identifies one process for good; a reused pid has another
  * start time. A zombie (`Z`) has exited: it is dead, not alive.
+ *
+ * The reads are synchronous on purpose: procfs is generated in memory and
+ * never waits on a disk, so the thread pool would only add cost. A sweep
+ * over a few hundred processes takes a few milliseconds this way, against
+ * hundreds asynchronously (docs/benchmarks.md).
  */
-import fs from "node:fs/promises";
+import fs from "node:fs";
 
 export interface ProcessIdentity {
   pid: number;
@@ -17,10 +22,10 @@ export interface ProcStat {
   startTime: string;
 }
 
-export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
+export function readProcStat(pid: number): ProcStat | undefined {
   let text: string;
   try {
-    text = await fs.readFile(`/proc/${pid}/stat`, "utf8");
+    text = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
   } catch {
     return undefined;
   }
@@ -32,28 +37,31 @@ export async function readProcStat(pid: number): Promise<ProcStat | undefined> {
 }
 
 /** The process still runs and is the one the identity names. */
-export async function isAlive(identity: ProcessIdentity): Promise<boolean> {
-  const stat = await readProcStat(identity.pid);
+export function isAlive(identity: ProcessIdentity): boolean {
+  const stat = readProcStat(identity.pid);
   return stat !== undefined && stat.state !== "Z" && stat.state !== "X" && stat.startTime === identity.start_time;
 }
 
-export async function readCmdline(pid: number): Promise<string[]> {
+export function readCmdline(pid: number): string[] {
   try {
-    return (await fs.readFile(`/proc/${pid}/cmdline`, "utf8")).split("\0").filter((a) => a !== "");
+    return fs
+      .readFileSync(`/proc/${pid}/cmdline`, "utf8")
+      .split("\0")
+      .filter((a) => a !== "");
   } catch {
     return [];
   }
 }
 
 /** Every live process whose argv contains an argument starting with `prefix`, with that argument. */
-export async function findProcessesByArg(prefix: string): Promise<{ identity: ProcessIdentity; arg: string }[]> {
+export function findProcessesByArg(prefix: string): { identity: ProcessIdentity; arg: string }[] {
   const found: { identity: ProcessIdentity; arg: string }[] = [];
-  for (const entry of await fs.readdir("/proc")) {
+  for (const entry of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const pid = Number(entry);
-    const arg = (await readCmdline(pid)).find((a) => a.startsWith(prefix));
+    const arg = readCmdline(pid).find((a) => a.startsWith(prefix));
     if (arg === undefined) continue;
-    const stat = await readProcStat(pid);
+    const stat = readProcStat(pid);
     if (stat && stat.state !== "Z") found.push({ identity: { pid, start_time: stat.startTime }, arg });
   }
   return found;

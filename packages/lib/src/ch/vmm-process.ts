@@ -32,7 +32,7 @@ class ExitPoller {
 
   watch(p: VmmProcess): void {
     this.watched.add(p);
-    this.timer ??= setInterval(() => void this.poll(), EXIT_POLL_MS).unref();
+    this.timer ??= setInterval(() => this.poll(), EXIT_POLL_MS).unref();
   }
 
   unwatch(p: VmmProcess): void {
@@ -43,8 +43,8 @@ class ExitPoller {
     }
   }
 
-  private async poll(): Promise<void> {
-    await Promise.all([...this.watched].map(async (p) => (await isAlive(p.identity)) || p.markExited({ code: null, signal: null })));
+  private poll(): void {
+    for (const p of this.watched) if (!isAlive(p.identity)) p.markExited({ code: null, signal: null });
   }
 }
 
@@ -82,7 +82,7 @@ export class VmmProcess {
       if (spawned !== true) throw new VmmLaunchError(`cannot run VMM binary '${binary}': ${spawned.message}`);
       child.unref();
       const pid = child.pid as number;
-      const stat = await readProcStat(pid);
+      const stat = readProcStat(pid);
       const vmm = new VmmProcess({ pid, start_time: stat?.startTime ?? "" }, paths.vmmOutput, paths.apiSocket);
       void exit.then((e) => vmm.markExited(e));
       return vmm;
@@ -147,7 +147,7 @@ export class VmmProcess {
   /** Signals the VMM only while pid and start time still name it: a reused pid is never hit. */
   async signal(sig: NodeJS.Signals): Promise<void> {
     if (this.exit) return;
-    if (!(await isAlive(this.identity))) {
+    if (!isAlive(this.identity)) {
       this.markExited({ code: null, signal: null });
       return;
     }

@@ -2,8 +2,10 @@
  * A VM's serial output on disk, addressed by absolute byte offset since the
  * VM was created. Stored as segments `serial-<start offset>.log`; the oldest
  * segments are deleted once the total passes the limit, so the newest
- * `maxBytes` (at least) are kept. The last 64 KiB are also kept in memory as
- * the backlog a new console client receives first.
+ * `maxBytes` (at least) are kept. The backlog a new console client receives
+ * first (the last 64 KiB) is read back from the files, synchronously so no
+ * output can slip between it and the live stream: keeping it in memory would
+ * cost 64 KiB per VM and a copy of it for every chunk of output.
  */
 import fs from "node:fs";
 import fsp from "node:fs/promises";
@@ -26,8 +28,13 @@ export interface LogSlice {
   next: number;
 }
 
+interface Piece {
+  file: string;
+  position: number;
+  length: number;
+}
+
 export class SerialLog {
-  private backlog: Buffer = Buffer.alloc(0);
   private fd: number | undefined;
 
   private constructor(
@@ -43,9 +50,7 @@ export class SerialLog {
       if (m?.[1]) segments.push({ start: Number(m[1]), file: path.join(dir, name), size: (await fsp.stat(path.join(dir, name))).size });
     }
     segments.sort((a, b) => a.start - b.start);
-    const log = new SerialLog(dir, maxBytes, segments);
-    log.backlog = (await log.tail(BACKLOG_BYTES)).data;
-    return log;
+    return new SerialLog(dir, maxBytes, segments);
   }
 
   /** The offset one past the last byte written. */
@@ -54,8 +59,13 @@ export class SerialLog {
     return last ? last.start + last.size : 0;
   }
 
-  get recent(): Buffer {
-    return this.backlog;
+  /**
+   * The last BACKLOG_BYTES written, read now: page-cache reads of at most two
+   * segments. A segment that cannot be read (deleted by hand) is left out.
+   */
+  recent(): Buffer {
+    const from = Math.max(0, this.end - BACKLOG_BYTES);
+    return Buffer.concat(this.pieces(from, this.end).map(readPieceSync));
   }
 
   append(chunk: Buffer): void {
@@ -70,8 +80,6 @@ export class SerialLog {
     this.fd ??= fs.openSync(last.file, "a", 0o600);
     fs.writeSync(this.fd, chunk);
     last.size += chunk.length;
-    this.backlog = Buffer.concat([this.backlog, chunk]);
-    if (this.backlog.length > BACKLOG_BYTES) this.backlog = this.backlog.subarray(this.backlog.length - BACKLOG_BYTES);
   }
 
   async read(offset: number, limit: number): Promise<LogSlice> {
@@ -79,14 +87,11 @@ export class SerialLog {
     const from = Math.max(offset, first?.start ?? 0);
     const to = Math.min(from + limit, this.end);
     const parts: Buffer[] = [];
-    for (const seg of this.segments) {
-      const lo = Math.max(from, seg.start);
-      const hi = Math.min(to, seg.start + seg.size);
-      if (lo >= hi) continue;
-      const handle = await fsp.open(seg.file, "r");
+    for (const p of this.pieces(from, to)) {
+      const handle = await fsp.open(p.file, "r");
       try {
-        const buf = Buffer.alloc(hi - lo);
-        const { bytesRead } = await handle.read(buf, 0, buf.length, lo - seg.start);
+        const buf = Buffer.alloc(p.length);
+        const { bytesRead } = await handle.read(buf, 0, p.length, p.position);
         parts.push(buf.subarray(0, bytesRead));
       } finally {
         await handle.close();
@@ -102,6 +107,17 @@ export class SerialLog {
 
   close(): void {
     this.closeFile();
+  }
+
+  /** Where the bytes [from, to) are: a range of each segment they overlap. */
+  private pieces(from: number, to: number): Piece[] {
+    const out: Piece[] = [];
+    for (const seg of this.segments) {
+      const lo = Math.max(from, seg.start);
+      const hi = Math.min(to, seg.start + seg.size);
+      if (lo < hi) out.push({ file: seg.file, position: lo - seg.start, length: hi - lo });
+    }
+    return out;
   }
 
   private get segmentBytes(): number {
@@ -120,5 +136,18 @@ export class SerialLog {
   private closeFile(): void {
     if (this.fd !== undefined) fs.closeSync(this.fd);
     this.fd = undefined;
+  }
+}
+
+function readPieceSync(p: Piece): Buffer {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(p.file, "r");
+    const buf = Buffer.alloc(p.length);
+    return buf.subarray(0, fs.readSync(fd, buf, 0, p.length, p.position));
+  } catch {
+    return Buffer.alloc(0);
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
   }
 }

@@ -39,7 +39,7 @@ export class VmConsole {
   async endpoint(): Promise<string> {
     this.opening ??= ConsoleServer.listen(
       this.endpointPath,
-      () => this.serialLog.recent,
+      () => this.serialLog.recent(),
       (data) => this.link?.write(data),
       this.log,
     );

@@ -1,7 +1,7 @@
 /**
  * Re-adoption after a daemon restart: for a record that needs a live VMM,
  * check the process's identity (pid, start time, and that its argv names this
- * VM's API socket), then vmm.ping, then vm.info, and say what the VM now is.
+ * VM's API socket), then ask vm.info, and say what the VM now is.
  * A process that fails the identity check is never signalled.
  */
 import { ChClient } from "../ch/client.js";
@@ -30,7 +30,7 @@ export async function adoptRecord(record: VmRecord, paths: VmPaths): Promise<Ado
   if (state === "Provisioning") return { kind: "gone", event: { type: "PROVISION_FAILED", reason: "daemon restarted during provisioning" } };
   if (state !== "Starting" && state !== "Running" && state !== "Stopping") return { kind: "unchanged" };
 
-  const identity = record.vmm ? await establishIdentity(record.vmm, paths) : undefined;
+  const identity = record.vmm ? establishIdentity(record.vmm, paths) : undefined;
   if (!identity) return { kind: "gone", event: await deadVmmEvent(record, paths) };
 
   const vmm: RunningVmm = { process: VmmProcess.adopt(identity, paths), client: new ChClient(paths.apiSocket) };
@@ -49,19 +49,19 @@ export async function adoptRecord(record: VmRecord, paths: VmPaths): Promise<Ado
 }
 
 /** The process the record names, if it still runs and is a VMM for this VM. */
-export async function establishIdentity(vmm: VmmRecord, paths: VmPaths): Promise<ProcessIdentity | undefined> {
-  const stat = await readProcStat(vmm.pid);
+export function establishIdentity(vmm: VmmRecord, paths: VmPaths): ProcessIdentity | undefined {
+  const stat = readProcStat(vmm.pid);
   if (!stat) return undefined;
   const identity = { pid: vmm.pid, start_time: vmm.start_time ?? stat.startTime };
-  if (!(await isAlive(identity))) return undefined;
+  if (!isAlive(identity)) return undefined;
   // A v1 record has no start time: the argv naming this VM's API socket is what makes the pid ours.
-  const argv = await readCmdline(vmm.pid);
+  const argv = readCmdline(vmm.pid);
   return argv.includes(`path=${paths.apiSocket}`) ? identity : undefined;
 }
 
+/** vm.info alone: an answer proves the API is up, and says what the VM is. */
 async function vmmVmState(vmm: RunningVmm): Promise<string> {
   try {
-    await vmm.client.ping(ADOPT_CALL_TIMEOUT_MS);
     return (await vmm.client.info(ADOPT_CALL_TIMEOUT_MS)).state;
   } catch (e) {
     const status = (e as { status?: number }).status;

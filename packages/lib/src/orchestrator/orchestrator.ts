@@ -33,6 +33,7 @@ export const DEFAULT_STOP_GRACE_MS = 10_000;
 export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000;
 
 export const DEFAULT_CONSOLE_LOG_BYTES = 16 * 1024 * 1024;
+const ATTACH_BATCH = 16;
 
 export interface OrchestratorOptions {
   store: StateStore;
@@ -55,6 +56,8 @@ export class Orchestrator {
   private readonly log: Logger;
   private reconcileTimer: NodeJS.Timeout | undefined;
   private reconciling: Promise<unknown> = Promise.resolve();
+  /** VMMs re-adopted by load() whose console, event tail and agent probe wait for attachAdopted(). */
+  private adoptedAwaitingServices: [VmEntry, RunningVmm][] = [];
 
   constructor(private readonly opts: OrchestratorOptions) {
     this.log = opts.log.child({ component: "orchestrator" });
@@ -92,6 +95,20 @@ export class Orchestrator {
     const interval = this.opts.reconcileIntervalMs ?? DEFAULT_RECONCILE_INTERVAL_MS;
     this.reconcileTimer = setInterval(() => void this.reconcileNow(), interval).unref();
     this.log.info({ vms: this.vms.size, running: [...this.vms.values()].filter((v) => v.vmm).length }, "VM records loaded and VMMs re-adopted");
+  }
+
+  /**
+   * Re-attaches consoles, event tails and agent probes of the VMMs load()
+   * adopted. Called once the RPC socket accepts, so that `list` answers with
+   * every VM re-adopted without waiting for hundreds of reconnections. Nothing
+   * is lost by the wait: event tails resume from their offset. A VM whose VMM
+   * went away meanwhile (stopped, exited) is skipped.
+   */
+  attachAdopted(): void {
+    const batch = this.adoptedAwaitingServices.splice(0, ATTACH_BATCH);
+    for (const [vm, vmm] of batch) if (vm.vmm === vmm && this.vms.get(vm.id) === vm) vm.services.vmmUp(vmm.process.pid);
+    // A few at a time, so RPC calls are answered in between.
+    if (this.adoptedAwaitingServices.length > 0) setImmediate(() => this.attachAdopted());
   }
 
   list(): VmList {
@@ -232,7 +249,7 @@ export class Orchestrator {
     if (adoption.kind === "unchanged") return;
     if (adoption.kind === "gone") return this.transition(vm, adoption.event);
     vm.vmm = adoption.vmm;
-    vm.services.vmmUp(adoption.vmm.process.pid);
+    this.adoptedAwaitingServices.push([vm, adoption.vmm]);
     this.log.info({ vm: vm.id, pid: adoption.vmm.process.pid }, "re-adopted VMM");
     if (adoption.kind === "finish-stop") {
       // The stop the restart interrupted goes on in the background, in the VM's queue.

@@ -21,7 +21,7 @@ const BUSY = new Set(["Starting", "Stopping"]);
 export async function reconcile(stateDir: string, vms: ReadonlyMap<string, VmEntry>, log: Logger): Promise<Drift> {
   const drift: Drift = { orphansKilled: [], staleSockets: [] };
   const apiArg = new RegExp(`^path=${escapeRegExp(stateDir)}/([^/]+)/api\\.sock$`);
-  for (const { identity, arg } of await findProcessesByArg(`path=${stateDir}/`)) {
+  for (const { identity, arg } of findProcessesByArg(`path=${stateDir}/`)) {
     const id = apiArg.exec(arg)?.[1];
     if (id === undefined) continue;
     const vm = vms.get(id);
@@ -31,7 +31,7 @@ export async function reconcile(stateDir: string, vms: ReadonlyMap<string, VmEnt
     }
     if (vm && (BUSY.has(vm.lifecycle.state) || vm.vmm?.process.pid === identity.pid)) continue;
     // Re-check right before the signal: the pid must still be the process we found.
-    if (!(await isAlive(identity))) continue;
+    if (!isAlive(identity)) continue;
     process.kill(identity.pid, "SIGKILL");
     drift.orphansKilled.push(identity.pid);
     log.warn({ vm: id, pid: identity.pid, state: vm?.lifecycle.state ?? "no record" }, "killed a VMM no record owns");

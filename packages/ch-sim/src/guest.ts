@@ -65,13 +65,13 @@ export class SimGuest implements Guest {
     readonly behaviour: GuestBehaviour,
     /** ACPI S5: the guest asks the VMM to power off. */
     private readonly powerOff: () => void,
-    /** The serial port's output (the UART's transmit side). */
-    private readonly serialOut: (data: Buffer) => void = () => undefined,
+    /** The serial port's output (the UART's transmit side); a promise while the host is not reading. */
+    private readonly serialOut: (data: Buffer) => Promise<void> | undefined = () => undefined,
   ) {}
 
   start(banner: string): void {
     this.serialOut(Buffer.from(`${banner}\r\n`));
-    if (this.behaviour.serialFloodBytes > 0) this.flood(this.behaviour.serialFloodBytes);
+    if (this.behaviour.serialFloodBytes > 0) void this.flood(this.behaviour.serialFloodBytes);
     if (this.behaviour.poweroffAfterMs !== undefined) this.later(this.behaviour.poweroffAfterMs);
     if (this.behaviour.serialIntervalMs > 0) {
       const t = setInterval(() => {
@@ -82,14 +82,20 @@ export class SimGuest implements Guest {
     }
   }
 
-  /** Numbered 64-byte lines, one 64 KiB chunk per turn of the event loop; numbers patched into a template. */
-  private flood(total: number, line = 0): void {
-    if (this.destroyed || total <= 0) return;
-    const chunk = Buffer.from(FLOOD_TEMPLATE);
-    for (let n = 0; n < FLOOD_LINES; n++) chunk.write(String(line + n).padStart(10, "0"), n * 64 + 6, "latin1");
-    const out = chunk.subarray(0, Math.min(total, chunk.length));
-    this.serialOut(out);
-    setImmediate(() => this.flood(total - out.length, line + FLOOD_LINES));
+  /**
+   * Numbered 64-byte lines in 64 KiB chunks, one chunk per turn of the event
+   * loop; while the serial socket is full the guest waits, as a UART's
+   * transmitter does when the host is not reading.
+   */
+  private async flood(total: number): Promise<void> {
+    for (let line = 0; !this.destroyed && total > 0; line += FLOOD_LINES) {
+      const chunk = Buffer.allocUnsafe(FLOOD_TEMPLATE.length);
+      FLOOD_TEMPLATE.copy(chunk);
+      for (let n = 0; n < FLOOD_LINES; n++) writeDecimal(chunk, n * 64 + 6, 10, line + n);
+      const out = chunk.subarray(0, Math.min(total, chunk.length));
+      total -= out.length;
+      await (this.serialOut(out) ?? new Promise(setImmediate));
+    }
   }
 
   /** Bytes typed on the serial console: the guest echoes them. */
@@ -114,5 +120,14 @@ export class SimGuest implements Guest {
       this.powerOff();
     }, ms);
     this.timers.add(t);
+  }
+}
+
+/** `value` as `width` zero-padded ASCII digits at `at`. */
+function writeDecimal(buf: Buffer, at: number, width: number, value: number): void {
+  let v = value;
+  for (let i = width - 1; i >= 0; i--) {
+    buf[at + i] = 48 + (v % 10);
+    v = Math.floor(v / 10);
   }
 }

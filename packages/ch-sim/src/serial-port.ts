@@ -40,11 +40,24 @@ export class SerialPort {
     });
   }
 
-  /** Guest output: to the client, or into the ring while nobody listens. */
-  write(data: Buffer): void {
-    if (this.client && !this.client.destroyed) {
-      this.client.write(data);
-      return;
+  /**
+   * Guest output: to the client, or into the ring while nobody listens.
+   * Returns a promise while the client's socket is full: the guest's
+   * transmitter waits for it to drain (or for the client to go).
+   */
+  write(data: Buffer): Promise<void> | undefined {
+    const client = this.client;
+    if (client && !client.destroyed) {
+      if (client.write(data)) return undefined;
+      return new Promise((resolve) => {
+        const done = () => {
+          client.off("drain", done);
+          client.off("close", done);
+          resolve();
+        };
+        client.on("drain", done);
+        client.on("close", done);
+      });
     }
     this.pending.push(data);
     this.pendingBytes += data.length;
@@ -59,6 +72,7 @@ export class SerialPort {
         this.pendingBytes -= over;
       }
     }
+    return undefined;
   }
 
   close(): void {

@@ -168,12 +168,15 @@ export class Vmm {
   }
 
   /** Where the guest's serial output goes, per the config's mode. */
-  private serialSink(): (data: Buffer) => void {
+  private serialSink(): (data: Buffer) => Promise<void> | undefined {
     const serial = this.config?.serial;
     if (serial?.mode === "Socket") return (data) => this.serial?.write(data);
     if (serial?.mode === "File" && serial.file) {
       const file = serial.file;
-      return (data) => fs.appendFileSync(file, data);
+      return (data) => {
+        fs.appendFileSync(file, data);
+        return undefined;
+      };
     }
     return () => undefined;
   }

@@ -170,6 +170,12 @@ async function lifecycle() {
   console.log("\n2. Lifecycle cost (create → start → stop → remove, scripted guests)");
   const d = await startDaemon(tmp());
   const c = await Conn.open(d.sock);
+  // Warm-up, not measured: the first calls of each path load and compile code once per daemon.
+  for (let i = 0; i < 3; i++) {
+    await c.call("compute.vm.create", spec(d, `warm${i}`));
+    await c.call("compute.vm.start", { id: `warm${i}` });
+    await c.call("compute.vm.remove", { id: `warm${i}`, force: true });
+  }
   for (const parallel of [1, 8]) {
     const times = { create: [], start: [], stop: [], remove: [] };
     const cpu0 = procStat(d.proc.pid).cpuMs;

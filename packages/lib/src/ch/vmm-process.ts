@@ -8,7 +8,7 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import fs from "node:fs/promises";
-import type { VmPaths } from "../state/vm-paths.js";
+import { unlinkSockets, type VmPaths } from "../state/vm-paths.js";
 import { ChApiError, type ChClient } from "./client.js";
 import { isAlive, type ProcessIdentity, readProcStat } from "./proc.js";
 import { waitForPath } from "./wait-for-path.js";
@@ -71,7 +71,7 @@ export class VmmProcess {
 
   static async spawn(binary: string, paths: VmPaths): Promise<VmmProcess> {
     // A stale API socket would stop an older CH from binding.
-    await fs.rm(paths.apiSocket, { force: true });
+    unlinkSockets([paths.apiSocket]);
     const output = await fs.open(paths.vmmOutput, "w", 0o600);
     const args = ["--api-socket", `path=${paths.apiSocket}`, "--event-monitor", `path=${paths.eventMonitor}`, "--log-file", paths.vmmLog, "-v"];
     try {

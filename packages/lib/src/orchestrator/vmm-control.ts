@@ -4,14 +4,13 @@
  * stop, the power button, then vmm.shutdown, SIGTERM and SIGKILL, each with
  * its own wait, until the process is confirmed gone.
  */
-import fs from "node:fs/promises";
 import type { Logger } from "pino";
 import { ChClient } from "../ch/client.js";
 import { toChVmConfig } from "../ch/vm-config.js";
 import { VmmProcess } from "../ch/vmm-process.js";
 import type { VmSpec } from "../rpc/schemas.js";
 import type { Resources } from "../siblings/provisioner.js";
-import type { VmPaths } from "../state/vm-paths.js";
+import { unlinkSockets, type VmPaths } from "../state/vm-paths.js";
 
 export interface RunningVmm {
   process: VmmProcess;
@@ -31,7 +30,7 @@ export interface BootHooks {
 /** Boots the VM; on any failure the VMM is killed and its sockets removed before the error is thrown. */
 export async function bootVmm(binary: string, spec: VmSpec, paths: VmPaths, resources: Resources, deadline: number, hooks: BootHooks): Promise<RunningVmm> {
   // CH does not unlink before binding: a stale serial socket fails vm.create, a stale vsock socket vm.boot.
-  await Promise.all([fs.rm(paths.serialSocket, { force: true }), fs.rm(paths.vsockSocket, { force: true })]);
+  unlinkSockets([paths.serialSocket, paths.vsockSocket]);
   const process = await VmmProcess.spawn(binary, paths);
   const vmm = { process, client: new ChClient(paths.apiSocket) };
   const left = () => Math.max(1, deadline - Date.now());
@@ -92,5 +91,5 @@ export async function haltVmm(vmm: RunningVmm, paths: VmPaths, graceMs: number, 
 /** After the process is gone: close the client and remove what CH leaves behind on a crash. */
 export async function release(vmm: RunningVmm, paths: VmPaths): Promise<void> {
   await vmm.client.close();
-  await Promise.all([paths.apiSocket, paths.serialSocket, paths.vsockSocket].map((p) => fs.rm(p, { force: true })));
+  unlinkSockets([paths.apiSocket, paths.serialSocket, paths.vsockSocket]);
 }

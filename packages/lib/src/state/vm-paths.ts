@@ -1,4 +1,5 @@
 /** Where each VM's files live: everything under `<state-dir>/<id>/`. */
+import fs from "node:fs";
 import path from "node:path";
 
 /** sun_path is 108 bytes including the terminating NUL. */
@@ -27,4 +28,19 @@ export function vmPaths(stateDir: string, id: string): VmPaths {
     serialSocket: path.join(dir, "serial.sock"),
     vsockSocket: path.join(dir, "vsock.sock"),
   };
+}
+
+/**
+ * Removes socket files left behind (CH does not unlink before binding, nor on
+ * a crash). Synchronous: unlinking a socket frees no data blocks, and a round
+ * trip through the thread pool would cost more than the unlink.
+ */
+export function unlinkSockets(files: string[]): void {
+  for (const file of files) {
+    try {
+      fs.unlinkSync(file);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    }
+  }
 }

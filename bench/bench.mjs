@@ -28,8 +28,8 @@ const only = process.argv
   .split(",");
 const daemonNodeArgs = (process.env.MHB_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean);
 const P = quick
-  ? { seconds: 0.2, repeats: 1, listVms: 5, lifecycle: 2, scale: [0, 3], flood: 1 << 20, execBytes: 1 << 20, execTrue: 3 }
-  : { seconds: 3, repeats: 3, listVms: 100, lifecycle: 40, scale: [0, 100, 300], flood: 64 << 20, execBytes: 64 << 20, execTrue: 50 };
+  ? { seconds: 0.2, repeats: 1, listVms: 5, lifecycle: 2, scale: [0, 3], settleMs: 0, flood: 1 << 20, execBytes: 1 << 20, execTrue: 3 }
+  : { seconds: 3, repeats: 3, listVms: 100, lifecycle: 40, scale: [0, 100, 300], settleMs: 10_000, flood: 64 << 20, execBytes: 64 << 20, execTrue: 50 };
 const CLK_TCK = 100;
 const SCRIPTED = "sim.guest=scripted sim.serial_interval_ms=0";
 const results = [];
@@ -226,6 +226,7 @@ async function scaleAndRecovery() {
   let d = await startDaemon(dir);
   let c = await Conn.open(d.sock);
   const rss = {};
+  const rssBurst = {};
   let running = 0;
   const simPids = [];
   for (const target of P.scale) {
@@ -243,11 +244,20 @@ async function scaleAndRecovery() {
       await Promise.all(batch);
     }
     await sleep(500);
+    const burst = rssKiB(d.proc.pid);
+    // Settled: V8 returns the garbage of the start burst (its memory reducer acts ~8 s after allocation slows down).
+    await sleep(P.settleMs);
     rss[target] = rssKiB(d.proc.pid);
-    record(`daemon RSS with ${target} running VMs`, "MiB", [rss[target] / 1024]);
+    record(`daemon RSS with ${target} running VMs, settled`, "MiB", [rss[target] / 1024], {
+      just_after: burst / 1024,
+    });
+    rssBurst[target] = burst;
   }
   const top = P.scale.at(-1);
-  record(`daemon RSS per supervised VM (0 → ${top})`, "KB", [((rss[top] - rss[0]) * 1.024) / top], { target: "≤ 100 KB" });
+  record(`daemon RSS per supervised VM (0 → ${top}), settled`, "KB", [((rss[top] - rss[0]) * 1.024) / top], {
+    target: "≤ 100 KB",
+    just_after: ((rssBurst[top] - rssBurst[0]) * 1.024) / top,
+  });
   record(`test VMM RSS (mean of ${simPids.length})`, "MiB", [simPids.reduce((n, p) => n + rssKiB(p), 0) / simPids.length / 1024]);
   const l = await drive(d.sock, "compute.vm.list", {}, 1, P.seconds);
   record(`list at ${top} VMs: p50 / p99`, "ms", [l.p50], { p99: l.p99 });
@@ -383,9 +393,10 @@ async function dataPaths() {
     target: "≥ 0.8× raw",
     viewer_dropped: `${drops} of ${rates.length} runs`,
   });
-  record(`console: the same, read from the VMM's serial socket (no daemon)`, "MiB/s", directs, {
-    note: "the ceiling the test VMM sets: the daemon's path over this is its own cost",
-    daemon_over_direct: median(rates) / median(directs),
+  // The same figure against what the test VMM delivers with no daemon between: the daemon's own cost.
+  record("console: the same, against reading the VMM's serial socket directly", "MiB/s", rates, {
+    baseline: median(directs),
+    ratio: median(rates) / median(directs),
   });
   if (drops > 0) console.log(`   (the viewer was dropped in ${drops} of ${rates.length} runs: the guest outran it by more than its 16 MiB queue)`);
 
@@ -414,14 +425,14 @@ async function dataPaths() {
     await runExec(conn, { argv, timeout_ms: 60_000 }, undefined);
     exDirect.push(P.execBytes / ((performance.now() - t) / 1000) / (1 << 20));
   }
-  record(`exec: ${P.execBytes >> 20} MiB of stdout (16 MiB returned)`, "MiB/s", ex, {
+  record(`exec: ${P.execBytes >> 20} MiB of stdout (${Math.min(P.execBytes, 16 << 20) >> 20} MiB returned)`, "MiB/s", ex, {
     baseline: median(exRaw),
     ratio: median(ex) / median(exRaw),
     target: "≥ 0.8× raw",
   });
-  record("exec: the same, exec protocol straight on the VMM's vsock (no daemon)", "MiB/s", exDirect, {
-    note: "the ceiling the guest agent and test VMM set",
-    daemon_over_direct: median(ex) / median(exDirect),
+  record("exec: the same, against the exec protocol straight on the VMM's vsock", "MiB/s", ex, {
+    baseline: median(exDirect),
+    ratio: median(ex) / median(exDirect),
   });
   await c.call("compute.vm.remove", { id: "exec", force: true });
   c.close();

@@ -1,14 +1,15 @@
 /**
  * Whether the guest's exec agent answers: after the VMM comes up, try its
- * port until it accepts (every 500 ms, then every 5 s after 30 s), and
+ * port until it accepts (after 250 ms, then twice as long each time, up to
+ * every 5 s: a guest without an agent costs a connection every 5 s, not
+ * two a second), and
  * remember since when. An exec that cannot reach it starts the probe again.
  */
 import { attempt } from "./hybrid-vsock.js";
 import { DEFAULT_EXEC_PORT } from "./protocol.js";
 
-const FAST_MS = 500;
-const SLOW_MS = 5_000;
-const FAST_FOR_MS = 30_000;
+const FIRST_RETRY_MS = 250;
+const MAX_RETRY_MS = 5_000;
 const ATTEMPT_MS = 2_500;
 
 export interface AgentStatus {
@@ -20,7 +21,7 @@ export class AgentProbe {
   private status: AgentStatus = { ready: false, since: null };
   private timer: NodeJS.Timeout | undefined;
   private running = false;
-  private startedAt = 0;
+  private retryMs = FIRST_RETRY_MS;
 
   constructor(
     private readonly vsockSocket: string,
@@ -34,7 +35,7 @@ export class AgentProbe {
   start(): void {
     this.stop();
     this.running = true;
-    this.startedAt = Date.now();
+    this.retryMs = FIRST_RETRY_MS;
     void this.tryOnce();
   }
 
@@ -63,8 +64,8 @@ export class AgentProbe {
       if (this.running) this.status = { ready: true, since: new Date().toISOString() };
     } catch {
       if (!this.running) return;
-      const delay = Date.now() - this.startedAt < FAST_FOR_MS ? FAST_MS : SLOW_MS;
-      this.timer = setTimeout(() => void this.tryOnce(), delay).unref();
+      this.timer = setTimeout(() => void this.tryOnce(), this.retryMs).unref();
+      this.retryMs = Math.min(this.retryMs * 2, MAX_RETRY_MS);
     }
   }
 }

@@ -78,20 +78,9 @@ async function startDaemon(dir) {
   const [cmd, pre] = daemonNodeArgs.length > 0 ? [process.execPath, [...shebangFlags(DAEMON), ...daemonNodeArgs, DAEMON]] : [DAEMON, []];
   const proc = spawn(
     cmd,
-    [
-      ...pre,
-      "--rpc-socket",
-      sock,
-      "--state-dir",
-      path.join(dir, "state"),
-      "--console-dir",
-      path.join(dir, "console"),
-      "--cloud-hypervisor",
-      SIM,
-      "--log-level",
-      "warn",
-    ],
-    { stdio: ["ignore", "ignore", "inherit"] },
+    [...pre, "--rpc-socket", sock, "--state-dir", path.join(dir, "state"), "--console-dir", path.join(dir, "console"), "--cloud-hypervisor", SIM],
+    // The default log level (info), to a file as a service manager would take it: logging is part of the cost.
+    { stdio: ["ignore", "ignore", fs.openSync(path.join(dir, "daemon.log"), "a")] },
   );
   await waitSocket(sock);
   return { proc, sock, dir, kernel: path.join(dir, "vmlinux") };

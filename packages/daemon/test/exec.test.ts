@@ -3,6 +3,9 @@
  * real init (as PID 1 in its own namespaces when the tests run as root) and
  * bridges hybrid vsock to its exec agent.
  */
+import fs from "node:fs";
+import net from "node:net";
+import { encodeFrame, type Frame, FrameReader, FrameType } from "@my_hypervisor/lib/exec-protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Daemon, eventually, killIfAlive, startDaemon, vmSpec } from "./harness.js";
 
@@ -86,6 +89,42 @@ describe("compute.vm.exec", () => {
     expect(err.code).toBe(-32007);
     expect(err.message).toMatch(/unreachable/);
     expect((await d.rpc.call("compute.vm.status", { id: "noagent" })).agent).toEqual({ ready: false, since: null });
+  });
+});
+
+/** Connects to a streamed exec's socket, sends `stdin` then StdinEof, and collects every frame until the agent ends. */
+function runStream(socket: string, stdin: Buffer[] = []): Promise<Frame[]> {
+  return new Promise((resolve, reject) => {
+    const frames: Frame[] = [];
+    const reader = new FrameReader();
+    const conn = net.connect(socket);
+    conn.on("data", (chunk: Buffer) => frames.push(...reader.push(chunk)));
+    conn.on("end", () => resolve(frames));
+    conn.on("error", reject);
+    for (const data of stdin) conn.write(encodeFrame(FrameType.Stdin, data));
+    conn.write(encodeFrame(FrameType.StdinEof));
+  });
+}
+const payloads = (frames: Frame[], type: number) => Buffer.concat(frames.filter((f) => f.type === type).map((f) => f.payload));
+
+describe("compute.vm.exec with stream", () => {
+  it("hands back a one-shot socket on which the exec protocol runs, output of any size passing as bytes", async () => {
+    const { path } = await exec({ argv: ["sh", "-c", "cat; head -c 20000000 /dev/zero; echo done >&2; exit 3"], stream: true });
+    expect(fs.statSync(path).mode & 0o777).toBe(0o600);
+    const frames = await runStream(path, [Buffer.from("typed in\n")]);
+    expect(fs.existsSync(path)).toBe(false);
+    const stdout = payloads(frames, FrameType.Stdout);
+    expect(stdout.length).toBe(9 + 20_000_000);
+    expect(stdout.subarray(0, 9).toString()).toBe("typed in\n");
+    expect(payloads(frames, FrameType.Stderr).toString()).toBe("done\n");
+    expect(JSON.parse((frames.at(-1) as Frame).payload.toString())).toEqual({ exit_code: 3, signal: null, timed_out: false });
+  });
+
+  it("serves one client only, and refuses stdin or encoding in the call", async () => {
+    const { path } = await exec({ argv: ["true"], stream: true });
+    await runStream(path);
+    await expect(runStream(path)).rejects.toThrow(/ENOENT|ECONNREFUSED/);
+    expect((await d.rpc.callError("compute.vm.exec", { id: "guest", argv: ["cat"], stream: true, stdin: "x" })).code).toBe(-32602);
   });
 });
 

@@ -10,6 +10,7 @@
 import fs from "node:fs/promises";
 import net from "node:net";
 import type { Logger } from "pino";
+import { listenPrivate } from "../net/private-socket.js";
 
 export const STALL_BYTES = 1024 * 1024;
 export const MAX_CLIENT_QUEUE = 16 * 1024 * 1024;
@@ -33,16 +34,7 @@ export class ConsoleServer {
     const server = net.createServer();
     const console = new ConsoleServer(server, path, log);
     server.on("connection", (socket) => console.accept(socket, backlog(), onInput));
-    const previous = process.umask(0o177);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(path, () => resolve());
-      });
-    } finally {
-      process.umask(previous);
-    }
-    await fs.chmod(path, 0o600);
+    await listenPrivate(server, path);
     return console;
   }
 

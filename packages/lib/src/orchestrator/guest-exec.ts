@@ -4,8 +4,11 @@
  * onto the RPC's errors.
  */
 
+import type net from "node:net";
+import type { Logger } from "pino";
 import { ErrorCode, RpcError } from "../errors.js";
 import { ExecAgentError, type ExecResult, runExec } from "../exec/exec-client.js";
+import { serveExecStream } from "../exec/exec-stream.js";
 import { connectGuestPort } from "../exec/hybrid-vsock.js";
 import { DEFAULT_EXEC_PORT, type ExecRequest } from "../exec/protocol.js";
 import type { VmEntry } from "./vm-entry.js";
@@ -15,14 +18,7 @@ export const DEFAULT_EXEC_TIMEOUT_MS = 60_000;
 const AGENT_WAIT_MS = 30_000;
 
 export async function execInGuest(vm: VmEntry, req: ExecRequest & { timeout_ms: number }, stdin: Buffer | undefined): Promise<ExecResult> {
-  let conn: Awaited<ReturnType<typeof connectGuestPort>>;
-  try {
-    conn = await connectGuestPort(vm.paths.vsockSocket, DEFAULT_EXEC_PORT, Date.now() + Math.min(AGENT_WAIT_MS, req.timeout_ms));
-  } catch (e) {
-    vm.services.agent.markUnreachable();
-    throw new RpcError(ErrorCode.AgentUnreachable, `exec in VM '${vm.id}': the guest agent is unreachable: ${(e as Error).message}`, { id: vm.id });
-  }
-  vm.services.agent.markReachable();
+  const conn = await connectAgent(vm, req.timeout_ms);
   try {
     return await runExec(conn, req, stdin);
   } catch (e) {
@@ -31,5 +27,23 @@ export async function execInGuest(vm: VmEntry, req: ExecRequest & { timeout_ms: 
     if (closed) vm.services.agent.markUnreachable();
     const code = closed ? ErrorCode.AgentUnreachable : ErrorCode.ExecFailed;
     throw new RpcError(code, `exec in VM '${vm.id}': ${e.message}`, { id: vm.id, argv: req.argv });
+  }
+}
+
+/** The command runs once a client connects to the returned socket and speaks the exec protocol (exec/exec-stream.ts). */
+export async function execStreamInGuest(vm: VmEntry, req: ExecRequest & { timeout_ms: number }, socketPath: string, log: Logger): Promise<{ path: string }> {
+  await serveExecStream(socketPath, await connectAgent(vm, req.timeout_ms), req, log);
+  return { path: socketPath };
+}
+
+/** The agent's port, retried while it starts; -32007 if it never answers. */
+async function connectAgent(vm: VmEntry, timeoutMs: number): Promise<net.Socket> {
+  try {
+    const conn = await connectGuestPort(vm.paths.vsockSocket, DEFAULT_EXEC_PORT, Date.now() + Math.min(AGENT_WAIT_MS, timeoutMs));
+    vm.services.agent.markReachable();
+    return conn;
+  } catch (e) {
+    vm.services.agent.markUnreachable();
+    throw new RpcError(ErrorCode.AgentUnreachable, `exec in VM '${vm.id}': the guest agent is unreachable: ${(e as Error).message}`, { id: vm.id });
   }
 }

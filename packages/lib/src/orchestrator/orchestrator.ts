@@ -3,6 +3,7 @@
  * the lifecycle machine before acting, drives the VMM, and persists every
  * transition. `status` and `list` read memory only and never wait.
  */
+import { randomBytes } from "node:crypto";
 import path from "node:path";
 import type { Logger } from "pino";
 import { readEvents } from "../ch/event-monitor.js";
@@ -19,7 +20,7 @@ import type { ReleaseQueue } from "../siblings/release-queue.js";
 import type { StateStore } from "../state/store.js";
 import { type VmPaths, vmPaths } from "../state/vm-paths.js";
 import { type Adoption, adoptRecord, vmmDeathEvent } from "./adoption.js";
-import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest } from "./guest-exec.js";
+import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest, execStreamInGuest } from "./guest-exec.js";
 import { provisioningError, releaseVm } from "./provisioning.js";
 import { reconcile } from "./reconcile.js";
 import { checkFilesExist, checkSocketPaths } from "./spec-checks.js";
@@ -229,6 +230,14 @@ export class Orchestrator {
     const vm = this.get(id);
     this.require(vm, "EXEC", "exec in");
     return execInGuest(vm, { ...req, timeout_ms: req.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS }, stdin);
+  }
+
+  /** The same, streamed: a one-shot socket (beside the console sockets) on which the caller speaks the exec protocol. */
+  execStream(id: string, req: ExecRequest): Promise<{ path: string }> {
+    const vm = this.get(id);
+    this.require(vm, "EXEC", "exec in");
+    const socket = path.join(this.opts.consoleDir, `exec-${randomBytes(6).toString("hex")}.sock`);
+    return execStreamInGuest(vm, { ...req, timeout_ms: req.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS }, socket, this.log.child({ vm: id }));
   }
 
   /** Events of every VM, or of one (which may be gone: its history stays). */

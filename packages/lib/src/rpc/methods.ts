@@ -97,12 +97,18 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       name: "compute.vm.exec",
       summary: "Run a command in the guest through my_hypervisor-init's exec agent; returns its output and exit status",
       params: S.ExecParams,
-      result: S.ExecResultSchema,
-      errors: [E.VmNotFound, E.InvalidState, E.AgentUnreachable, E.ExecFailed],
+      result: S.ExecReply,
+      errors: [E.InvalidParams, E.VmNotFound, E.InvalidState, E.AgentUnreachable, E.ExecFailed],
       handler: async (p) => {
+        const req = { argv: p.argv, env: p.env, cwd: p.cwd, timeout_ms: p.timeout_ms };
+        if (p.stream) {
+          if (p.stdin !== undefined || p.encoding !== undefined)
+            throw invalidParams("with stream, stdin goes in Stdin frames on the socket, and output is bytes: no stdin or encoding");
+          return orch.execStream(p.id, req);
+        }
         const encoding = p.encoding ?? "utf8";
         const stdin = p.stdin !== undefined ? Buffer.from(p.stdin, encoding) : undefined;
-        const r = await orch.exec(p.id, { argv: p.argv, env: p.env, cwd: p.cwd, timeout_ms: p.timeout_ms }, stdin);
+        const r = await orch.exec(p.id, req, stdin);
         return { ...r, stdout: r.stdout.toString(encoding), stderr: r.stderr.toString(encoding) };
       },
     }),

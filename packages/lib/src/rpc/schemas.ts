@@ -214,9 +214,18 @@ export const ExecParams = Type.Object(
     stdin: Type.Optional(Type.String({ maxLength: 16 * 1024 * 1024, description: "Sent to the command's stdin, in `encoding`" })),
     timeout_ms: Type.Optional(Type.Integer({ minimum: 1, maximum: 3_600_000, description: "The guest kills the command after this long (default 60000)" })),
     encoding: Type.Optional(Encoding),
+    stream: Type.Optional(
+      Type.Boolean({
+        description:
+          "Return at once with a one-shot socket path instead of the output: the command starts when a client connects there and speaks the exec protocol (docs/exec-protocol.md); no stdin or encoding then",
+      }),
+    ),
   },
   strict,
 );
+export const ExecStreamResult = Type.Object({
+  path: Type.String({ description: "Unix socket (0600) for one client, removed once connected; unclaimed after 10 s, it goes and the command never runs" }),
+});
 export const ExecResultSchema = Type.Object({
   exit_code: Type.Union([Type.Integer(), Type.Null()]),
   signal: Type.Union([Type.String(), Type.Null()]),
@@ -225,3 +234,5 @@ export const ExecResultSchema = Type.Object({
   timed_out: Type.Boolean(),
   truncated: Type.Boolean({ description: "stdout or stderr passed 16 MiB and was cut" }),
 });
+/** The output and exit status, or with `stream` the socket to run it on. */
+export const ExecReply = Type.Union([ExecResultSchema, ExecStreamResult]);

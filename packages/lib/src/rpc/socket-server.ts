@@ -6,6 +6,7 @@
 import fs from "node:fs/promises";
 import net from "node:net";
 import type { Logger } from "pino";
+import { listenPrivate } from "../net/private-socket.js";
 import type { RpcAdapter } from "./adapter.js";
 
 export const MAX_LINE_BYTES = 1024 * 1024;
@@ -26,17 +27,7 @@ export class RpcSocketServer {
 
   async listen(path: string): Promise<void> {
     await replaceStaleSocket(path);
-    // The umask covers the window between bind() and chmod(): the socket is never wider than 0600.
-    const previous = process.umask(0o177);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        this.server.once("error", reject);
-        this.server.listen(path, () => resolve());
-      });
-    } finally {
-      process.umask(previous);
-    }
-    await fs.chmod(path, 0o600);
+    await listenPrivate(this.server, path);
   }
 
   /** Stops accepting, lets in-flight calls finish and answer, then closes connections. */

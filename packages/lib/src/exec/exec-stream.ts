@@ -1,0 +1,62 @@
+/**
+ * A streamed exec: a one-shot Unix socket (mode 0600) joined to a connection
+ * to the guest's exec agent. The first client to connect speaks the exec
+ * protocol with the agent itself (docs/exec-protocol.md): the daemon has sent
+ * the Request frame; the client sends Stdin frames and StdinEof, and reads
+ * Started, Stdout, Stderr and Exit (or Error) frames. The daemon only relays
+ * bytes, so output of any size passes without being held or re-encoded.
+ * The socket is removed once claimed; unclaimed, it and the agent connection
+ * go after `claimMs` (the agent then kills the command).
+ */
+import fs from "node:fs";
+import net from "node:net";
+import type { Logger } from "pino";
+import { listenPrivate } from "../net/private-socket.js";
+import { type ExecRequest, encodeFrame, FrameType } from "./protocol.js";
+
+export const STREAM_CLAIM_MS = 10_000;
+
+export async function serveExecStream(path: string, agent: net.Socket, req: ExecRequest, log: Logger, claimMs = STREAM_CLAIM_MS): Promise<void> {
+  const server = net.createServer();
+  const unclaimed = setTimeout(() => {
+    log.warn({ socket: path }, "streamed exec not claimed in time; the command is not run");
+    agent.destroy();
+    closeListener(server, path);
+  }, claimMs).unref();
+  server.once("connection", (client) => {
+    clearTimeout(unclaimed);
+    closeListener(server, path);
+    join(client, agent);
+    // The command starts only now, with someone there to read it.
+    agent.write(encodeFrame(FrameType.Request, req));
+  });
+  try {
+    await listenPrivate(server, path);
+  } catch (e) {
+    clearTimeout(unclaimed);
+    agent.destroy();
+    throw e;
+  }
+}
+
+/**
+ * Bytes both ways. The agent's end is passed on after its last frame (pipe
+ * ends the client once flushed); a client that goes away takes the agent
+ * connection with it, and the agent then kills the command.
+ */
+function join(client: net.Socket, agent: net.Socket): void {
+  const fail = () => {
+    client.destroy();
+    agent.destroy();
+  };
+  client.once("error", fail);
+  agent.once("error", fail);
+  client.once("close", () => agent.destroy());
+  client.pipe(agent);
+  agent.pipe(client);
+}
+
+function closeListener(server: net.Server, path: string): void {
+  server.close();
+  fs.rmSync(path, { force: true });
+}

@@ -28,8 +28,9 @@ export class AgentProbe {
     private readonly port = DEFAULT_EXEC_PORT,
   ) {}
 
-  get current(): AgentStatus {
-    return { ...this.status };
+  /** Replaced, never changed in place: callers may keep it. */
+  get current(): Readonly<AgentStatus> {
+    return this.status;
   }
 
   start(): void {

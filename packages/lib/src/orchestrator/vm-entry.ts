@@ -109,7 +109,8 @@ export function toStatus(vm: VmEntry, pendingReleases: PendingRelease[]): VmStat
     spec: vm.spec,
     created_at: vm.created_at,
     updated_at: vm.updated_at,
-    transitions: [...vm.lifecycle.transitions],
+    // The lifecycle replaces its history on each transition, never changes it in place: no copy needed.
+    transitions: vm.lifecycle.transitions as VmStatus["transitions"],
     resources: vm.resources as VmStatus["resources"],
     pending_releases: pendingReleases as unknown as VmStatus["pending_releases"],
     agent: vm.services.agent.current,

@@ -62,17 +62,21 @@ export class RpcSocketServer {
   }
 
   private track(socket: net.Socket, line: string, pending: Set<Promise<void>>, done: () => void): void {
-    const work = this.adapter.handleLine(line).then(
-      (reply) => this.reply(socket, reply),
-      (e) => this.log.error({ err: e }, "RPC line handling failed"),
-    );
-    this.inFlight.add(work);
-    pending.add(work);
-    void work.finally(() => {
+    const settle = () => {
       this.inFlight.delete(work);
       pending.delete(work);
       done();
-    });
+    };
+    // One promise per call on this path, which every call takes.
+    const work: Promise<void> = this.adapter
+      .handleLine(line)
+      .then((reply) => this.reply(socket, reply))
+      .then(settle, (e) => {
+        this.log.error({ err: e }, "RPC line handling failed");
+        settle();
+      });
+    this.inFlight.add(work);
+    pending.add(work);
   }
 
   private reply(socket: net.Socket, reply: unknown): void {

@@ -5,6 +5,8 @@
  */
 import fs from "node:fs";
 import net from "node:net";
+import os from "node:os";
+import path from "node:path";
 import { encodeFrame, type Frame, FrameReader, FrameType } from "@my_hypervisor/lib/exec-protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Daemon, eventually, killIfAlive, startDaemon, vmSpec } from "./harness.js";
@@ -125,6 +127,16 @@ describe("compute.vm.exec with stream", () => {
     await runStream(path);
     await expect(runStream(path)).rejects.toThrow(/ENOENT|ECONNREFUSED/);
     expect((await d.rpc.callError("compute.vm.exec", { id: "guest", argv: ["cat"], stream: true, stdin: "x" })).code).toBe(-32602);
+  });
+
+  it("a daemon starting removes stream sockets a dead one left unclaimed", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mh-"));
+    fs.mkdirSync(path.join(dir, "console"));
+    fs.writeFileSync(path.join(dir, "console", "exec-0123456789ab.sock"), "");
+    fs.writeFileSync(path.join(dir, "console", "other.sock"), "");
+    const fresh = await startDaemon({ dir });
+    expect(fs.readdirSync(path.join(dir, "console")).sort()).toEqual(["other.sock"]);
+    await fresh.stop();
   });
 });
 

@@ -6,6 +6,7 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import { destination, type Logger, pino } from "pino";
 import { EventBus } from "./events/event-bus.js";
+import { removeStaleExecSockets } from "./exec/exec-stream.js";
 import { Orchestrator } from "./orchestrator/orchestrator.js";
 import { RpcAdapter } from "./rpc/adapter.js";
 import { computeMethods } from "./rpc/methods.js";
@@ -44,6 +45,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   const store = new StateStore(opts.stateDir);
   await store.init();
   await fs.mkdir(opts.consoleDir, { recursive: true, mode: 0o700 });
+  removeStaleExecSockets(opts.consoleDir);
 
   const events = await EventBus.open(path.join(opts.stateDir, "events.jsonl"));
   const orchestrator = new Orchestrator({

@@ -8,13 +8,24 @@
  * The socket is removed once claimed; unclaimed, it and the agent connection
  * go after `claimMs` (the agent then kills the command).
  */
+import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
+import path from "node:path";
 import type { Logger } from "pino";
 import { listenPrivate } from "../net/private-socket.js";
 import { type ExecRequest, encodeFrame, FrameType } from "./protocol.js";
 
 export const STREAM_CLAIM_MS = 10_000;
+const SOCKET_NAME = /^exec-[0-9a-f]+\.sock$/;
+
+/** `<dir>/exec-<random>.sock`: short, whatever the VM's id, so it always fits in sun_path when the console socket does. */
+export const execStreamSocket = (dir: string): string => path.join(dir, `exec-${randomBytes(6).toString("hex")}.sock`);
+
+/** At start-up: the sockets of streamed execs a previous daemon left unclaimed when it died. */
+export function removeStaleExecSockets(dir: string): void {
+  for (const name of fs.readdirSync(dir)) if (SOCKET_NAME.test(name)) fs.rmSync(path.join(dir, name), { force: true });
+}
 
 export async function serveExecStream(path: string, agent: net.Socket, req: ExecRequest, log: Logger, claimMs = STREAM_CLAIM_MS): Promise<void> {
   const server = net.createServer();

@@ -3,7 +3,6 @@
  * the lifecycle machine before acting, drives the VMM, and persists every
  * transition. `status` and `list` read memory only and never wait.
  */
-import { randomBytes } from "node:crypto";
 import path from "node:path";
 import type { Logger } from "pino";
 import { readEvents } from "../ch/event-monitor.js";
@@ -12,6 +11,7 @@ import type { LogSlice } from "../console/serial-log.js";
 import { ErrorCode, invalidState, RpcError, vmExists, vmNotFound } from "../errors.js";
 import type { EventBus, VmEvent } from "../events/event-bus.js";
 import type { ExecResult } from "../exec/exec-client.js";
+import { execStreamSocket } from "../exec/exec-stream.js";
 import type { ExecRequest } from "../exec/protocol.js";
 import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
 import type { VmList, VmSpec, VmStatus } from "../rpc/schemas.js";
@@ -236,7 +236,7 @@ export class Orchestrator {
   execStream(id: string, req: ExecRequest): Promise<{ path: string }> {
     const vm = this.get(id);
     this.require(vm, "EXEC", "exec in");
-    const socket = path.join(this.opts.consoleDir, `exec-${randomBytes(6).toString("hex")}.sock`);
+    const socket = execStreamSocket(this.opts.consoleDir);
     return execStreamInGuest(vm, { ...req, timeout_ms: req.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS }, socket, this.log.child({ vm: id }));
   }
 

@@ -10,7 +10,7 @@
 import fs from "node:fs/promises";
 import net from "node:net";
 import type { Logger } from "pino";
-import { listenPrivate } from "../net/private-socket.js";
+import { listenPrivate } from "../private-socket.js";
 
 export const STALL_BYTES = 1024 * 1024;
 export const MAX_CLIENT_QUEUE = 16 * 1024 * 1024;

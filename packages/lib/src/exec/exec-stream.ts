@@ -13,7 +13,7 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import type { Logger } from "pino";
-import { listenPrivate } from "../net/private-socket.js";
+import { listenPrivate } from "../private-socket.js";
 import { type ExecRequest, encodeFrame, FrameType } from "./protocol.js";
 
 export const STREAM_CLAIM_MS = 10_000;

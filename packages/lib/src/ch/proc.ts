@@ -7,7 +7,7 @@
  * The reads are synchronous on purpose: procfs is generated in memory and
  * never waits on a disk, so the thread pool would only add cost. A sweep
  * over a few hundred processes takes a few milliseconds this way, against
- * about a hundred asynchronously (docs/benchmarks.md).
+ * about a hundred milliseconds asynchronously (docs/benchmarks.md).
  */
 import fs from "node:fs";
 

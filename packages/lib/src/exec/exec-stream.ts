@@ -6,7 +6,7 @@
  * Started, Stdout, Stderr and Exit (or Error) frames. The daemon only relays
  * bytes, so output of any size passes without being held or re-encoded.
  * The socket is removed once claimed; unclaimed, it and the agent connection
- * go after `claimMs` (the agent then kills the command).
+ * go after STREAM_CLAIM_MS (the agent then kills the command).
  */
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
@@ -27,13 +27,13 @@ export function removeStaleExecSockets(dir: string): void {
   for (const name of fs.readdirSync(dir)) if (SOCKET_NAME.test(name)) fs.rmSync(path.join(dir, name), { force: true });
 }
 
-export async function serveExecStream(path: string, agent: net.Socket, req: ExecRequest, log: Logger, claimMs = STREAM_CLAIM_MS): Promise<void> {
+export async function serveExecStream(path: string, agent: net.Socket, req: ExecRequest, log: Logger): Promise<void> {
   const server = net.createServer();
   const unclaimed = setTimeout(() => {
     log.warn({ socket: path }, "streamed exec not claimed in time; the command is not run");
     agent.destroy();
     closeListener(server, path);
-  }, claimMs).unref();
+  }, STREAM_CLAIM_MS).unref();
   server.once("connection", (client) => {
     clearTimeout(unclaimed);
     closeListener(server, path);

@@ -33,11 +33,12 @@ export class InitGuest {
     private readonly onExit: (exit: GuestExit) => void,
     log: (msg: string) => void,
   ) {
-    this.vsockDir = fs.mkdtempSync(path.join(os.tmpdir(), "chsim-vsock-"));
+    removeDeadVsockDirs();
+    this.vsockDir = fs.mkdtempSync(path.join(os.tmpdir(), `${VSOCK_DIR_PREFIX}${process.pid}-`));
     const asPid1 = process.getuid?.() === 0;
     const command = asPid1
       ? ["setpriv", "--pdeathsig", "KILL", "unshare", "--pid", "--mount", "--uts", "--fork", "--kill-child=SIGKILL", process.execPath, INIT_BUNDLE]
-      : ["setpriv", "--pdeathsig", "KILL", process.execPath, INIT_BUNDLE];
+      : ["setpriv", "--pdeathsig", "KILL", process.execPath, INIT_BUNDLE, "--under-test-vmm"];
     log(
       asPid1
         ? "guest: my_hypervisor-init as PID 1 in new PID, mount and UTS namespaces"
@@ -71,6 +72,20 @@ export class InitGuest {
   destroy(): void {
     this.stopped = true;
     this.child.kill("SIGKILL");
+  }
+}
+
+/**
+ * The guest's vsock directory goes when the guest exits, but not when the
+ * VMM is SIGKILLed: each VMM's directory names its pid, and a new guest
+ * removes those of VMMs that are gone.
+ */
+const VSOCK_DIR_PREFIX = "chsim-vsock-";
+
+function removeDeadVsockDirs(): void {
+  for (const name of fs.readdirSync(os.tmpdir())) {
+    const pid = Number(/^chsim-vsock-(\d+)-/.exec(name)?.[1]);
+    if (pid && pid !== process.pid && !fs.existsSync(`/proc/${pid}`)) fs.rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true });
   }
 }
 

@@ -14,6 +14,8 @@ import { SerialPort } from "./serial-port.js";
 import type { VmmLog } from "./vmm-log.js";
 
 export const SIM_VERSION = "53.0.0";
+/** CH_SIM_PING_DELAY_MS: answer each vmm.ping this much later (for tests of a loaded host). */
+const PING_DELAY_MS = Number(process.env.CH_SIM_PING_DELAY_MS ?? 0);
 
 type VmConfig = Record<string, unknown> & {
   payload?: { kernel?: string; firmware?: string; cmdline?: string; initramfs?: string };
@@ -93,6 +95,8 @@ export class Vmm {
   private async dispatch(route: string, body: Buffer | undefined): Promise<HttpResponse> {
     switch (route) {
       case "vmm.ping":
+        // A test knob: a VMM on a loaded host that answers late.
+        if (PING_DELAY_MS > 0) await new Promise((r) => setTimeout(r, PING_DELAY_MS));
         return { status: 200, body: { build_version: `v${SIM_VERSION}-sim`, version: SIM_VERSION, pid: process.pid, features: [] } };
       case "vmm.shutdown":
         return { status: 200, afterSend: () => this.shutdownVmm() };

@@ -189,8 +189,14 @@ describe("events", () => {
     expect(stopDone).toBe(false);
     expect(woke.events[0]).toMatchObject({ id: "poll", type: "transition", from: "Running", to: "Stopping" });
     await stop;
-    const quiet = await d.rpc.call("compute.vm.events.tail", { id: "poll", since: 1_000_000, wait_ms: 50 });
-    expect(quiet.events).toEqual([]);
+    const { next: newest } = await d.rpc.call("compute.vm.events.tail", { limit: 1000 });
+    const quiet = await d.rpc.call("compute.vm.events.tail", { id: "poll", since: newest, wait_ms: 50 });
+    expect(quiet).toEqual({ events: [], next: newest });
+    // A cursor past the newest event would skip everything up to it: refused.
+    expect(await d.rpc.callError("compute.vm.events.tail", { since: newest + 1000 })).toMatchObject({
+      code: -32602,
+      data: { since: newest + 1000, newest },
+    });
     await d.stop();
   });
 });

@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { encodeFrame, type Frame, FrameReader, FrameType } from "@my_hypervisor/lib/exec-protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, killIfAlive, startDaemon, vmSpec } from "./harness.js";
+import { type Daemon, eventually, killIfAlive, staleSocket, startDaemon, vmSpec } from "./harness.js";
 
 const isRoot = process.getuid?.() === 0;
 const pids = new Set<number>();
@@ -94,8 +94,11 @@ describe("compute.vm.exec", () => {
   });
 });
 
-/** Connects to a streamed exec's socket, sends `stdin` then StdinEof, and collects every frame until the agent ends. */
-function runStream(socket: string, stdin: Buffer[] = []): Promise<Frame[]> {
+/**
+ * Connects to a streamed exec's socket, sends `stdin` then StdinEof, and collects every frame until the agent ends.
+ * `halfClose`: then shuts down our sending side, as `socat -` does once its input ends.
+ */
+function runStream(socket: string, stdin: Buffer[] = [], halfClose = false): Promise<Frame[]> {
   return new Promise((resolve, reject) => {
     const frames: Frame[] = [];
     const reader = new FrameReader();
@@ -105,6 +108,7 @@ function runStream(socket: string, stdin: Buffer[] = []): Promise<Frame[]> {
     conn.on("error", reject);
     for (const data of stdin) conn.write(encodeFrame(FrameType.Stdin, data));
     conn.write(encodeFrame(FrameType.StdinEof));
+    if (halfClose) conn.end();
   });
 }
 const payloads = (frames: Frame[], type: number) => Buffer.concat(frames.filter((f) => f.type === type).map((f) => f.payload));
@@ -122,6 +126,13 @@ describe("compute.vm.exec with stream", () => {
     expect(JSON.parse((frames.at(-1) as Frame).payload.toString())).toEqual({ exit_code: 3, signal: null, timed_out: false });
   });
 
+  it("a client that shuts down its sending side after its input still gets the whole run", async () => {
+    const { path } = await exec({ argv: ["sh", "-c", "cat; echo after stdin; exit 4"], stream: true });
+    const frames = await runStream(path, [Buffer.from("piped\n")], true);
+    expect(payloads(frames, FrameType.Stdout).toString()).toBe("piped\nafter stdin\n");
+    expect(JSON.parse((frames.at(-1) as Frame).payload.toString())).toEqual({ exit_code: 4, signal: null, timed_out: false });
+  });
+
   it("serves one client only, and refuses stdin or encoding in the call", async () => {
     const { path } = await exec({ argv: ["true"], stream: true });
     await runStream(path);
@@ -129,13 +140,14 @@ describe("compute.vm.exec with stream", () => {
     expect((await d.rpc.callError("compute.vm.exec", { id: "guest", argv: ["cat"], stream: true, stdin: "x" })).code).toBe(-32602);
   });
 
-  it("a daemon starting removes stream sockets a dead one left unclaimed", async () => {
+  it("a daemon starting removes the stream and console sockets a dead one left, and nothing else", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mh-"));
     fs.mkdirSync(path.join(dir, "console"));
-    fs.writeFileSync(path.join(dir, "console", "exec-0123456789ab.sock"), "");
-    fs.writeFileSync(path.join(dir, "console", "other.sock"), "");
+    staleSocket(path.join(dir, "console", "exec-0123456789ab.sock"));
+    staleSocket(path.join(dir, "console", "gone-vm.sock"));
+    fs.writeFileSync(path.join(dir, "console", "notes.txt"), "");
     const fresh = await startDaemon({ dir });
-    expect(fs.readdirSync(path.join(dir, "console")).sort()).toEqual(["other.sock"]);
+    expect(fs.readdirSync(path.join(dir, "console")).sort()).toEqual(["notes.txt"]);
     await fresh.stop();
   });
 });

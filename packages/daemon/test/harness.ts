@@ -2,6 +2,7 @@
  * Test harness: runs the real my_hypervisor-daemon binary with the test VMM
  * and talks JSON-RPC to it over its real Unix socket.
  */
+import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
@@ -9,10 +10,10 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { execa, type ResultPromise } from "execa";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 /** The daemon as shipped: one esbuild bundle (start-up is a third of loading the modules one by one). */
-export const DAEMON_BIN = path.join(root, "packages/daemon/dist/my_hypervisor-daemon.mjs");
-export const SIM_BIN = path.join(root, "packages/ch-sim/dist/main.js");
+export const DAEMON_BIN = path.join(ROOT, "packages/daemon/dist/my_hypervisor-daemon.mjs");
+export const SIM_BIN = path.join(ROOT, "packages/ch-sim/dist/main.js");
 
 export interface RpcErrorObject {
   code: number;
@@ -116,7 +117,15 @@ export function tempDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), "mh-"));
 }
 
-export async function startDaemon(opts: { dir?: string; vmm?: string; args?: string[] } = {}): Promise<Daemon> {
+export interface DaemonOptions {
+  dir?: string;
+  vmm?: string;
+  args?: string[];
+  /** Added to the daemon's environment (and so its VMMs'): failpoints, test VMM knobs. */
+  env?: Record<string, string>;
+}
+
+export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
   const dir = opts.dir ?? tempDir();
   const socket = path.join(dir, "rpc.sock");
   const stateDir = path.join(dir, "state");
@@ -138,7 +147,7 @@ export async function startDaemon(opts: { dir?: string; vmm?: string; args?: str
       "debug",
       ...(opts.args ?? []),
     ],
-    { reject: false, stdout: "ignore", stderr: { file: path.join(dir, "daemon.log"), append: true } },
+    { reject: false, stdout: "ignore", stderr: { file: path.join(dir, "daemon.log"), append: true }, env: opts.env },
   );
   await waitForSocket(socket, proc);
   const rpc = await RpcConnection.open(socket);
@@ -176,6 +185,14 @@ async function waitForSocket(socket: string, proc: ResultPromise): Promise<void>
     await sleep(20);
   }
   throw new Error("daemon did not listen within 10 s");
+}
+
+/** Leaves a socket file nobody listens on, as a process that died without unlinking it does. */
+export function staleSocket(file: string): void {
+  const script = `require("net").createServer().listen(${JSON.stringify(file)}, () => process.kill(process.pid, "SIGKILL"))`;
+  // It kills itself only once bound: its SIGKILL is the proof the socket was made (a sweep may remove it at once).
+  const { signal, stderr } = spawnSync(process.execPath, ["-e", script]);
+  if (signal !== "SIGKILL") throw new Error(`could not leave a stale socket at ${file}: ${stderr}`);
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -216,7 +233,7 @@ export class Fleet {
   readonly pids = new Set<number>();
   private readonly daemons: Daemon[] = [];
 
-  async daemon(opts: Parameters<typeof startDaemon>[0] = {}): Promise<Daemon> {
+  async daemon(opts: DaemonOptions = {}): Promise<Daemon> {
     const d = await startDaemon(opts);
     this.daemons.push(d);
     return d;

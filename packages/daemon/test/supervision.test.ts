@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, Fleet, isAlive, vmSpec } from "./harness.js";
+import { type Daemon, eventually, Fleet, isAlive, SIM_BIN, staleSocket, vmSpec } from "./harness.js";
 
 const fleet = new Fleet();
 const pids = fleet.pids;
@@ -246,17 +246,39 @@ describe("state.json", () => {
 });
 
 describe("the periodic reconcile", () => {
-  it("removes a stale API socket and kills a VMM started behind the daemon's back", async () => {
+  it("kills a VMM started behind the daemon's back", async () => {
     const d = await daemon();
     await d.rpc.call("compute.vm.create", vmSpec(d, "drift"));
     const socket = path.join(d.stateDir, "drift", "api.sock");
-    const rogue = execa("node", [path.resolve("packages/ch-sim/dist/main.js"), "--api-socket", `path=${socket}`], { reject: false });
+    const rogue = execa(SIM_BIN, ["--api-socket", `path=${socket}`], { reject: false });
     pids.add(rogue.pid as number);
-    await eventually(() => (fs.existsSync(socket) ? true : undefined));
-    const result = await rogue;
-    expect(result.signal).toBe("SIGKILL");
+    // Whether or not it got as far as binding its socket: the sweep kills it, and removes the socket if there was one.
+    expect((await rogue).signal).toBe("SIGKILL");
     await eventually(() => (fs.existsSync(socket) ? undefined : true));
     expect((await d.rpc.call("compute.vm.status", { id: "drift" })).state).toBe("Configured");
+    await d.stop();
+  });
+
+  it("removes a stale API socket of a VM with no VMM", async () => {
+    const d = await daemon();
+    await d.rpc.call("compute.vm.create", vmSpec(d, "stale"));
+    const socket = path.join(d.stateDir, "stale", "api.sock");
+    staleSocket(socket);
+    await eventually(() => (fs.existsSync(socket) ? undefined : true));
+    await d.stop();
+  });
+
+  it("kills only the VMM, never a wrapper whose argv names the socket (timeout, strace, systemd-run)", async () => {
+    const d = await daemon();
+    const socket = path.join(d.stateDir, "wrapped", "api.sock");
+    fs.mkdirSync(path.dirname(socket));
+    // A wrapper (here: node -e) with the VMM's arguments in its own argv, running the VMM as its child.
+    const script = `const c = require("child_process").spawn(${JSON.stringify(SIM_BIN)}, process.argv.slice(1)); c.on("exit", (code, sig) => console.log(sig))`;
+    const wrapper = execa(process.execPath, ["-e", script, "--", "--api-socket", `path=${socket}`], { reject: false });
+    pids.add(wrapper.pid as number);
+    const result = await wrapper;
+    // The VMM inside was SIGKILLed; the wrapper itself was never signalled and reports it.
+    expect(result).toMatchObject({ exitCode: 0, stdout: "SIGKILL" });
     await d.stop();
   });
 });

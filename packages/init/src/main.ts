@@ -6,6 +6,7 @@
  * a fatal error is logged to the console and the machine powered off.
  */
 import "./threadpool.js";
+import { VERSION } from "@my_hypervisor/lib/version";
 import { listenAgent, SIM_VSOCK_DIR_ENV } from "./agent-listener.js";
 import { CONFIG_PARAM, type InitConfig, loadConfig } from "./config.js";
 import { say } from "./console-log.js";
@@ -14,6 +15,9 @@ import { bringUpLoopback, mountPseudoFilesystems, powerOff, reapOrphans, setHost
 import { watchPowerButton } from "./power-button.js";
 import { WorkloadSupervisor } from "./workload.js";
 
+const USAGE = `Usage: my_hypervisor-init                   the guest's PID 1, started by the kernel
+       my_hypervisor-init --under-test-vmm  the guest of cloud-hypervisor-sim (not PID 1: no mounts, hostname or reaping)
+       my_hypervisor-init --help | --version`;
 const WORKLOAD_STOP_GRACE_MS = 10_000;
 const REAP_SWEEP_MS = 1000;
 const isPid1 = process.pid === 1;
@@ -111,4 +115,25 @@ async function main(): Promise<void> {
   say("init", "ready");
 }
 
+/**
+ * As PID 1 the arguments are whatever the kernel passes on from its command
+ * line, and are ignored. Anywhere else the init is a root exec agent with no
+ * authentication: it runs only when told it is the test VMM's guest.
+ */
+function checkInvocation(): void {
+  if (isPid1) return;
+  const args = process.argv.slice(2);
+  const exit = (code: number, text: string) => {
+    (code === 0 ? process.stdout : process.stderr).write(`${text}\n`);
+    process.exit(code);
+  };
+  if (args.includes("--help") || args.includes("-h")) exit(0, USAGE);
+  if (args.includes("--version")) exit(0, `my_hypervisor-init ${VERSION}`);
+  const unknown = args.filter((a) => a !== "--under-test-vmm");
+  if (unknown.length > 0) exit(2, `my_hypervisor-init: unknown argument '${unknown[0]}'\n${USAGE}`);
+  if (args.length === 0)
+    exit(2, `my_hypervisor-init: refusing to run: this is a guest's PID 1 (it serves exec as root, without authentication), not a host program\n${USAGE}`);
+}
+
+checkInvocation();
 main().catch(fatal);

@@ -1,6 +1,8 @@
 /** Listening on a Unix socket only its owner may use. */
+import fsSync from "node:fs";
 import fs from "node:fs/promises";
 import type net from "node:net";
+import path from "node:path";
 
 /**
  * Binds `server` at `path` with mode 0600. The umask covers the window
@@ -18,4 +20,20 @@ export async function listenPrivate(server: net.Server, path: string): Promise<v
     process.umask(previous);
   }
   await fs.chmod(path, 0o600);
+}
+
+/**
+ * At start-up, in a directory whose sockets only this daemon serves (the
+ * console dir): removes every socket a previous daemon left (console
+ * endpoints of VMs that may be gone since, unclaimed streamed execs). Each is
+ * made again when asked for. Only sockets go; links are not followed.
+ */
+export function removeLeftoverSockets(dir: string): string[] {
+  const removed: string[] = [];
+  for (const entry of fsSync.readdirSync(dir, { withFileTypes: true })) {
+    if (!entry.isSocket()) continue;
+    fsSync.rmSync(path.join(dir, entry.name), { force: true });
+    removed.push(entry.name);
+  }
+  return removed;
 }

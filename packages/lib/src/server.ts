@@ -1,21 +1,27 @@
 /**
  * runServer: wires the state store, orchestrator, RPC adapter and socket
- * together, and shuts down on SIGTERM/SIGINT without touching running VMs.
+ * together. Before anything is read it takes the state dir's lock and
+ * checks the daemon's directories. SIGTERM/SIGINT shut down without touching
+ * running VMs; SIGHUP runs a reconcile sweep at once.
  */
 import fs from "node:fs/promises";
 import path from "node:path";
 import { destination, type Logger, pino } from "pino";
+import { resolveVmmExecutable } from "./ch/vmm-binary.js";
+import { onDisk } from "./errors.js";
 import { EventBus } from "./events/event-bus.js";
-import { removeStaleExecSockets } from "./exec/exec-stream.js";
 import { Orchestrator } from "./orchestrator/orchestrator.js";
+import { removeLeftoverSockets } from "./private-socket.js";
 import { RpcAdapter } from "./rpc/adapter.js";
 import { computeMethods } from "./rpc/methods.js";
 import { RpcSocketServer } from "./rpc/socket-server.js";
 import { Provisioner } from "./siblings/provisioner.js";
 import { ReleaseQueue } from "./siblings/release-queue.js";
-import { StateStore } from "./state/store.js";
+import { lockStateDir } from "./state/state-dir-lock.js";
+import { privateDir, StateStore } from "./state/store.js";
+import { VERSION } from "./version.js";
 
-export const VERSION = "0.1.0";
+export { VERSION } from "./version.js";
 
 export interface ServerOptions {
   rpcSocket: string;
@@ -43,17 +49,24 @@ export interface RunningServer {
 export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   const log = pino({ level: opts.logLevel, base: { daemon: "my_hypervisor" } }, destination(2));
   const store = new StateStore(opts.stateDir);
-  await store.init();
-  await fs.mkdir(opts.consoleDir, { recursive: true, mode: 0o700 });
-  removeStaleExecSockets(opts.consoleDir);
+  if (await store.init()) log.warn({ dir: opts.stateDir }, "state dir was open to other users; narrowed to 0700");
+  // Before anything in the state dir is read: a second daemon on it stops here.
+  const lock = await lockStateDir(opts.stateDir);
+  await onDisk("create", opts.consoleDir, () => fs.mkdir(opts.consoleDir, { recursive: true, mode: 0o700 }));
+  if (await privateDir(opts.consoleDir)) log.warn({ dir: opts.consoleDir }, "console dir was open to other users; narrowed to 0700");
+  const leftovers = removeLeftoverSockets(opts.consoleDir);
+  if (leftovers.length > 0) log.info({ sockets: leftovers }, "removed console and exec sockets a previous daemon left");
 
-  const events = await EventBus.open(path.join(opts.stateDir, "events.jsonl"));
+  const vmmExecutable = resolveVmmExecutable(opts.cloudHypervisor);
+  if (!vmmExecutable) log.warn({ vmm: opts.cloudHypervisor }, "VMM binary not found; starts will fail, and the reconcile cannot recognise VMMs");
+  const events = EventBus.open(path.join(opts.stateDir, "events.jsonl"), log.child({ component: "events" }));
   const orchestrator = new Orchestrator({
     store,
     events,
     provisioner: new Provisioner({ net: opts.netSocket, vol: opts.volSocket }, log),
     releases: await ReleaseQueue.open(path.join(opts.stateDir, "pending-releases.json"), log.child({ component: "releases" })),
     vmmBinary: opts.cloudHypervisor,
+    vmmExecutable,
     consoleDir: opts.consoleDir,
     consoleLogBytes: opts.consoleLogBytes,
     log,
@@ -61,18 +74,25 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   });
   await orchestrator.load();
   const socket = new RpcSocketServer(new RpcAdapter(computeMethods(orchestrator), VERSION, log.child({ component: "rpc" })), log);
-  // The handlers are in place before the socket accepts: a SIGTERM at any moment after that is a clean stop.
+  // The handlers are in place before the socket accepts: a signal at any moment after that is handled.
   const closed = new Promise<void>((resolve) => {
     const shutdown = async (signal: string) => {
       log.info({ signal }, "shutting down; running VMs are left running");
+      // Long polls answer now rather than hold the shutdown for up to a minute.
+      events.stopWaiting();
       await socket.close();
       await orchestrator.close();
-      await events.close();
+      events.close();
+      lock.release();
       log.info("daemon stopped");
       resolve();
     };
     process.once("SIGTERM", () => void shutdown("SIGTERM"));
     process.once("SIGINT", () => void shutdown("SIGINT"));
+    process.on("SIGHUP", () => {
+      log.info({ signal: "SIGHUP" }, "SIGHUP: running a reconcile sweep now");
+      void orchestrator.reconcileNow();
+    });
   });
   await socket.listen(opts.rpcSocket);
   orchestrator.attachAdopted();

@@ -53,16 +53,17 @@ export function readCmdline(pid: number): string[] {
   }
 }
 
-/** Every live process whose argv contains an argument starting with `prefix`, with that argument. */
-export function findProcessesByArg(prefix: string): { identity: ProcessIdentity; arg: string }[] {
-  const found: { identity: ProcessIdentity; arg: string }[] = [];
+/** Every live process whose argv contains an argument starting with `prefix`, with that argument and the whole argv. */
+export function findProcessesByArg(prefix: string): { identity: ProcessIdentity; arg: string; argv: string[] }[] {
+  const found: { identity: ProcessIdentity; arg: string; argv: string[] }[] = [];
   for (const entry of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     const pid = Number(entry);
-    const arg = readCmdline(pid).find((a) => a.startsWith(prefix));
+    const argv = readCmdline(pid);
+    const arg = argv.find((a) => a.startsWith(prefix));
     if (arg === undefined) continue;
     const stat = readProcStat(pid);
-    if (stat && stat.state !== "Z") found.push({ identity: { pid, start_time: stat.startTime }, arg });
+    if (stat && stat.state !== "Z") found.push({ identity: { pid, start_time: stat.startTime }, arg, argv });
   }
   return found;
 }

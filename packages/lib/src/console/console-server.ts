@@ -10,6 +10,7 @@
 import fs from "node:fs/promises";
 import net from "node:net";
 import type { Logger } from "pino";
+import { onDisk } from "../errors.js";
 import { listenPrivate } from "../private-socket.js";
 
 export const STALL_BYTES = 1024 * 1024;
@@ -30,11 +31,11 @@ export class ConsoleServer {
 
   static async listen(path: string, backlog: () => Buffer, onInput: (data: Buffer) => void, log: Logger): Promise<ConsoleServer> {
     // The console socket is ours alone to serve: a leftover from an earlier daemon is replaced.
-    await fs.rm(path, { force: true });
+    await onDisk("replace", path, () => fs.rm(path, { force: true }));
     const server = net.createServer();
     const console = new ConsoleServer(server, path, log);
     server.on("connection", (socket) => console.accept(socket, backlog(), onInput));
-    await listenPrivate(server, path);
+    await onDisk("listen on", path, () => listenPrivate(server, path));
     return console;
   }
 

@@ -6,10 +6,16 @@
  * first (the last 64 KiB) is read back from the files, synchronously so no
  * output can slip between it and the live stream: keeping it in memory would
  * cost 64 KiB per VM and a copy of it for every chunk of output.
+ *
+ * Output that cannot be written (full or read-only disk, the directory
+ * removed by hand) is counted as lost, never silently dropped and never
+ * fatal: the next chunk tries again, so the log resumes by itself when space
+ * returns. Offsets count kept bytes only.
  */
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
+import { onDisk } from "../errors.js";
 
 export const BACKLOG_BYTES = 64 * 1024;
 const SEGMENT = /^serial-(\d{16})\.log$/;
@@ -34,8 +40,17 @@ interface Piece {
   length: number;
 }
 
+/** What append() reports when the log's ability to keep output changes. */
+export type LogHealth = { ok: false; error: string; lost: number } | { ok: true; lost: number };
+
 export class SerialLog {
   private fd: number | undefined;
+  /** Bytes of output that could not be written, since the VM was created in this daemon. */
+  lostBytes = 0;
+  /** Why the last write failed, while writes fail. */
+  private failing: string | undefined;
+  /** After a failure, output goes to a fresh segment: the old one's file may be gone or torn. */
+  private freshSegment = false;
 
   private constructor(
     private readonly dir: string,
@@ -68,18 +83,43 @@ export class SerialLog {
     return Buffer.concat(this.pieces(from, this.end).map(readPieceSync));
   }
 
-  append(chunk: Buffer): void {
-    if (chunk.length === 0) return;
+  /** Writes `chunk`; returns a LogHealth when writes start or stop failing, else undefined. */
+  append(chunk: Buffer): LogHealth | undefined {
+    if (chunk.length === 0) return undefined;
     let last = this.segments.at(-1);
-    if (!last || last.size >= this.segmentBytes) {
+    let written = 0;
+    try {
+      if (!last || last.size >= this.segmentBytes || (this.freshSegment && last.size > 0)) {
+        this.closeFile();
+        const next = { start: this.end, file: path.join(this.dir, `serial-${String(this.end).padStart(16, "0")}.log`), size: 0 };
+        this.fd = fs.openSync(next.file, "a", 0o600);
+        this.segments.push(next);
+        last = next;
+        this.freshSegment = false;
+        this.dropOldSegments();
+      }
+      this.fd ??= fs.openSync(last.file, "a", 0o600);
+      written = fs.writeSync(this.fd, chunk);
+      last.size += written;
+      if (written < chunk.length) throw Object.assign(new Error("short write"), { code: "ENOSPC" });
+    } catch (e) {
+      this.lostBytes += chunk.length - written;
       this.closeFile();
-      last = { start: this.end, file: path.join(this.dir, `serial-${String(this.end).padStart(16, "0")}.log`), size: 0 };
-      this.segments.push(last);
-      this.dropOldSegments();
+      this.freshSegment = true;
+      const error = `${last?.file ?? this.dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`;
+      const changed = this.failing === undefined;
+      this.failing = error;
+      return changed ? { ok: false, error, lost: this.lostBytes } : undefined;
     }
-    this.fd ??= fs.openSync(last.file, "a", 0o600);
-    fs.writeSync(this.fd, chunk);
-    last.size += chunk.length;
+    if (this.failing === undefined) return undefined;
+    this.failing = undefined;
+    return { ok: true, lost: this.lostBytes };
+  }
+
+  /** Output goes on in a fresh segment (the directory was made again, and the open file went with the old one). */
+  reopen(): void {
+    this.closeFile();
+    this.freshSegment = true;
   }
 
   async read(offset: number, limit: number): Promise<LogSlice> {
@@ -88,10 +128,10 @@ export class SerialLog {
     const to = Math.min(from + limit, this.end);
     const parts: Buffer[] = [];
     for (const p of this.pieces(from, to)) {
-      const handle = await fsp.open(p.file, "r");
+      const handle = await onDisk("read", p.file, () => fsp.open(p.file, "r"));
       try {
         const buf = Buffer.alloc(p.length);
-        const { bytesRead } = await handle.read(buf, 0, p.length, p.position);
+        const { bytesRead } = await onDisk("read", p.file, () => handle.read(buf, 0, p.length, p.position));
         parts.push(buf.subarray(0, bytesRead));
       } finally {
         await handle.close();
@@ -129,13 +169,18 @@ export class SerialLog {
     while (this.segments.length > 1 && total - (this.segments[0] as Segment).size >= this.maxBytes) {
       const old = this.segments.shift() as Segment;
       total -= old.size;
-      fs.rmSync(old.file, { force: true });
+      try {
+        fs.rmSync(old.file, { force: true });
+      } catch {
+        // Gone with its directory, or a read-only disk: the segment is forgotten either way.
+      }
     }
   }
 
   private closeFile(): void {
-    if (this.fd !== undefined) fs.closeSync(this.fd);
+    const fd = this.fd;
     this.fd = undefined;
+    if (fd !== undefined) fs.close(fd, () => undefined);
   }
 }
 

@@ -35,7 +35,7 @@ export class VmConsole {
     this.link = undefined;
   }
 
-  /** The console socket's path, listening from the first request until the VM is removed. */
+  /** The console socket's path, listening from the first request until the VM is removed. A failed listen is tried again next time. */
   async endpoint(): Promise<string> {
     this.opening ??= ConsoleServer.listen(
       this.endpointPath,
@@ -43,8 +43,22 @@ export class VmConsole {
       (data) => this.link?.write(data),
       this.log,
     );
-    this.server = await this.opening;
+    try {
+      this.server = await this.opening;
+    } catch (e) {
+      this.opening = undefined;
+      throw e;
+    }
     return this.server.path;
+  }
+
+  /** Bytes of serial output that could not be written to the log. */
+  get lostBytes(): number {
+    return this.serialLog.lostBytes;
+  }
+
+  reopenLog(): void {
+    this.serialLog.reopen();
   }
 
   read(offset: number, limit: number): Promise<LogSlice> {
@@ -64,7 +78,10 @@ export class VmConsole {
   }
 
   private output(data: Buffer): void {
-    this.serialLog.append(data);
+    const health = this.serialLog.append(data);
+    if (health?.ok === false)
+      this.log.error({ err: health.error, lost_bytes: health.lost }, "cannot write serial output to the log; counting it as lost until writes succeed");
+    else if (health?.ok === true) this.log.warn({ lost_bytes: health.lost }, "serial log writable again");
     this.server?.broadcast(data);
   }
 }

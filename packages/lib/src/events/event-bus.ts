@@ -6,11 +6,10 @@
  * history survive a daemon restart. A caller whose `since` fell out of the
  * ring is told so, never silently given a gap.
  */
-import fs from "node:fs";
-import fsp from "node:fs/promises";
-import { RpcError } from "../errors.js";
+import type { Logger } from "pino";
+import { invalidParams, RpcError } from "../errors.js";
 import type { VmState } from "../lifecycle/machine.js";
-import { replaceFileDurably } from "../state/durable-file.js";
+import { EventJournal } from "./event-journal.js";
 
 export const EVENTS_LOST = -32008;
 export const DEFAULT_RING_SIZE = 4096;
@@ -29,45 +28,36 @@ export interface VmEvent {
 type Waiter = { id: string | undefined; wake: () => void };
 
 export class EventBus {
-  private journal: fs.WriteStream;
-  private journalLines: number;
   /** Lines published in this tick, written together once it ends. */
   private unwritten: string[] = [];
   private readonly waiters = new Set<Waiter>();
+  /** Set at shutdown: long polls answer at once. */
+  private closing = false;
 
   private constructor(
-    private readonly file: string,
+    private readonly journal: EventJournal,
     private ring: VmEvent[],
     private lastSeq: number,
     private readonly ringSize: number,
-  ) {
-    this.journal = fs.createWriteStream(file, { flags: "a", mode: 0o600 });
-    this.journalLines = ring.length;
-  }
+  ) {}
 
-  /** Reads the journal, keeps the newest `ringSize` events, and rewrites it compacted. */
-  static async open(file: string, ringSize = DEFAULT_RING_SIZE): Promise<EventBus> {
-    const text = await fsp.readFile(file, "utf8").catch(() => "");
-    const events: VmEvent[] = [];
-    for (const line of text.split("\n")) {
-      if (line.trim() === "") continue;
-      try {
-        events.push(JSON.parse(line) as VmEvent);
-      } catch {
-        // A line torn by a crash mid-append: skip it, keep the rest.
-      }
-    }
+  /** Reads the journal and keeps the newest `ringSize` events; it is rewritten only if a line was torn or it is due for compaction. */
+  static open(file: string, log: Logger, ringSize = DEFAULT_RING_SIZE): EventBus {
+    const { events, torn } = EventJournal.read<VmEvent>(file);
     const ring = events.slice(-ringSize);
     const lastSeq = events.reduce((max, e) => Math.max(max, e.seq), 0);
-    await replaceFileDurably(file, ring.map((e) => `${JSON.stringify(e)}\n`).join(""));
-    return new EventBus(file, ring, lastSeq, ringSize);
+    const journal = new EventJournal(file, events.length, 2 * ringSize, log);
+    const bus = new EventBus(journal, ring, lastSeq, ringSize);
+    if (torn || events.length >= 2 * ringSize) journal.rewrite(() => bus.ringText());
+    return bus;
   }
 
   publish(event: Omit<VmEvent, "seq" | "at">): VmEvent {
     const full: VmEvent = { seq: ++this.lastSeq, at: new Date().toISOString(), ...event };
     this.ring.push(full);
     if (this.ring.length > this.ringSize) this.ring = this.ring.slice(-this.ringSize);
-    this.append(full);
+    if (this.unwritten.length === 0) setImmediate(() => this.flush());
+    this.unwritten.push(`${JSON.stringify(full)}\n`);
     for (const w of this.waiters) if (w.id === undefined || w.id === full.id) w.wake();
     return full;
   }
@@ -79,8 +69,10 @@ export class EventBus {
     if (since < oldest - 1) {
       throw new RpcError(EVENTS_LOST, `events after seq ${since} are gone: the oldest kept is ${oldest}`, { since, oldest });
     }
+    // A cursor from the future would skip every event up to it: refuse it rather than answer with a gap later.
+    if (since > this.lastSeq) throw invalidParams(`since ${since} is past the newest event (seq ${this.lastSeq})`, { since, newest: this.lastSeq });
     let events = this.select(q.id, since, q.limit);
-    if (events.length === 0 && q.waitMs > 0) {
+    if (events.length === 0 && q.waitMs > 0 && !this.closing) {
       await this.wait(q.id, q.waitMs);
       events = this.select(q.id, since, q.limit);
     }
@@ -94,10 +86,16 @@ export class EventBus {
     return this.ring.findLast(pred);
   }
 
-  async close(): Promise<void> {
+  /** Shutdown begins: every long poll answers now with what there is, and no new one waits. */
+  stopWaiting(): void {
+    this.closing = true;
     for (const w of this.waiters) w.wake();
+  }
+
+  close(): void {
+    this.stopWaiting();
     this.flush();
-    await new Promise<void>((resolve) => this.journal.end(() => resolve()));
+    this.journal.close();
   }
 
   private select(id: string | undefined, since: number, limit: number): VmEvent[] {
@@ -128,21 +126,12 @@ export class EventBus {
   /** One write for every event of a tick: a lifecycle operation publishes several at once. */
   private flush(): void {
     if (this.unwritten.length === 0) return;
-    this.journal.write(this.unwritten.join(""));
+    const lines = this.unwritten;
     this.unwritten = [];
+    this.journal.append(lines.join(""), lines.length, () => this.ringText());
   }
 
-  /** Appends to the journal; compacts it to the ring once it holds twice as many lines. */
-  private append(event: VmEvent): void {
-    if (this.unwritten.length === 0) setImmediate(() => this.flush());
-    this.unwritten.push(`${JSON.stringify(event)}\n`);
-    this.journalLines += 1;
-    if (this.journalLines < 2 * this.ringSize) return;
-    this.unwritten = [];
-    const old = this.journal;
-    old.end();
-    fs.writeFileSync(this.file, this.ring.map((e) => `${JSON.stringify(e)}\n`).join(""), { mode: 0o600 });
-    this.journal = fs.createWriteStream(this.file, { flags: "a", mode: 0o600 });
-    this.journalLines = this.ring.length;
+  private ringText(): string {
+    return this.ring.map((e) => `${JSON.stringify(e)}\n`).join("");
   }
 }

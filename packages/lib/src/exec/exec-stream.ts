@@ -17,18 +17,13 @@ import { listenPrivate } from "../private-socket.js";
 import { type ExecRequest, encodeFrame, FrameType } from "./protocol.js";
 
 export const STREAM_CLAIM_MS = 10_000;
-const SOCKET_NAME = /^exec-[0-9a-f]+\.sock$/;
 
 /** `<dir>/exec-<random>.sock`: short, whatever the VM's id, so it always fits in sun_path when the console socket does. */
 export const execStreamSocket = (dir: string): string => path.join(dir, `exec-${randomBytes(6).toString("hex")}.sock`);
 
-/** At start-up: the sockets of streamed execs a previous daemon left unclaimed when it died. */
-export function removeStaleExecSockets(dir: string): void {
-  for (const name of fs.readdirSync(dir)) if (SOCKET_NAME.test(name)) fs.rmSync(path.join(dir, name), { force: true });
-}
-
 export async function serveExecStream(path: string, agent: net.Socket, req: ExecRequest, log: Logger): Promise<void> {
-  const server = net.createServer();
+  // Half-open: a client that sends its stdin and shuts down its side (`socat -`) still reads the whole run.
+  const server = net.createServer({ allowHalfOpen: true });
   const unclaimed = setTimeout(() => {
     log.warn({ socket: path }, "streamed exec not claimed in time; the command is not run");
     agent.destroy();
@@ -52,8 +47,10 @@ export async function serveExecStream(path: string, agent: net.Socket, req: Exec
 
 /**
  * Bytes both ways. The agent's end is passed on after its last frame (pipe
- * ends the client once flushed); a client that goes away takes the agent
- * connection with it, and the agent then kills the command.
+ * ends the client once flushed). The client's end is not: stdin's end is the
+ * StdinEof frame, and a client that shut down only its sending side still
+ * reads. A client that goes away entirely takes the agent connection with
+ * it, and the agent then kills the command.
  */
 function join(client: net.Socket, agent: net.Socket): void {
   const fail = () => {
@@ -63,7 +60,7 @@ function join(client: net.Socket, agent: net.Socket): void {
   client.once("error", fail);
   agent.once("error", fail);
   client.once("close", () => agent.destroy());
-  client.pipe(agent);
+  client.pipe(agent, { end: false });
   agent.pipe(client);
 }
 

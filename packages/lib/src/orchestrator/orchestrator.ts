@@ -6,21 +6,25 @@
 import path from "node:path";
 import type { Logger } from "pino";
 import { readEvents } from "../ch/event-monitor.js";
+import type { VmmExecutable } from "../ch/vmm-binary.js";
 import type { VmmExit } from "../ch/vmm-process.js";
 import type { LogSlice } from "../console/serial-log.js";
-import { ErrorCode, invalidState, RpcError, vmExists, vmNotFound } from "../errors.js";
+import { ErrorCode, invalidState, RpcError, StorageError, vmExists, vmNotFound } from "../errors.js";
 import type { EventBus, VmEvent } from "../events/event-bus.js";
 import type { ExecResult } from "../exec/exec-client.js";
 import { execStreamSocket } from "../exec/exec-stream.js";
 import type { ExecRequest } from "../exec/protocol.js";
+import { failpoint } from "../failpoints.js";
 import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
+import type { Transition } from "../lifecycle/vm-lifecycle.js";
 import type { VmList, VmSpec, VmStatus } from "../rpc/schemas.js";
 import type { Provisioner } from "../siblings/provisioner.js";
 import type { ReleaseQueue } from "../siblings/release-queue.js";
-import type { StateStore } from "../state/store.js";
+import type { LoadNotes, StateStore } from "../state/store.js";
 import { type VmPaths, vmPaths } from "../state/vm-paths.js";
 import { type Adoption, adoptRecord, vmmDeathEvent } from "./adoption.js";
 import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest, execStreamInGuest } from "./guest-exec.js";
+import { IdQueue } from "./id-queue.js";
 import { provisioningError, releaseVm } from "./provisioning.js";
 import { reconcile } from "./reconcile.js";
 import { checkFilesExist, checkSocketPaths } from "./spec-checks.js";
@@ -44,6 +48,8 @@ export interface OrchestratorOptions {
   /** Sibling releases that failed, retried by the reconcile loop. */
   releases: ReleaseQueue;
   vmmBinary: string;
+  /** How the reconcile sweep recognises this daemon's VMMs (the binary as the kernel ran it). */
+  vmmExecutable: VmmExecutable | undefined;
   /** Where each VM's console socket is served: `<consoleDir>/<id>.sock`. */
   consoleDir: string;
   /** The newest this many bytes of each VM's serial output are kept. */
@@ -52,8 +58,18 @@ export interface OrchestratorOptions {
   reconcileIntervalMs?: number;
 }
 
+/**
+ * When a transition's record is written: "required" before the caller goes on
+ * (a failed write is the caller's error); "lazy" now, but a failed write only
+ * marks the VM unsaved and the reconcile sweep writes it later (what was done
+ * to the VMM is done, and memory holds the truth); "later" with the next write.
+ */
+type Write = "required" | "lazy" | "later";
+
 export class Orchestrator {
+  /** VMs whose first record is on disk: nothing is visible before it is durable. */
   private readonly vms = new Map<string, VmEntry>();
+  private readonly ops = new IdQueue();
   private readonly log: Logger;
   private reconcileTimer: NodeJS.Timeout | undefined;
   private reconciling: Promise<unknown> = Promise.resolve();
@@ -72,7 +88,8 @@ export class Orchestrator {
   async load(): Promise<void> {
     const finished = await this.opts.store.emptyTrash();
     if (finished.length > 0) this.log.info({ dirs: finished }, "finished interrupted removals");
-    const { records, unreadable } = await this.opts.store.loadAll();
+    const { records, unreadable, notes } = await this.opts.store.loadAll();
+    this.logLoadNotes(notes);
     for (const bad of unreadable) {
       this.log.error({ vm: bad.id, err: bad.error }, "cannot read VM record; the VM is Failed and its file kept as found");
       const paths = vmPaths(this.opts.store.stateDir, bad.id);
@@ -88,7 +105,7 @@ export class Orchestrator {
         if (record.state === "Provisioning") await this.release(vm, record.spec);
         if (migrated) {
           this.log.info({ vm: vm.id }, "state.json migrated from version 1 to 2");
-          await this.persist(vm);
+          await this.persist(vm, "lazy");
         }
       }),
     );
@@ -124,33 +141,36 @@ export class Orchestrator {
     return toStatus(vm, this.opts.releases.forOwner(vm.id));
   }
 
-  async create(spec: VmSpec): Promise<VmStatus> {
+  /** In the id's queue from the first moment: an operation on this id sent while the create runs waits for it. */
+  create(spec: VmSpec): Promise<VmStatus> {
+    return this.ops.run(spec.id, () => this.createNow(spec));
+  }
+
+  private async createNow(spec: VmSpec): Promise<VmStatus> {
     const paths = vmPaths(this.opts.store.stateDir, spec.id);
     checkSocketPaths(spec.id, [paths.apiSocket, paths.serialSocket, paths.vsockSocket, this.consoleSocket(spec.id)]);
     await checkFilesExist(spec);
     this.opts.provisioner.checkConfigured(spec);
     if (this.vms.has(spec.id)) throw vmExists(spec.id);
     const vm = newEntry(spec, paths, await this.openServices(spec.id, paths));
-    // A concurrent create of the same id may have taken it while the services opened.
-    if (this.vms.has(spec.id)) {
-      await vm.services.close();
-      throw vmExists(spec.id);
-    }
-    this.vms.set(vm.id, vm);
     // Nothing to ask a sibling for: Provisioning and Provisioned are written as one record.
     const mustRecordProvisioning = this.opts.provisioner.kindsOf(spec).length > 0;
     try {
-      await this.transition(vm, { type: "PROVISION" }, mustRecordProvisioning);
-      if (!mustRecordProvisioning) await this.transition(vm, { type: "PROVISIONED" });
+      await this.transition(vm, { type: "PROVISION" }, mustRecordProvisioning ? "required" : "later");
+      if (!mustRecordProvisioning) await this.transition(vm, { type: "PROVISIONED" }, "required");
     } catch (e) {
-      this.vms.delete(vm.id);
+      // Not acknowledged and never visible: nothing of it may stay.
       await vm.services.close();
-      await this.opts.store.remove(vm.id);
+      await this.opts.store
+        .remove(vm.id)
+        .catch((err) => this.log.error({ vm: vm.id, err: (err as Error).message }, "cannot remove a failed create's directory"));
       throw e;
     }
+    this.vms.set(vm.id, vm);
+    this.publishTransitions(vm);
     if (!mustRecordProvisioning) return this.statusOf(vm);
     try {
-      await this.opts.provisioner.provision(vm.id, spec, vm.resources, () => this.persist(vm));
+      await this.opts.provisioner.provision(vm.id, spec, vm.resources, () => this.persist(vm, "required"));
     } catch (e) {
       // Roll back what was obtained; the VM stays, Failed with the sibling's error, until removed.
       const error = provisioningError(vm, e);
@@ -166,7 +186,7 @@ export class Orchestrator {
     return this.serialize(id, async (vm) => {
       this.require(vm, "START", "start");
       // Written with the VMM's pid in the `spawned` hook: until a VMM exists, a crash loses nothing.
-      await this.transition(vm, { type: "START" }, false);
+      await this.transition(vm, { type: "START" }, "later");
       try {
         vm.vmm = await bootVmm(this.opts.vmmBinary, vm.spec as VmSpec, vm.paths, vm.resources, Date.now() + timeoutMs, {
           spawned: (vmm) => this.adoptSpawned(vm, vmm),
@@ -174,7 +194,7 @@ export class Orchestrator {
         });
       } catch (e) {
         await this.vmmGone(vm);
-        const error = await startError(vm.id, e);
+        const error = startError(vm.id, e);
         await this.transition(vm, { type: "START_FAILED", reason: error.message });
         throw error;
       }
@@ -199,8 +219,8 @@ export class Orchestrator {
       }
       // The VMM is gone: now its networks and volumes can go back.
       const pending = vm.spec ? await this.release(vm, vm.spec) : 0;
-      await vm.services.close();
       await this.opts.store.remove(vm.id);
+      await vm.services.close();
       this.vms.delete(vm.id);
       this.opts.events.publish({ id: vm.id, type: "removed" });
       this.log.info({ vm: vm.id, pending_releases: pending }, "VM removed");
@@ -248,10 +268,32 @@ export class Orchestrator {
   /** One sweep at a time; a failing sweep is logged, never fatal. */
   reconcileNow(): Promise<unknown> {
     this.reconciling = this.reconciling
-      .then(() => reconcile(this.opts.store.stateDir, this.vms, this.log))
+      .then(() => reconcile(this.opts.store.stateDir, this.vms, this.opts.vmmExecutable, (id) => this.ops.busy(id), this.log))
+      .then(() => this.saveUnsaved())
       .then(() => this.opts.releases.retry(this.opts.provisioner))
       .catch((e) => this.log.error({ err: (e as Error).message }, "reconcile sweep failed"));
     return this.reconciling;
+  }
+
+  /** Records that could not be written, or that vanished from the disk, are written again. */
+  private async saveUnsaved(): Promise<void> {
+    for (const vm of this.vms.values()) {
+      if (vm.unreadable || (!vm.unsaved && this.opts.store.hasRecord(vm.id))) continue;
+      const missing = !vm.unsaved;
+      await this.persist(vm, "lazy");
+      if (vm.unsaved) continue;
+      this.log.warn({ vm: vm.id }, missing ? "state.json had vanished; written again" : "state.json written again after an earlier failure");
+      // The serial log's open segment may have gone with the directory.
+      if (missing) vm.services.console.reopenLog();
+    }
+  }
+
+  private logLoadNotes(notes: LoadNotes): void {
+    if (notes.incomplete.length > 0) this.log.warn({ dirs: notes.incomplete }, "removed directories of creates cut short before their first record");
+    if (notes.tempFiles.length > 0) this.log.info({ files: notes.tempFiles }, "removed temp files a crash left");
+    if (notes.narrowed.length > 0) this.log.warn({ dirs: notes.narrowed }, "VM directories were open to other users; narrowed to 0700");
+    if (notes.ignored.length > 0)
+      this.log.warn({ entries: notes.ignored }, "entries in the state dir that are not VM directories (links are never followed); left as found");
   }
 
   private async applyAdoption(vm: VmEntry, adoption: Adoption): Promise<void> {
@@ -268,6 +310,7 @@ export class Orchestrator {
       return;
     }
     this.watchExit(vm, adoption.vmm);
+    failpoint("adopt.identified");
     if (adoption.event) await this.transition(vm, adoption.event);
   }
 
@@ -283,6 +326,7 @@ export class Orchestrator {
     await this.transition(vm, { type: "STOP" });
     const vmm = vm.vmm;
     const outcome = vmm ? await haltVmm(vmm, vm.paths, graceMs, this.log.child({ vm: vm.id })) : "no VMM was running";
+    failpoint("vmm.gone");
     if (outcome === undefined) {
       const reason = `VMM pid ${vmm?.process.pid} survived SIGKILL`;
       await this.transition(vm, { type: "STOP_FAILED", reason });
@@ -292,10 +336,10 @@ export class Orchestrator {
     await this.transition(vm, { type: "STOPPED", reason: outcome });
   }
 
-  /** Records the pid as soon as the process exists, so no restart can lose track of it. */
+  /** Records the pid as soon as the process exists, so no restart can lose track of it; if it cannot, the VMM is not booted. */
   private async adoptSpawned(vm: VmEntry, vmm: RunningVmm): Promise<void> {
     vm.vmm = vmm;
-    await this.persist(vm);
+    await this.persist(vm, "required");
   }
 
   /** A VMM that ends while the VM is Running: the guest powered off (exit 0) or the VMM died. */
@@ -344,30 +388,47 @@ export class Orchestrator {
     if (!vm.lifecycle.can(event)) throw invalidState(vm.id, vm.lifecycle.state, action);
   }
 
+  /** Runs `op` in the id's queue, on the VM as it is then (an earlier operation may have removed it). */
   private serialize<T>(id: string, op: (vm: VmEntry) => Promise<T>): Promise<T> {
-    const vm = this.get(id);
-    const run = vm.queue.then(() => {
-      // The VM may have been removed by an operation queued before this one.
-      if (this.vms.get(id) !== vm) throw vmNotFound(id);
-      return op(vm);
-    });
-    vm.queue = run.catch(() => undefined);
-    return run;
+    if (!this.vms.has(id) && !this.ops.busy(id)) return Promise.reject(vmNotFound(id));
+    return this.ops.run(id, () => op(this.get(id)));
   }
 
-  /** Applies `event`; `durable` false leaves the write to the next durable transition or persist. */
-  private async transition(vm: VmEntry, event: LifecycleEvent, durable = true): Promise<void> {
+  /** Applies `event` and writes the record as `write` says; the transition is announced once the VM is visible. */
+  private async transition(vm: VmEntry, event: LifecycleEvent, write: Write = "lazy"): Promise<void> {
     const t = vm.lifecycle.apply(event);
     vm.generation += 1;
     vm.updated_at = t.at;
-    this.log.info({ vm: vm.id, from: t.from, to: t.to, event: t.event, reason: t.reason }, "VM transition");
-    this.opts.events.publish({ id: vm.id, type: "transition", from: t.from, to: t.to, reason: t.reason, data: { event: t.event, seq: t.seq } });
-    if (durable) await this.persist(vm);
+    if (write !== "later") await this.persist(vm, write);
+    if (this.vms.get(vm.id) === vm) this.announce(vm, t);
   }
 
-  private async persist(vm: VmEntry): Promise<void> {
+  /** A new VM's transitions, announced once its record is durable and it is visible. */
+  private publishTransitions(vm: VmEntry): void {
+    for (const t of vm.lifecycle.transitions) this.announce(vm, t);
+  }
+
+  private announce(vm: VmEntry, t: Transition): void {
+    const level = t.to === "Failed" ? "warn" : "info";
+    this.log[level]({ vm: vm.id, from: t.from, to: t.to, event: t.event, reason: t.reason }, "VM transition");
+    this.opts.events.publish({ id: vm.id, type: "transition", from: t.from, to: t.to, reason: t.reason, data: { event: t.event, seq: t.seq } });
+  }
+
+  /**
+   * Writes the VM's record. "required": a failure is thrown. "lazy": a disk
+   * failure marks the VM unsaved (status shows it, the reconcile retries); the
+   * VM goes on from memory, so a full disk never wedges a stop.
+   */
+  private async persist(vm: VmEntry, write: "required" | "lazy"): Promise<void> {
     // An unreadable record stays as it was found: it is the evidence of what went wrong.
     if (vm.unreadable || !vm.spec) return;
-    await this.opts.store.save(toRecord({ ...vm, spec: vm.spec }));
+    try {
+      await this.opts.store.save(toRecord({ ...vm, spec: vm.spec }));
+      vm.unsaved = undefined;
+    } catch (e) {
+      if (write === "required" || !(e instanceof StorageError)) throw e;
+      if (!vm.unsaved) this.log.error({ vm: vm.id, err: e.message }, "cannot write the VM's record; going on from memory, the reconcile sweep retries");
+      vm.unsaved ??= { error: e.message, since: new Date().toISOString() };
+    }
   }
 }

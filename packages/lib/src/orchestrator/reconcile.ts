@@ -2,12 +2,15 @@
  * The reconcile sweep compares what the records say with what runs, and fixes
  * drift: a VMM process that no record owns (a start cut short by a crash, a
  * VM whose VMM was replaced), and API socket files left by VMMs that died.
+ * A process counts as a VMM only if it runs the configured VMM binary
+ * (ch/vmm-binary.ts): a wrapper that merely names the socket is never killed.
  * It runs at start-up, after adoption, and then periodically.
  */
 import fs from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
 import { findProcessesByArg, isAlive } from "../ch/proc.js";
+import { isVmmProcess, type VmmExecutable } from "../ch/vmm-binary.js";
 import type { VmEntry } from "./vm-entry.js";
 
 export interface Drift {
@@ -18,12 +21,26 @@ export interface Drift {
 /** States in which an operation may be spawning or stopping a VMM: the sweep leaves those VMs alone. */
 const BUSY = new Set(["Starting", "Stopping"]);
 
-export async function reconcile(stateDir: string, vms: ReadonlyMap<string, VmEntry>, log: Logger): Promise<Drift> {
+/**
+ * `busy(id)`: an operation on the id runs or waits (a create may be about to
+ * make the VM, a start to spawn its VMM): the sweep leaves that id alone.
+ */
+export async function reconcile(
+  stateDir: string,
+  vms: ReadonlyMap<string, VmEntry>,
+  vmm: VmmExecutable | undefined,
+  busy: (id: string) => boolean,
+  log: Logger,
+): Promise<Drift> {
   const drift: Drift = { orphansKilled: [], staleSockets: [] };
   const apiArg = new RegExp(`^path=${escapeRegExp(stateDir)}/([^/]+)/api\\.sock$`);
-  for (const { identity, arg } of findProcessesByArg(`path=${stateDir}/`)) {
+  for (const { identity, arg, argv } of findProcessesByArg(`path=${stateDir}/`)) {
     const id = apiArg.exec(arg)?.[1];
-    if (id === undefined) continue;
+    if (id === undefined || busy(id)) continue;
+    if (!vmm || !isVmmProcess(identity.pid, vmm, argv)) {
+      log.debug({ vm: id, pid: identity.pid, argv }, "a process names a VM's API socket but does not run the VMM binary; left alone");
+      continue;
+    }
     const vm = vms.get(id);
     if (vm?.unreadable) {
       log.warn({ vm: id, pid: identity.pid }, "a VMM runs for a VM whose record cannot be read; left running");
@@ -37,7 +54,7 @@ export async function reconcile(stateDir: string, vms: ReadonlyMap<string, VmEnt
     log.warn({ vm: id, pid: identity.pid, state: vm?.lifecycle.state ?? "no record" }, "killed a VMM no record owns");
   }
   for (const vm of vms.values()) {
-    if (vm.vmm || BUSY.has(vm.lifecycle.state)) continue;
+    if (vm.vmm || BUSY.has(vm.lifecycle.state) || busy(vm.id)) continue;
     const removed = await fs.rm(vm.paths.apiSocket).then(
       () => true,
       () => false,

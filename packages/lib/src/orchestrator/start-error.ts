@@ -1,21 +1,26 @@
 /** Turns whatever stopped a start into the JSON-RPC error the caller gets, with CH's own words. */
-import fs from "node:fs/promises";
+import fs from "node:fs";
 import { ChApiError, describeChError } from "../ch/client.js";
 import { VmmLaunchError } from "../ch/vmm-process.js";
 import { ErrorCode, RpcError } from "../errors.js";
 
-export async function startError(id: string, e: unknown): Promise<RpcError> {
-  const kvm = await fs.access("/dev/kvm").then(
-    () => true,
-    () => false,
-  );
-  const kvmHint = kvm ? "" : " (note: /dev/kvm does not exist on this host)";
+/** The calls at which CH opens /dev/kvm: a missing /dev/kvm can explain only their failure, or a VMM that exited. */
+const KVM_CALLS = new Set(["vm.create", "vm.boot"]);
+
+export function startError(id: string, e: unknown): RpcError {
   if (e instanceof ChApiError) {
     const code = e.timedOut ? ErrorCode.Timeout : ErrorCode.VmmError;
     const data = { id, call: e.call, status: e.status ?? null, body: e.body ?? null };
     const detail = e.body !== undefined ? describeChError(e.body) : e.message;
-    return new RpcError(code, `start of VM '${id}' failed at ${e.call}: ${detail}${kvmHint}`, data);
+    const hint = !e.timedOut && KVM_CALLS.has(e.call) ? kvmHint() : "";
+    return new RpcError(code, `start of VM '${id}' failed at ${e.call}: ${detail}${hint}`, data);
   }
-  if (e instanceof VmmLaunchError) return new RpcError(ErrorCode.VmmError, `start of VM '${id}' failed: ${e.message}${kvmHint}`, { id });
+  if (e instanceof VmmLaunchError) return new RpcError(ErrorCode.VmmError, `start of VM '${id}' failed: ${e.message}${kvmHint()}`, { id });
+  // Already classified (a record that could not be written, ...): it names what failed.
+  if (e instanceof RpcError) return e;
   return new RpcError(ErrorCode.VmmError, `start of VM '${id}' failed: ${(e as Error).message}`, { id });
+}
+
+function kvmHint(): string {
+  return fs.existsSync("/dev/kvm") ? "" : " (note: /dev/kvm does not exist on this host)";
 }

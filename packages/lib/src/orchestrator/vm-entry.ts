@@ -25,8 +25,11 @@ export interface VmEntry {
   services: VmServices;
   /** Set when state.json could not be read: the file is kept as found, never overwritten. */
   unreadable?: string;
-  /** Tail of the per-VM operation queue: operations on one VM run one at a time. */
-  queue: Promise<unknown>;
+  /**
+   * Set while the newest state could not be written (full or read-only disk):
+   * why, and since when. The reconcile sweep writes it again until it lands.
+   */
+  unsaved?: { error: string; since: string };
 }
 
 export function newEntry(spec: VmSpec, paths: VmPaths, services: VmServices): VmEntry {
@@ -41,7 +44,6 @@ export function newEntry(spec: VmSpec, paths: VmPaths, services: VmServices): Vm
     generation: 0,
     created_at: now,
     updated_at: now,
-    queue: Promise.resolve(),
   };
 }
 
@@ -56,7 +58,6 @@ export function entryFromRecord(record: VmRecord, paths: VmPaths, services: VmSe
     generation: record.generation,
     created_at: record.created_at,
     updated_at: record.updated_at,
-    queue: Promise.resolve(),
   };
 }
 
@@ -74,7 +75,6 @@ export function unreadableEntry(id: string, error: string, paths: VmPaths, servi
     created_at: now,
     updated_at: now,
     unreadable: error,
-    queue: Promise.resolve(),
   };
   vm.lifecycle.apply({ type: "LOAD_FAILED", reason: `state.json cannot be read: ${error}` });
   return vm;
@@ -114,5 +114,7 @@ export function toStatus(vm: VmEntry, pendingReleases: PendingRelease[]): VmStat
     resources: vm.resources as VmStatus["resources"],
     pending_releases: pendingReleases as unknown as VmStatus["pending_releases"],
     agent: vm.services.agent.current,
+    console: { lost_bytes: vm.services.console.lostBytes },
+    ...(vm.unsaved ? { unsaved: vm.unsaved } : {}),
   };
 }

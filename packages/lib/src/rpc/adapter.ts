@@ -1,7 +1,13 @@
 /**
  * The JSON-RPC 2.0 adapter: checks each message's envelope and params and
  * says exactly what is wrong, dispatches through json-rpc-2.0, and turns
- * thrown errors into JSON-RPC errors. It knows nothing about sockets.
+ * thrown errors into JSON-RPC errors. It takes a line and gives back the
+ * reply's text; it knows nothing about sockets.
+ *
+ * A numeric id is echoed exactly as it was sent, even past 2^53 where a
+ * JavaScript number would change it: such a line is parsed again with
+ * lossless-json, whose numbers keep their text (the rare path; JSON.parse
+ * stays the fast one).
  */
 
 import type { TSchema } from "@sinclair/typebox";
@@ -16,6 +22,7 @@ import {
   type JSONRPCResponse,
   JSONRPCServer,
 } from "json-rpc-2.0";
+import { isLosslessNumber, parse as losslessParse, stringify as losslessStringify } from "lossless-json";
 import type { Logger } from "pino";
 import { RpcError } from "../errors.js";
 import type { MethodDef } from "./methods.js";
@@ -28,6 +35,9 @@ const INVALID_PARAMS = -32602;
 const INTERNAL_ERROR = -32603;
 
 type Reply = JSONRPCResponse | JSONRPCResponse[] | null;
+const noParams = (p: unknown): boolean => p === undefined || (Array.isArray(p) ? p.length === 0 : Object.keys(p as object).length === 0);
+/** A batch's replies are built whole before they are sent: the batch size bounds that memory. */
+export const MAX_BATCH = 256;
 
 export class RpcAdapter {
   // Errors are logged by toErrorResponse, not by the library's console listener.
@@ -42,22 +52,37 @@ export class RpcAdapter {
   ) {
     for (const m of methods) this.register(m);
     const discovery = openRpcDocument(methods, version, title);
-    this.server.addMethod("rpc.discover", () => discovery);
+    this.server.addMethod("rpc.discover", (params) => {
+      if (!noParams(params)) throw new RpcError(INVALID_PARAMS, "Invalid params for rpc.discover: it takes no params", { params });
+      return discovery;
+    });
     this.server.handleMethodNotFound = async (req) =>
       req.id === undefined ? null : createJSONRPCErrorResponse(req.id, METHOD_NOT_FOUND, `Method not found: '${req.method}'`);
     this.server.mapErrorToJSONRPCErrorResponse = (id, error) => this.toErrorResponse(id, error);
   }
 
-  /** Handles one line: a request, a notification or a batch. null: nothing to send. */
-  async handleLine(line: string): Promise<Reply> {
+  /** Handles one line: a request, a notification or a batch. Returns the reply's text, or null: nothing to send. */
+  async handleLine(line: string): Promise<string | null> {
     let message: unknown;
     try {
       message = JSON.parse(line);
     } catch (e) {
-      return createJSONRPCErrorResponse(null, PARSE_ERROR, `Parse error: ${(e as Error).message}`);
+      return JSON.stringify(createJSONRPCErrorResponse(null, PARSE_ERROR, `Parse error: ${(e as Error).message}`));
     }
+    const reply = await this.handle(message);
+    if (reply === null) return null;
+    return inexactIds(message) ? withExactIds(line, reply) : JSON.stringify(reply);
+  }
+
+  private async handle(message: unknown): Promise<Reply> {
     if (!Array.isArray(message)) return this.handleOne(message);
     if (message.length === 0) return createJSONRPCErrorResponse(null, INVALID_REQUEST, "Invalid Request: empty batch");
+    if (message.length > MAX_BATCH)
+      return createJSONRPCErrorResponse(
+        null,
+        INVALID_REQUEST,
+        `Invalid Request: a batch of ${message.length} requests; at most ${MAX_BATCH} are taken at once`,
+      );
     const replies = (await Promise.all(message.map((m) => this.handleOne(m)))).filter((r): r is JSONRPCResponse => r !== null);
     return replies.length > 0 ? replies : null;
   }
@@ -106,6 +131,25 @@ function explain(e: ValueError): { path: string; message: string }[] {
     if (sizes[0] !== sizes[1]) return closest.flatMap(explain);
   }
   return [{ path: e.path || "/", message: (e.schema as { errorMessage?: string }).errorMessage ?? e.message }];
+}
+
+/** True if a numeric id in the message lost digits to JSON.parse (beyond 2^53, or not an integer). */
+function inexactIds(message: unknown): boolean {
+  const items = Array.isArray(message) ? message : [message];
+  return items.some((m) => typeof m?.id === "number" && !Number.isSafeInteger(m.id));
+}
+
+/**
+ * The reply's text with every numeric id as the request wrote it. Replies
+ * come in the order of the requests that get one, so the requests' ids are
+ * matched to them in order (a notification, having no id, gets no reply).
+ */
+function withExactIds(line: string, reply: JSONRPCResponse | JSONRPCResponse[]): string {
+  const parsed = losslessParse(line) as unknown;
+  const ids = (Array.isArray(parsed) ? parsed : [parsed]).map((m) => (m as { id?: unknown })?.id).filter((id) => id !== undefined);
+  const replies = Array.isArray(reply) ? reply : [reply];
+  const exact = replies.map((r, i) => (isLosslessNumber(ids[i]) && r.id !== null ? { ...r, id: ids[i] } : r));
+  return losslessStringify(Array.isArray(reply) ? exact : exact[0]) as string;
 }
 
 const isId = (id: unknown): id is JSONRPCID => id === null || typeof id === "string" || typeof id === "number";

@@ -23,7 +23,11 @@ const AbsolutePath = Type.String({
 const timeoutMs = (description: string) => Type.Integer({ minimum: 1, maximum: 3_600_000, description });
 
 export const KernelBoot = Type.Object(
-  { kernel: AbsolutePath, initramfs: Type.Optional(AbsolutePath), cmdline: Type.Optional(Type.String({ maxLength: 4096 })) },
+  {
+    kernel: AbsolutePath,
+    initramfs: Type.Optional(AbsolutePath),
+    cmdline: Type.Optional(Type.String({ maxLength: 4096, pattern: "^[^\\u0000]*$", errorMessage: "cmdline must not contain a NUL byte" })),
+  },
   { ...strict, title: "KernelBoot", description: "Direct kernel boot" },
 );
 export const FirmwareBoot = Type.Object({ firmware: AbsolutePath }, { ...strict, title: "FirmwareBoot", description: "Firmware boot" });
@@ -60,7 +64,16 @@ const NetRef = Type.Object(
 );
 export const Net = Type.Union([NetTap, NetRef], { errorMessage: "a net is {tap, mac?} or {network, mac?}" });
 
-const EnvMap = Type.Record(Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]*$" }), Type.String(), { description: "Environment variables" });
+const ENV_NAME = "^[A-Za-z_][A-Za-z0-9_]*$";
+const EnvMap = Type.Record(
+  Type.String({ pattern: ENV_NAME }),
+  Type.String({ pattern: "^[^\\u0000]*$", errorMessage: "an environment value must not contain a NUL byte" }),
+  {
+    additionalProperties: false,
+    description: `Environment variables; each name matches ${ENV_NAME}`,
+    errorMessage: `every environment variable name must match ${ENV_NAME}`,
+  },
+);
 export const WorkloadSchema = Type.Object(
   {
     argv: Type.Array(Type.String(), { minItems: 1, maxItems: 1024, description: "The command the guest init runs" }),
@@ -139,6 +152,19 @@ export const VmStatus = Type.Object(
     agent: Type.Object(
       { ready: Type.Boolean(), since: Type.Union([Type.String({ format: "date-time" }), Type.Null()]) },
       { description: "Whether the guest's exec agent answers, and since when" },
+    ),
+    console: Type.Object(
+      { lost_bytes: Type.Integer({ description: "Serial output that could not be written to the log (full or read-only disk) since the daemon started" }) },
+      { description: "The serial log's health" },
+    ),
+    unsaved: Type.Optional(
+      Type.Object(
+        { error: Type.String(), since: Type.String({ format: "date-time" }) },
+        {
+          description:
+            "Present while the VM's newest state could not be written to its state.json (full or read-only disk): why, and since when. The daemon goes on from memory and writes it once it can",
+        },
+      ),
     ),
   },
   { title: "VmStatus" },

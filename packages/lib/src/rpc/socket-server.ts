@@ -2,6 +2,14 @@
  * The RPC socket: newline-delimited JSON-RPC on a Unix socket, mode 0600.
  * A stale socket left by a dead daemon is replaced; a live one is an error.
  * Requests on one connection are handled concurrently; each reply is one line.
+ *
+ * What one connection may hold is bounded, whatever its client does: the
+ * daemon stops reading a connection while more than OUTPUT_PAUSE_BYTES of
+ * its replies are unsent or MAX_IN_FLIGHT of its calls are unanswered, and
+ * resumes once the client reads; a connection whose unsent replies pass
+ * OUTPUT_LIMIT_BYTES (large replies to calls already in flight) is closed, with a log line. A client
+ * that never reads its replies thus costs about a megabyte, and stalls only
+ * itself.
  */
 import fs from "node:fs/promises";
 import net from "node:net";
@@ -10,6 +18,12 @@ import { listenPrivate } from "../private-socket.js";
 import type { RpcAdapter } from "./adapter.js";
 
 export const MAX_LINE_BYTES = 1024 * 1024;
+export const OUTPUT_PAUSE_BYTES = 1024 * 1024;
+/** Above the largest single reply (an exec's 16 MiB of stdout and of stderr, base64 in JSON: about 45 MB). */
+export const OUTPUT_LIMIT_BYTES = 64 * 1024 * 1024;
+export const MAX_IN_FLIGHT = 64;
+
+type Item = { line: string; tooLong: false } | { tooLong: true };
 
 export class RpcSocketServer {
   private readonly server: net.Server;
@@ -44,20 +58,32 @@ export class RpcSocketServer {
     socket.on("close", () => this.connections.delete(socket));
     socket.on("error", (e) => this.log.debug({ err: e.message }, "RPC connection error"));
     const lines = new LineReader(MAX_LINE_BYTES);
+    /** Lines read but not yet dispatched: at most one read's worth while the connection is paused. */
+    const waiting: Item[] = [];
     const pending = new Set<Promise<void>>();
     let peerEnded = false;
-    const endIfDone = () => {
-      if (peerEnded && pending.size === 0) socket.end();
+    const pump = () => {
+      if (socket.destroyed) {
+        waiting.length = 0;
+        return;
+      }
+      while (waiting.length > 0 && pending.size < MAX_IN_FLIGHT && socket.writableLength <= OUTPUT_PAUSE_BYTES) {
+        const item = waiting.shift() as Item;
+        if (item.tooLong) this.reply(socket, TOO_LONG_REPLY);
+        else if (item.line.trim() !== "") this.track(socket, item.line, pending, pump);
+      }
+      if (waiting.length > 0 || pending.size >= MAX_IN_FLIGHT || socket.writableLength > OUTPUT_PAUSE_BYTES) socket.pause();
+      else if (!socket.destroyed) socket.resume();
+      if (peerEnded && waiting.length === 0 && pending.size === 0) socket.end();
     };
     socket.on("data", (chunk) => {
-      for (const item of lines.push(chunk)) {
-        if (item.tooLong) this.reply(socket, tooLongReply());
-        else if (item.line.trim() !== "") this.track(socket, item.line, pending, endIfDone);
-      }
+      for (const item of lines.push(chunk)) waiting.push(item);
+      pump();
     });
+    socket.on("drain", pump);
     socket.on("end", () => {
       peerEnded = true;
-      endIfDone();
+      pump();
     });
   }
 
@@ -79,12 +105,17 @@ export class RpcSocketServer {
     pending.add(work);
   }
 
-  private reply(socket: net.Socket, reply: unknown): void {
-    if (reply !== null && socket.writable) socket.write(`${JSON.stringify(reply)}\n`);
+  private reply(socket: net.Socket, reply: string | null): void {
+    if (reply === null || !socket.writable) return;
+    socket.write(`${reply}\n`);
+    if (socket.writableLength > OUTPUT_LIMIT_BYTES) {
+      this.log.warn({ unsent_bytes: socket.writableLength, limit: OUTPUT_LIMIT_BYTES }, "RPC client does not read its replies; connection closed");
+      socket.destroy();
+    }
   }
 }
 
-const tooLongReply = () => ({
+const TOO_LONG_REPLY = JSON.stringify({
   jsonrpc: "2.0",
   id: null,
   error: { code: -32600, message: `Invalid Request: message exceeds ${MAX_LINE_BYTES} bytes without a newline; it was discarded` },

@@ -68,7 +68,16 @@ export class ReleaseQueue {
     await this.save();
   }
 
-  private save(): Promise<void> {
-    return replaceFileDurably(this.file, `${JSON.stringify(this.entries, null, 2)}\n`);
+  /**
+   * A file that cannot be written (full disk) loses nothing that matters: the
+   * entries stay in memory and are written with the next change, and after a
+   * restart releases go by owner, so leftovers are found anyway.
+   */
+  private async save(): Promise<void> {
+    try {
+      await replaceFileDurably(this.file, `${JSON.stringify(this.entries, null, 2)}\n`);
+    } catch (e) {
+      this.log.error({ file: this.file, err: (e as Error).message }, "cannot write the pending releases; they stay in memory and are retried");
+    }
   }
 }

@@ -15,6 +15,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
+import { asStorageError } from "../errors.js";
+import { failpoint } from "../failpoints.js";
 
 const writeFile = promisify(fs.writeFile);
 const rename = promisify(fs.rename);
@@ -25,18 +27,26 @@ const close = promisify(fs.close);
 
 let tempCounter = 0;
 
-/** `dirFd`: the directory, already open (saves an open and a close per write). */
+/** Temp files are `<file>.<pid>-<n>.tmp`: a crash can leave one, and this tells it apart from anything else. */
+export const isTempFile = (name: string, of: string): boolean => name.startsWith(`${of}.`) && /\.\d+-\d+\.tmp$/.test(name);
+
+/**
+ * `dirFd`: the directory, already open (saves an open and a close per write).
+ * A failure is a StorageError naming the file; the temp file is removed.
+ */
 export async function replaceFileDurably(file: string, data: string, opts: { mode?: number; dirFd?: number } = {}): Promise<void> {
   const temp = `${file}.${process.pid}-${++tempCounter}.tmp`;
   try {
     await writeFile(temp, data, { mode: opts.mode ?? 0o600, flush: true });
+    failpoint("store.temp-written");
     await rename(temp, file);
+    failpoint("store.renamed");
+    if (opts.dirFd !== undefined) await fsync(opts.dirFd);
+    else await fsyncDir(path.dirname(file));
   } catch (e) {
-    await rm(temp, { force: true });
-    throw e;
+    await rm(temp, { force: true }).catch(() => undefined);
+    throw asStorageError("write", file, e);
   }
-  if (opts.dirFd !== undefined) await fsync(opts.dirFd);
-  else await fsyncDir(path.dirname(file));
 }
 
 export async function fsyncDir(dir: string): Promise<void> {

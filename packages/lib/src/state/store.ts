@@ -3,19 +3,43 @@
  * (temp file, fsync, rename, then fsync of the directory), so a crash leaves
  * either the old or the new record. A VM directory is removed by renaming it
  * out of the way first, so a crash mid-removal never leaves half a VM.
+ *
+ * Nothing under the state dir is trusted blindly: a VM directory is created
+ * by the daemon itself (mode 0700) and opened without following links, so a
+ * symlink planted at `<state-dir>/<id>` is refused, never written through.
+ * Every failure is a StorageError naming the path.
  */
 import { randomBytes } from "node:crypto";
-import fs from "node:fs/promises";
+import fs from "node:fs";
+import fsp from "node:fs/promises";
 import path from "node:path";
-import { closeFd, fsyncDir, openDir, replaceFileDurably } from "./durable-file.js";
+import { promisify } from "node:util";
+import { onDisk, StorageError } from "../errors.js";
+import { failpoint } from "../failpoints.js";
+import { fsyncDir, isTempFile, replaceFileDurably } from "./durable-file.js";
 import { parseRecord, type VmRecord } from "./record.js";
 import { vmPaths } from "./vm-paths.js";
 
 const TRASH_PREFIX = ".removing-";
+const PRIVATE_DIR = 0o700;
+const open = promisify(fs.open);
+const close = promisify(fs.close);
 
 export interface UnreadableRecord {
   id: string;
   error: string;
+}
+
+/** What loadAll found besides records: repairs made and entries left alone, for the log. */
+export interface LoadNotes {
+  /** Directories with no record, only what a create cut short leaves (nothing, or temp files): removed. */
+  incomplete: string[];
+  /** Temp files a crash left beside records: removed. */
+  tempFiles: string[];
+  /** Directories whose mode let others in: narrowed to 0700. */
+  narrowed: string[];
+  /** Entries that are not plain directories (symlinks, files): never followed, left as found. */
+  ignored: string[];
 }
 
 export class StateStore {
@@ -26,29 +50,64 @@ export class StateStore {
 
   constructor(readonly stateDir: string) {}
 
-  async init(): Promise<void> {
-    await fs.mkdir(this.stateDir, { recursive: true, mode: 0o700 });
+  /** Creates the state dir, or checks the one that exists: a real directory, narrowed to 0700. Returns true if it had to narrow it. */
+  async init(): Promise<boolean> {
+    await onDisk("create", this.stateDir, () => fsp.mkdir(this.stateDir, { recursive: true, mode: PRIVATE_DIR }));
+    return privateDir(this.stateDir);
   }
 
   save(record: VmRecord): Promise<void> {
     const text = `${JSON.stringify(record, null, 2)}\n`;
     const write = (this.writes.get(record.id) ?? Promise.resolve()).then(() => this.write(record.id, text));
-    this.writes.set(
-      record.id,
-      write.catch(() => undefined),
-    );
+    const tail = write.catch(() => undefined);
+    this.writes.set(record.id, tail);
+    void tail.then(() => this.writes.get(record.id) === tail && this.writes.delete(record.id));
     return write;
   }
 
   private async write(id: string, text: string): Promise<void> {
-    const { dir, record: file } = vmPaths(this.stateDir, id);
-    let dirFd = this.dirFds.get(id);
-    if (dirFd === undefined) {
-      await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-      dirFd = await openDir(dir);
-      this.dirFds.set(id, dirFd);
+    const file = vmPaths(this.stateDir, id).record;
+    try {
+      await replaceFileDurably(file, text, { dirFd: await this.dirFd(id) });
+    } catch (e) {
+      // The directory went away under us (removed by hand): make it again, once, and write the record there.
+      if (!(e instanceof StorageError && e.errno === "ENOENT")) throw e;
+      await this.forgetDir(id);
+      await replaceFileDurably(file, text, { dirFd: await this.dirFd(id) });
     }
-    await replaceFileDurably(file, text, { dirFd });
+  }
+
+  /** The VM's directory, created if missing, opened without following a link. */
+  private async dirFd(id: string): Promise<number> {
+    const cached = this.dirFds.get(id);
+    if (cached !== undefined) return cached;
+    const { dir } = vmPaths(this.stateDir, id);
+    const created = await fsp.mkdir(dir, { mode: PRIVATE_DIR }).then(
+      () => true,
+      (e: NodeJS.ErrnoException) => {
+        if (e.code === "EEXIST") return false;
+        throw new StorageError("create", dir, e);
+      },
+    );
+    if (created) failpoint("store.dir-created");
+    const fd = await open(dir, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW).catch((e: NodeJS.ErrnoException) => {
+      throw e.code === "ELOOP" || e.code === "ENOTDIR"
+        ? new StorageError("use", dir, "it is not a directory the daemon made (a symlink or a file); links under the state dir are never followed")
+        : new StorageError("open", dir, e);
+    });
+    this.dirFds.set(id, fd);
+    return fd;
+  }
+
+  private async forgetDir(id: string): Promise<void> {
+    const fd = this.dirFds.get(id);
+    this.dirFds.delete(id);
+    if (fd !== undefined) await close(fd).catch(() => undefined);
+  }
+
+  /** True if the record file is where it should be (a check for the reconcile sweep). */
+  hasRecord(id: string): boolean {
+    return fs.existsSync(vmPaths(this.stateDir, id).record);
   }
 
   /** Deletes the VM's directory: one atomic rename makes it gone, then the files go. */
@@ -56,40 +115,80 @@ export class StateStore {
     const trash = path.join(this.stateDir, `${TRASH_PREFIX}${id}-${randomBytes(4).toString("hex")}`);
     // A save still in flight would otherwise land in (or re-create) the directory being removed.
     await this.writes.get(id);
-    this.writes.delete(id);
-    const dirFd = this.dirFds.get(id);
-    this.dirFds.delete(id);
-    if (dirFd !== undefined) await closeFd(dirFd);
+    await this.forgetDir(id);
+    const { dir } = vmPaths(this.stateDir, id);
     try {
-      await fs.rename(vmPaths(this.stateDir, id).dir, trash);
+      await fsp.rename(dir, trash);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
-      throw e;
+      throw new StorageError("remove", dir, e as NodeJS.ErrnoException);
     }
-    await fsyncDir(this.stateDir);
-    await fs.rm(trash, { recursive: true, force: true });
+    failpoint("store.trashed");
+    await onDisk("sync", this.stateDir, () => fsyncDir(this.stateDir));
+    await fsp.rm(trash, { recursive: true, force: true });
   }
 
   /** Finishes removals a crash interrupted. */
   async emptyTrash(): Promise<string[]> {
-    const trash = (await fs.readdir(this.stateDir)).filter((n) => n.startsWith(TRASH_PREFIX));
-    await Promise.all(trash.map((n) => fs.rm(path.join(this.stateDir, n), { recursive: true, force: true })));
+    const trash = (await fsp.readdir(this.stateDir)).filter((n) => n.startsWith(TRASH_PREFIX));
+    await Promise.all(trash.map((n) => fsp.rm(path.join(this.stateDir, n), { recursive: true, force: true })));
     return trash;
   }
 
-  /** Every record on disk, as v2; the ones that cannot be read are reported, not dropped. */
-  async loadAll(): Promise<{ records: { record: VmRecord; migrated: boolean }[]; unreadable: UnreadableRecord[] }> {
+  /**
+   * Every record on disk, as v2; the ones that cannot be read are reported,
+   * not dropped. On the way: temp files a crash left are removed, loose
+   * directory modes narrowed, and a directory a create left without its
+   * first record (the create was never acknowledged) is removed.
+   */
+  async loadAll(): Promise<{ records: { record: VmRecord; migrated: boolean }[]; unreadable: UnreadableRecord[]; notes: LoadNotes }> {
     const records: { record: VmRecord; migrated: boolean }[] = [];
     const unreadable: UnreadableRecord[] = [];
-    for (const entry of await fs.readdir(this.stateDir, { withFileTypes: true })) {
-      if (!entry.isDirectory() || entry.name.startsWith(".")) continue;
+    const notes: LoadNotes = { incomplete: [], tempFiles: [], narrowed: [], ignored: [] };
+    for (const entry of await fsp.readdir(this.stateDir, { withFileTypes: true })) {
+      if (entry.name.startsWith(".")) continue;
+      if (!entry.isDirectory()) {
+        const file = path.join(this.stateDir, entry.name);
+        if (!isStateDirFile(entry.name)) notes.ignored.push(file);
+        else if (entry.name.endsWith(".tmp")) {
+          await fsp.rm(file, { force: true });
+          notes.tempFiles.push(file);
+        }
+        continue;
+      }
       const paths = vmPaths(this.stateDir, entry.name);
+      if (await privateDir(paths.dir)) notes.narrowed.push(paths.dir);
+      const names = await fsp.readdir(paths.dir);
+      for (const name of names.filter((n) => isTempFile(n, "state.json"))) {
+        await fsp.rm(path.join(paths.dir, name), { force: true });
+        notes.tempFiles.push(path.join(paths.dir, name));
+      }
+      if (!names.includes("state.json") && names.every((n) => isTempFile(n, "state.json"))) {
+        await this.remove(entry.name);
+        notes.incomplete.push(paths.dir);
+        continue;
+      }
       try {
-        records.push(parseRecord(await fs.readFile(paths.record, "utf8"), entry.name, paths));
+        records.push(parseRecord(await fsp.readFile(paths.record, "utf8"), entry.name, paths));
       } catch (e) {
         unreadable.push({ id: entry.name, error: `${paths.record}: ${(e as Error).message}` });
       }
     }
-    return { records, unreadable };
+    return { records, unreadable, notes };
   }
+}
+
+/** The daemon's own files at the top of the state dir (events journal, pending releases, lock) and their temp files. */
+const isStateDirFile = (name: string): boolean => /^(events\.jsonl|pending-releases\.json|daemon\.pid)(\.\d+-\d+\.tmp)?$/.test(name);
+
+/**
+ * Checks that `dir` is a real directory (not a link) and narrows its mode to
+ * 0700 if others could enter or list it. Returns true if it narrowed it.
+ */
+export async function privateDir(dir: string): Promise<boolean> {
+  const stat = await onDisk("inspect", dir, () => fsp.lstat(dir));
+  if (!stat.isDirectory()) throw new StorageError("use", dir, "it is not a directory (a symlink or a file); links are never followed");
+  if ((stat.mode & 0o077) === 0) return false;
+  await onDisk("narrow the mode of", dir, () => fsp.chmod(dir, PRIVATE_DIR));
+  return true;
 }

@@ -14,12 +14,16 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "
 /** The daemon as shipped: one esbuild bundle (start-up is a third of loading the modules one by one). */
 export const DAEMON_BIN = path.join(ROOT, "packages/daemon/dist/my_hypervisor-daemon.mjs");
 export const SIM_BIN = path.join(ROOT, "packages/ch-sim/dist/main.js");
+const SIBLINGS = path.join(ROOT, "packages/siblings/dist");
 
 export interface RpcErrorObject {
   code: number;
   message: string;
   data?: unknown;
 }
+
+/** The code a call fails with when the connection went away before its reply (not a JSON-RPC code). */
+export const CONNECTION_LOST = -1;
 
 export class RpcCallError extends Error {
   constructor(readonly error: RpcErrorObject) {
@@ -38,11 +42,13 @@ export class RpcConnection {
 
   private constructor(readonly socket: net.Socket) {
     socket.setEncoding("utf8");
-    // A daemon killed under a test resets its connections: fail the calls still waiting.
-    socket.on("error", (e) => {
-      for (const [id, claim] of this.waiting) claim({ id, error: { code: -1, message: `connection lost: ${e.message}` } });
+    // A daemon killed under a test resets or closes its connections: fail the calls still waiting.
+    const lost = (why: string) => {
+      for (const [id, claim] of this.waiting) claim({ id, error: { code: CONNECTION_LOST, message: `connection lost: ${why}` } });
       this.waiting.clear();
-    });
+    };
+    socket.on("error", (e) => lost(e.message));
+    socket.on("close", () => lost("closed"));
     socket.on("data", (chunk: string) => {
       this.buffer += chunk;
       for (let nl = this.buffer.indexOf("\n"); nl >= 0; nl = this.buffer.indexOf("\n")) {
@@ -123,12 +129,15 @@ export interface DaemonOptions {
   args?: string[];
   /** Added to the daemon's environment (and so its VMMs'): failpoints, test VMM knobs. */
   env?: Record<string, string>;
+  /** Instead of `<dir>/state` and `<dir>/console`: to put them on a small or read-only filesystem. */
+  stateDir?: string;
+  consoleDir?: string;
 }
 
 export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
   const dir = opts.dir ?? tempDir();
   const socket = path.join(dir, "rpc.sock");
-  const stateDir = path.join(dir, "state");
+  const stateDir = opts.stateDir ?? path.join(dir, "state");
   const kernel = path.join(dir, "vmlinux");
   if (!fs.existsSync(kernel)) fs.writeFileSync(kernel, "not a real kernel: the test VMM only checks it can be read\n");
   // Run as installed: the file itself, so the node flags on its #! line apply.
@@ -140,7 +149,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
       "--state-dir",
       stateDir,
       "--console-dir",
-      path.join(dir, "console"),
+      opts.consoleDir ?? path.join(dir, "console"),
       "--cloud-hypervisor",
       opts.vmm ?? SIM_BIN,
       "--log-level",
@@ -225,22 +234,64 @@ export function vmSpec(d: Daemon, id: string, cmdline = "") {
   return { id, vcpus: 1, memory_mib: 64, boot: { kernel: d.kernel, cmdline } };
 }
 
+export interface Sibling {
+  socket: string;
+  proc: ResultPromise;
+  call<T = any>(method: string, params: Record<string, unknown>): Promise<T>;
+}
+
+/** A reference sibling daemon on `<dir>/<kind>.sock`; netd in a network namespace of its own. */
+export async function startSibling(kind: "netd" | "vold", dir: string, extra: string[] = []): Promise<Sibling> {
+  const socket = path.join(dir, `${kind}.sock`);
+  const args = [path.join(SIBLINGS, `${kind}.js`), "--socket", socket, "--state-dir", path.join(dir, `${kind}-state`), ...extra];
+  // netd gets a network namespace of its own: its bridges and taps never touch the host's interfaces.
+  const proc = kind === "netd" ? execa("unshare", ["--net", "node", ...args], { reject: false }) : execa("node", args, { reject: false });
+  // Wait until it accepts: a killed predecessor may have left the socket file behind.
+  await eventually(() =>
+    RpcConnection.open(socket).then(
+      (c) => {
+        c.close();
+        return true;
+      },
+      () => undefined,
+    ),
+  );
+  return {
+    socket,
+    proc,
+    async call(method, params) {
+      const conn = await RpcConnection.open(socket);
+      try {
+        return await conn.call(method, params);
+      } finally {
+        conn.close();
+      }
+    },
+  };
+}
+
 /**
- * What a test file starts and must not leave behind: daemons and VMM pids.
+ * What a test file starts and must not leave behind: daemons, siblings and VMM pids.
  * `cleanup()` (in afterAll) kills whatever is still alive.
  */
 export class Fleet {
   readonly pids = new Set<number>();
-  private readonly daemons: Daemon[] = [];
+  private readonly procs: ResultPromise[] = [];
 
   async daemon(opts: DaemonOptions = {}): Promise<Daemon> {
     const d = await startDaemon(opts);
-    this.daemons.push(d);
+    this.procs.push(d.proc);
     return d;
+  }
+
+  async sibling(...args: Parameters<typeof startSibling>): Promise<Sibling> {
+    const s = await startSibling(...args);
+    this.procs.push(s.proc);
+    return s;
   }
 
   cleanup(): void {
     for (const pid of this.pids) killIfAlive(pid);
-    for (const d of this.daemons) if (d.proc.exitCode === null) d.proc.kill("SIGKILL");
+    for (const p of this.procs) if (p.exitCode === null) p.kill("SIGKILL");
   }
 }

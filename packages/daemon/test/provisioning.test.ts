@@ -6,56 +6,14 @@
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { execa, type ResultPromise } from "execa";
+import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, Fleet, RpcConnection, tempDir, vmSpec } from "./harness.js";
+import { type Daemon, eventually, Fleet, RpcConnection, type Sibling, tempDir, vmSpec } from "./harness.js";
 
-const SIBLINGS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../siblings/dist");
 const isRoot = process.getuid?.() === 0;
-const procs: ResultPromise[] = [];
 const fleet = new Fleet();
 const pids = fleet.pids;
-afterAll(() => {
-  fleet.cleanup();
-  for (const p of procs) p.kill("SIGKILL");
-});
-
-interface Sibling {
-  socket: string;
-  proc: ResultPromise;
-  call<T = any>(method: string, params: Record<string, unknown>): Promise<T>;
-}
-
-async function startSibling(kind: "netd" | "vold", dir: string, extra: string[] = []): Promise<Sibling> {
-  const socket = path.join(dir, `${kind}.sock`);
-  const args = [path.join(SIBLINGS, `${kind}.js`), "--socket", socket, "--state-dir", path.join(dir, `${kind}-state`), ...extra];
-  // netd gets a network namespace of its own: its bridges and taps never touch the host's interfaces.
-  const proc = kind === "netd" ? execa("unshare", ["--net", "node", ...args], { reject: false }) : execa("node", args, { reject: false });
-  procs.push(proc);
-  // Wait until it accepts: a killed predecessor may have left the socket file behind.
-  await eventually(() =>
-    RpcConnection.open(socket).then(
-      (c) => {
-        c.close();
-        return true;
-      },
-      () => undefined,
-    ),
-  );
-  return {
-    socket,
-    proc,
-    async call(method, params) {
-      const conn = await RpcConnection.open(socket);
-      try {
-        return await conn.call(method, params);
-      } finally {
-        conn.close();
-      }
-    },
-  };
-}
+afterAll(() => fleet.cleanup());
 
 /** `ip` inside netd's network namespace. */
 const ipInNetd = async (netd: Sibling, ...args: string[]) => execa("nsenter", [`--net=/proc/${netd.proc.pid}/ns/net`, "ip", ...args], { reject: false });
@@ -98,7 +56,7 @@ describe("volumes through my_hypervisor-vold", () => {
 
   it("creates a sparse volume, resolves its path into the VM's config, and detaches it at remove", async () => {
     const dir = tempDir();
-    const vol = await startSibling("vold", dir, ["--dir", path.join(dir, "volumes")]);
+    const vol = await fleet.sibling("vold", dir, ["--dir", path.join(dir, "volumes")]);
     const d = await daemonWith(dir, { vol });
     const created = await d.rpc.call("compute.vm.create", { ...vmSpec(d, "withvol"), disks: [{ volume: "data", size_mib: 64 }] });
     expect(created.state).toBe("Configured");
@@ -120,7 +78,7 @@ describe("volumes through my_hypervisor-vold", () => {
   it("a volume sibling down at remove leaves a pending release that completes once it is back", async () => {
     const dir = tempDir();
     const volArgs = ["--dir", path.join(dir, "volumes")];
-    const vol = await startSibling("vold", dir, volArgs);
+    const vol = await fleet.sibling("vold", dir, volArgs);
     const d = await daemonWith(dir, { vol });
     await d.rpc.call("compute.vm.create", { ...vmSpec(d, "outage"), disks: [{ volume: "outage", size_mib: 8 }] });
     vol.proc.kill("SIGKILL");
@@ -129,7 +87,7 @@ describe("volumes through my_hypervisor-vold", () => {
     const pending = JSON.parse(fs.readFileSync(path.join(d.stateDir, "pending-releases.json"), "utf8"));
     expect(pending).toEqual([expect.objectContaining({ owner: "outage", sibling: "vol" })]);
 
-    const back = await startSibling("vold", dir, volArgs);
+    const back = await fleet.sibling("vold", dir, volArgs);
     await eventually(async () => ((await back.call("vol.list", { owner: "outage" })).length === 0 ? true : undefined));
     await eventually(() => (JSON.parse(fs.readFileSync(path.join(d.stateDir, "pending-releases.json"), "utf8")).length === 0 ? true : undefined));
     await d.stop();
@@ -139,7 +97,7 @@ describe("volumes through my_hypervisor-vold", () => {
 describe.skipIf(!isRoot)("networks through my_hypervisor-netd (needs root for a network namespace and taps)", () => {
   it("creates real taps on a bridge with deterministic MACs, puts them in the VM's config, and deletes them at remove", async () => {
     const dir = tempDir();
-    const netd = await startSibling("netd", dir);
+    const netd = await fleet.sibling("netd", dir);
     const d = await daemonWith(dir, { net: netd });
     const created = await d.rpc.call("compute.vm.create", {
       ...vmSpec(d, "withnet"),
@@ -166,8 +124,8 @@ describe.skipIf(!isRoot)("networks through my_hypervisor-netd (needs root for a 
 
   it("a sibling error in the middle of provisioning rolls back what was already prepared", async () => {
     const dir = tempDir();
-    const netd = await startSibling("netd", dir);
-    const vol = await startSibling("vold", dir, ["--dir", path.join(dir, "volumes")]);
+    const netd = await fleet.sibling("netd", dir);
+    const vol = await fleet.sibling("vold", dir, ["--dir", path.join(dir, "volumes")]);
     const d = await daemonWith(dir, { net: netd, vol });
     const err = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "rollback"), nets: [{ network: "lan" }], disks: [{ volume: "missing" }] });
     expect(err).toMatchObject({ code: -32006, data: { sibling: "vol", method: "vol.attach", error: { code: -32010 } } });
@@ -183,7 +141,7 @@ describe.skipIf(!isRoot)("networks through my_hypervisor-netd (needs root for a 
 
   it("concurrent creates never get the same tap", async () => {
     const dir = tempDir();
-    const netd = await startSibling("netd", dir);
+    const netd = await fleet.sibling("netd", dir);
     const d = await daemonWith(dir, { net: netd });
     const ids = ["c1", "c2", "c3", "c4", "c5", "c6"];
     const made = await Promise.all(ids.map((id) => d.rpc.call("compute.vm.create", { ...vmSpec(d, id), nets: [{ network: "lan" }] })));
@@ -195,8 +153,8 @@ describe.skipIf(!isRoot)("networks through my_hypervisor-netd (needs root for a 
 
   it("a daemon SIGKILL during provisioning, then a restart, neither duplicates nor leaks", async () => {
     const dir = tempDir();
-    const netd = await startSibling("netd", dir, ["--latency-ms", "1500"]);
-    const vol = await startSibling("vold", dir, ["--dir", path.join(dir, "volumes")]);
+    const netd = await fleet.sibling("netd", dir, ["--latency-ms", "1500"]);
+    const vol = await fleet.sibling("vold", dir, ["--dir", path.join(dir, "volumes")]);
     const first = await daemonWith(dir, { net: netd, vol });
     void first.rpc
       .call("compute.vm.create", { ...vmSpec(first, "cut"), nets: [{ network: "lan" }], disks: [{ volume: "cut", size_mib: 8 }] })

@@ -275,10 +275,14 @@ export class Orchestrator {
     return this.reconciling;
   }
 
-  /** Records that could not be written, or that vanished from the disk, are written again. */
+  /**
+   * Records that could not be written, or that vanished from the disk, are
+   * written again. Not while an operation on the VM runs: a remove renames
+   * the directory away before it forgets the VM, and must not see it restored.
+   */
   private async saveUnsaved(): Promise<void> {
     for (const vm of this.vms.values()) {
-      if (vm.unreadable || (!vm.unsaved && this.opts.store.hasRecord(vm.id))) continue;
+      if (vm.unreadable || this.ops.busy(vm.id) || (!vm.unsaved && this.opts.store.hasRecord(vm.id))) continue;
       const missing = !vm.unsaved;
       await this.persist(vm, "lazy");
       if (vm.unsaved) continue;

@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import { ChClient } from "../ch/client.js";
 import { toChVmConfig } from "../ch/vm-config.js";
 import { VmmProcess } from "../ch/vmm-process.js";
+import { failpoint } from "../failpoints.js";
 import type { VmSpec } from "../rpc/schemas.js";
 import type { Resources } from "../siblings/provisioner.js";
 import { unlinkSockets, type VmPaths } from "../state/vm-paths.js";
@@ -35,11 +36,14 @@ export async function bootVmm(binary: string, spec: VmSpec, paths: VmPaths, reso
   const vmm = { process, client: new ChClient(paths.apiSocket) };
   const left = () => Math.max(1, deadline - Date.now());
   try {
+    failpoint("vmm.spawned");
     await hooks.spawned(vmm);
     await process.waitForApi(vmm.client, deadline);
     await vmm.client.createVm(toChVmConfig(spec, paths, resources), left());
+    failpoint("vmm.created");
     hooks.created(vmm);
     await vmm.client.boot(left());
+    failpoint("vmm.booted");
     const info = await vmm.client.info(left());
     if (info.state !== "Running") throw new Error(`vm.info reports ${info.state} after vm.boot`);
     return vmm;
@@ -76,6 +80,7 @@ export async function haltVmm(vmm: RunningVmm, paths: VmPaths, graceMs: number, 
     if (waitMs === 0) continue;
     try {
       await act();
+      failpoint("vmm.stop-sent");
     } catch (e) {
       log.warn({ stage: name, err: (e as Error).message }, "stop stage failed; escalating");
     }

@@ -7,6 +7,7 @@
  */
 import type { Logger } from "pino";
 import { invalidParams } from "../errors.js";
+import { failpoint } from "../failpoints.js";
 import type { VmSpec } from "../rpc/schemas.js";
 import { type NetPort, resourceId, SIBLING_METHODS, type SiblingKind, type VolAttachment } from "./contract.js";
 import { SiblingClient } from "./sibling-client.js";
@@ -64,6 +65,7 @@ export class Provisioner {
     for (const ref of references(spec)) {
       const client = this.clients[ref.kind] as SiblingClient;
       const got = await client.call<NetPort | VolAttachment>(SIBLING_METHODS[ref.kind].create, { owner, slot: ref.slot, ...ref.params });
+      failpoint("sibling.provisioned");
       if (ref.kind === "net") resources.nets[ref.slot] = got as NetPort;
       else resources.disks[ref.slot] = got as VolAttachment;
       await record();
@@ -84,6 +86,7 @@ export class Provisioner {
       const key = kind === "net" ? "port" : "attachment";
       await client.call(SIBLING_METHODS[kind].delete, { [key]: resourceId(kind, r) });
     }
+    failpoint("sibling.released");
     return held.length;
   }
 }

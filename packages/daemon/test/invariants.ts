@@ -1,0 +1,107 @@
+/**
+ * What must hold after any crash and restart (issue 11), checked against a
+ * freshly started daemon, the processes on the host and the files on disk:
+ * each VM listed once; Running if and only if its VMM runs with the recorded
+ * identity; no VMM without a record; no stray sockets, temp files or trash;
+ * every state.json parses; no acknowledged VM lost and no acknowledged
+ * removal undone; the volume sibling holds nothing for a VM that is gone.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { expect } from "vitest";
+import { type Daemon, eventually, SIM_BIN, type Sibling } from "./harness.js";
+
+export interface Acknowledged {
+  /** VMs whose create was answered and whose removal has not been asked for. */
+  created: Set<string>;
+  /** VMs whose remove was answered. */
+  removed: Set<string>;
+}
+
+const SETTLING = new Set(["Starting", "Stopping", "Provisioning", "Pending"]);
+
+export async function checkInvariants(d: Daemon, acked: Acknowledged, vol?: Sibling): Promise<void> {
+  // A stop cut short by the crash is finished in the background: wait for every VM to settle.
+  const vms: { id: string; state: string; pid: number | null }[] = await eventually(async () => {
+    const list = (await d.rpc.call("compute.vm.list", {})).vms;
+    return list.some((v: { state: string }) => SETTLING.has(v.state)) ? undefined : list;
+  }, 20_000);
+  const ids = vms.map((v) => v.id);
+  expect(new Set(ids).size, `listed once: ${ids}`).toBe(ids.length);
+  for (const id of acked.created) expect(ids, `acknowledged VM ${id} is listed`).toContain(id);
+  for (const id of acked.removed) expect(ids, `acknowledged removal of ${id} holds`).not.toContain(id);
+
+  for (const vm of vms) {
+    // status may show a transition a moment before its write lands: wait for the record to agree.
+    const readRecord = () => JSON.parse(fs.readFileSync(path.join(d.stateDir, vm.id, "state.json"), "utf8"));
+    const record = await eventually(() => (readRecord().state === vm.state ? readRecord() : undefined)).catch(readRecord);
+    expect(record.state, `${vm.id}: the record agrees with memory`).toBe(vm.state);
+    if (vm.state === "Running") {
+      expect(vm.pid, `${vm.id} is Running with a VMM`).not.toBeNull();
+      expect(startTime(vm.pid as number), `${vm.id}'s VMM runs with the recorded identity`).toBe(record.vmm?.start_time);
+    } else {
+      expect(vm.pid, `${vm.id} is ${vm.state} without a VMM`).toBeNull();
+    }
+  }
+
+  // No VMM without a record that owns it (an orphan is killed by the sweep at start-up; it may take a moment to go).
+  const owned = new Set(vms.filter((v) => v.state === "Running").map((v) => v.pid));
+  await eventually(() => (vmmsUnder(d.stateDir).every((pid) => owned.has(pid)) ? true : undefined));
+
+  const leftovers = await eventually(() => (strayFiles(d, vms).length === 0 ? [] : undefined)).catch(() => strayFiles(d, vms));
+  expect(leftovers).toEqual([]);
+
+  if (vol) {
+    const gone = [...acked.removed].filter((id) => !ids.includes(id));
+    await eventually(async () => {
+      for (const owner of gone) if ((await vol.call<unknown[]>("vol.list", { owner })).length > 0) return undefined;
+      return true;
+    }, 20_000);
+  }
+}
+
+/** Field 22 of /proc/<pid>/stat, or undefined if the process is gone. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return fields[0] === "Z" ? undefined : fields[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Live test VMMs whose API socket is under `stateDir`. */
+export function vmmsUnder(stateDir: string): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let argv: string[];
+    try {
+      argv = fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0");
+    } catch {
+      continue;
+    }
+    if (argv[1] === SIM_BIN && argv.some((a) => a.startsWith(`path=${stateDir}/`)) && startTime(Number(entry)) !== undefined) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+/** Files that should not be there: temp files, trash, directories of no VM, API sockets of VMs without a VMM. */
+function strayFiles(d: Daemon, vms: { id: string; state: string }[]): string[] {
+  const stray: string[] = [];
+  const byId = new Map(vms.map((v) => [v.id, v]));
+  for (const name of fs.readdirSync(d.stateDir)) {
+    const file = path.join(d.stateDir, name);
+    if (name.endsWith(".tmp") || name.startsWith(".removing-")) stray.push(file);
+    if (!fs.statSync(file).isDirectory()) continue;
+    const vm = byId.get(name);
+    if (!vm) {
+      stray.push(file);
+      continue;
+    }
+    for (const f of fs.readdirSync(file)) if (f.endsWith(".tmp")) stray.push(path.join(file, f));
+    if (vm.state !== "Running" && fs.existsSync(path.join(file, "api.sock"))) stray.push(path.join(file, "api.sock"));
+  }
+  return stray;
+}

@@ -8,7 +8,7 @@ import net from "node:net";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, Fleet, RpcConnection, type Sibling, tempDir, vmSpec } from "./harness.js";
+import { type Daemon, eventually, Fleet, type Sibling, tempDir, vmSpec } from "./harness.js";
 
 const isRoot = process.getuid?.() === 0;
 const fleet = new Fleet();

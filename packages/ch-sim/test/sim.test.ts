@@ -43,6 +43,23 @@ const connect = (p: string) =>
     s.once("error", reject);
   });
 
+/**
+ * The socket file appears at bind(), a moment before listen(): a connect in
+ * between is refused. So the condition waited for is a connection, not a file.
+ */
+async function connectOnceListening(api: string, proc: ResultPromise): Promise<net.Socket> {
+  let exited = false;
+  void proc.then(() => {
+    exited = true;
+  });
+  for (;;) {
+    if (exited) throw new Error(`the test VMM exited before listening: ${(await proc).stderr}`);
+    const conn = await connect(api).catch(() => undefined);
+    if (conn) return conn;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 function http(method: string, route: string, body?: string, extraHeaders = ""): string {
   const len = body === undefined ? "" : `Content-Length: ${Buffer.byteLength(body)}\r\n`;
   return `${method} /api/v1/${route} HTTP/1.1\r\nHost: localhost\r\n${len}${extraHeaders}\r\n${body ?? ""}`;
@@ -72,8 +89,7 @@ async function startSim(extra: string[] = []): Promise<Sim> {
     reject: false,
   });
   running.push(proc);
-  for (let i = 0; i < 250 && !fs.existsSync(api); i++) await new Promise((r) => setTimeout(r, 20));
-  const conn = await connect(api);
+  const conn = await connectOnceListening(api, proc);
   const call = (method: string, route: string, body?: unknown) => exchange(conn, http(method, route, body === undefined ? undefined : JSON.stringify(body)));
   return { dir, api, events, proc, kernel, call };
 }
@@ -116,8 +132,7 @@ describe("command line", () => {
     ].join("\n");
     const proc = execa("python3", ["-c", launcher, sockPath, SIM], { reject: false });
     running.push(proc);
-    for (let i = 0; i < 250 && !fs.existsSync(sockPath); i++) await new Promise((r) => setTimeout(r, 20));
-    const res = await exchange(await connect(sockPath), http("GET", "vmm.ping"));
+    const res = await exchange(await connectOnceListening(sockPath, proc), http("GET", "vmm.ping"));
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body).pid).toBe(proc.pid);
   });
@@ -132,8 +147,7 @@ describe("command line", () => {
     expect(fs.existsSync(sim.api)).toBe(true);
     const third = execa("node", [SIM, "--api-socket", `path=${sim.api}`], { reject: false });
     running.push(third);
-    await new Promise((r) => setTimeout(r, 500));
-    expect((await exchange(await connect(sim.api), http("GET", "vmm.ping"))).status).toBe(200);
+    expect((await exchange(await connectOnceListening(sim.api, third), http("GET", "vmm.ping"))).status).toBe(200);
   });
 });
 
@@ -276,8 +290,11 @@ describe("process exit", () => {
     const sim = await startSim(["--no-shutdown"]);
     await sim.call("PUT", "vm.create", config(sim, "sim.guest=scripted sim.poweroff_after_ms=50"));
     await sim.call("PUT", "vm.boot");
-    await new Promise((r) => setTimeout(r, 300));
-    expect(JSON.parse((await sim.call("GET", "vm.info")).body).state).toBe("Created");
+    // The guest powers off 50 ms after booting; the VM is then Created again and the process stays.
+    const state = async () => JSON.parse((await sim.call("GET", "vm.info")).body).state;
+    while ((await state()) === "Running") await new Promise((r) => setTimeout(r, 10));
+    expect(await state()).toBe("Created");
+    expect(sim.proc.exitCode).toBeNull();
   });
 
   it("exits 0 on SIGTERM", async () => {

@@ -9,10 +9,10 @@ import os from "node:os";
 import path from "node:path";
 import { encodeFrame, type Frame, FrameReader, FrameType } from "@my_hypervisor/lib/exec-protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, killIfAlive, staleSocket, startDaemon, vmSpec } from "./harness.js";
+import { type Daemon, eventually, staleSocket, startDaemon, VmmPids, vmSpec } from "./harness.js";
 
 const isRoot = process.getuid?.() === 0;
-const pids = new Set<number>();
+const pids = new VmmPids();
 let d: Daemon;
 
 beforeAll(async () => {
@@ -22,7 +22,7 @@ beforeAll(async () => {
   pids.add(pid);
 });
 afterAll(async () => {
-  for (const pid of pids) killIfAlive(pid);
+  pids.killAll();
   await d.stop();
 });
 
@@ -168,9 +168,9 @@ describe("my_hypervisor-init as the guest", () => {
   it.skipIf(!isRoot)("reaps the orphans of a double-forking workload (needs root to be PID 1)", async () => {
     await startWith("reaper", { workload: { argv: ["sh", "-c", "for i in 1 2 3; do (sleep 0.2 &); done; sleep 60"] } });
     await eventually(async () => ((await serial("reaper")).match(/reaped orphan/g)?.length ?? 0) >= 1 || undefined);
-    await new Promise((r) => setTimeout(r, 1500));
-    const zombies = await d.rpc.call("compute.vm.exec", { id: "reaper", argv: ["sh", "-c", "ps -eo stat | grep -c '^Z' || true"] });
-    expect(zombies.stdout.trim()).toBe("0");
+    // Every orphan is reaped once it exits: wait for none left rather than for a guess at how long that takes.
+    const zombies = () => d.rpc.call("compute.vm.exec", { id: "reaper", argv: ["sh", "-c", "ps -eo stat | grep -c '^Z' || true"] });
+    await eventually(async () => ((await zombies()).stdout.trim() === "0" ? true : undefined), 10_000);
   });
 
   it("restarts the workload per its policy", async () => {
@@ -178,8 +178,11 @@ describe("my_hypervisor-init as the guest", () => {
     await startWith("never", { workload: { argv: ["sh", "-c", "echo attempt; exit 1"], restart: "never" } });
     await startWith("cleanexit", { workload: { argv: ["sh", "-c", "echo attempt; exit 0"], restart: "on-failure" } });
     await eventually(async () => (((await serial("onfail")).match(/\[workload\] attempt/g)?.length ?? 0) >= 2 ? true : undefined), 8000);
-    await new Promise((r) => setTimeout(r, 1500));
-    for (const id of ["never", "cleanexit"]) expect((await serial(id)).match(/\[workload\] attempt/g)).toHaveLength(1);
+    // The init says when it decides not to restart: wait for that decision, then count the runs.
+    for (const id of ["never", "cleanexit"]) {
+      await eventually(async () => ((await serial(id)).includes("workload finished; not restarting") ? true : undefined), 8000);
+      expect((await serial(id)).match(/\[workload\] attempt/g)).toHaveLength(1);
+    }
   });
 
   it("powers off on SIGTERM, and when its workload ends with on_exit poweroff", async () => {

@@ -8,7 +8,7 @@
  */
 import fs from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, killIfAlive, SIM_BIN, startDaemon } from "./harness.js";
+import { type Daemon, eventually, SIM_BIN, startDaemon, VmmPids } from "./harness.js";
 
 const vmm = process.env.MH_TEST_VMM ?? SIM_BIN;
 const realVmm = process.env.MH_TEST_VMM !== undefined;
@@ -29,12 +29,12 @@ describe.skipIf(skip !== undefined)(
   `a guest running my_hypervisor-init on ${realVmm ? vmm : "cloud-hypervisor-sim"}${skip ? ` (skipped: ${skip})` : ""}`,
   () => {
     let d: Daemon;
-    let pid = 0;
+    const pids = new VmmPids();
     beforeAll(async () => {
       d = await startDaemon({ vmm });
     });
     afterAll(async () => {
-      killIfAlive(pid);
+      pids.killAll();
       await d.stop();
     });
 
@@ -48,7 +48,7 @@ describe.skipIf(skip !== undefined)(
         hostname: "e2e-guest",
         workload: { argv: ["sh", "-c", "echo workload up; sleep 3600"] },
       });
-      ({ pid } = await d.rpc.call("compute.vm.start", { id: "e2e", timeout_ms: 60_000 }));
+      pids.add((await d.rpc.call("compute.vm.start", { id: "e2e", timeout_ms: 60_000 })).pid);
 
       const hello = await d.rpc.call("compute.vm.exec", { id: "e2e", argv: ["sh", "-c", "echo hello from $(hostname)"], timeout_ms: 60_000 });
       expect(hello).toMatchObject({ exit_code: 0, stdout: "hello from e2e-guest\n" });

@@ -206,17 +206,38 @@ export function staleSocket(file: string): void {
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-export function isAlive(pid: number): boolean {
+/** Field 22 of /proc/<pid>/stat (start time since boot), or undefined if the process is gone or a zombie. */
+export function startTimeOf(pid: number): string | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z";
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return fields[0] === "Z" ? undefined : fields[19];
   } catch {
-    return false;
+    return undefined;
   }
 }
 
-export function killIfAlive(pid: number | null | undefined): void {
-  if (pid && isAlive(pid)) process.kill(pid, "SIGKILL");
+export const isAlive = (pid: number): boolean => startTimeOf(pid) !== undefined;
+
+/**
+ * VMM pids a test started, each with its start time, so that cleanup never
+ * kills a process that merely reused the pid (pid_max can be as low as 32768,
+ * and a full run starts many thousands of processes).
+ */
+export class VmmPids {
+  private readonly started = new Map<number, string | undefined>();
+
+  add(pid: number | null | undefined): void {
+    if (pid) this.started.set(pid, startTimeOf(pid));
+  }
+
+  killAll(): void {
+    for (const [pid, start] of this.started) if (start !== undefined && startTimeOf(pid) === start) process.kill(pid, "SIGKILL");
+  }
+
+  [Symbol.iterator](): IterableIterator<number> {
+    return this.started.keys();
+  }
 }
 
 /** Polls `check` until it returns a value other than undefined, or fails after `ms`. */
@@ -275,7 +296,7 @@ export async function startSibling(kind: "netd" | "vold", dir: string, extra: st
  * `cleanup()` (in afterAll) kills whatever is still alive.
  */
 export class Fleet {
-  readonly pids = new Set<number>();
+  readonly pids = new VmmPids();
   private readonly procs: ResultPromise[] = [];
 
   async daemon(opts: DaemonOptions = {}): Promise<Daemon> {
@@ -291,7 +312,7 @@ export class Fleet {
   }
 
   cleanup(): void {
-    for (const pid of this.pids) killIfAlive(pid);
+    this.pids.killAll();
     for (const p of this.procs) if (p.exitCode === null) p.kill("SIGKILL");
   }
 }

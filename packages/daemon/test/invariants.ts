@@ -9,7 +9,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "vitest";
-import { type Daemon, eventually, SIM_BIN, type Sibling } from "./harness.js";
+import { type Daemon, eventually, SIM_BIN, type Sibling, startTimeOf } from "./harness.js";
 
 export interface Acknowledged {
   /** VMs whose create was answered and whose removal has not been asked for. */
@@ -38,7 +38,7 @@ export async function checkInvariants(d: Daemon, acked: Acknowledged, vol?: Sibl
     expect(record.state, `${vm.id}: the record agrees with memory`).toBe(vm.state);
     if (vm.state === "Running") {
       expect(vm.pid, `${vm.id} is Running with a VMM`).not.toBeNull();
-      expect(startTime(vm.pid as number), `${vm.id}'s VMM runs with the recorded identity`).toBe(record.vmm?.start_time);
+      expect(startTimeOf(vm.pid as number), `${vm.id}'s VMM runs with the recorded identity`).toBe(record.vmm?.start_time);
     } else {
       expect(vm.pid, `${vm.id} is ${vm.state} without a VMM`).toBeNull();
     }
@@ -60,17 +60,6 @@ export async function checkInvariants(d: Daemon, acked: Acknowledged, vol?: Sibl
   }
 }
 
-/** Field 22 of /proc/<pid>/stat, or undefined if the process is gone. */
-function startTime(pid: number): string | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return fields[0] === "Z" ? undefined : fields[19];
-  } catch {
-    return undefined;
-  }
-}
-
 /** Live test VMMs whose API socket is under `stateDir`. */
 export function vmmsUnder(stateDir: string): number[] {
   const pids: number[] = [];
@@ -82,7 +71,7 @@ export function vmmsUnder(stateDir: string): number[] {
     } catch {
       continue;
     }
-    if (argv[1] === SIM_BIN && argv.some((a) => a.startsWith(`path=${stateDir}/`)) && startTime(Number(entry)) !== undefined) pids.push(Number(entry));
+    if (argv[1] === SIM_BIN && argv.some((a) => a.startsWith(`path=${stateDir}/`)) && startTimeOf(Number(entry)) !== undefined) pids.push(Number(entry));
   }
   return pids;
 }

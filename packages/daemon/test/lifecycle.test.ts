@@ -2,16 +2,16 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, isAlive, killIfAlive, startDaemon, vmSpec } from "./harness.js";
+import { type Daemon, eventually, isAlive, startDaemon, VmmPids, vmSpec } from "./harness.js";
 
 let d: Daemon;
-const pids: number[] = [];
+const pids = new VmmPids();
 
 beforeAll(async () => {
   d = await startDaemon();
 });
 afterAll(async () => {
-  for (const pid of pids) killIfAlive(pid);
+  pids.killAll();
   await d.stop();
 });
 
@@ -26,7 +26,7 @@ describe("create, start, stop, start, stop, remove", () => {
     const running = await d.rpc.call("compute.vm.start", { id: "walk" });
     expect(running.state).toBe("Running");
     expect(isAlive(running.pid)).toBe(true);
-    pids.push(running.pid);
+    pids.add(running.pid);
     const apiSocket = path.join(d.stateDir, "walk", "api.sock");
     expect(fs.existsSync(apiSocket)).toBe(true);
 
@@ -39,7 +39,7 @@ describe("create, start, stop, start, stop, remove", () => {
     const again = await d.rpc.call("compute.vm.start", { id: "walk" });
     expect(again.state).toBe("Running");
     expect(again.pid).not.toBe(running.pid);
-    pids.push(again.pid);
+    pids.add(again.pid);
     await d.rpc.call("compute.vm.stop", { id: "walk" });
 
     const status = await d.rpc.call("compute.vm.status", { id: "walk" });
@@ -107,7 +107,7 @@ describe("application errors", () => {
     expect(await d.rpc.call("compute.vm.status", { id: "illegal" })).toEqual(before);
 
     const started = await d.rpc.call("compute.vm.start", { id: "illegal" });
-    pids.push(started.pid);
+    pids.add(started.pid);
     expect((await d.rpc.callError("compute.vm.start", { id: "illegal" })).data).toMatchObject({ state: "Running" });
     const removeErr = await d.rpc.callError("compute.vm.remove", { id: "illegal" });
     expect(removeErr).toMatchObject({ code: -32003, data: { state: "Running" } });
@@ -145,7 +145,7 @@ describe("application errors", () => {
     fs.writeFileSync(kernel, "k");
     const retried = await d.rpc.call("compute.vm.start", { id: "bootfail" });
     expect(retried.state).toBe("Running");
-    pids.push(retried.pid);
+    pids.add(retried.pid);
     await d.rpc.call("compute.vm.remove", { id: "bootfail", force: true });
     expect(isAlive(retried.pid)).toBe(false);
   });
@@ -165,7 +165,7 @@ describe("the VMM on its own", () => {
   it("a guest that powers itself off leaves the VM Stopped", async () => {
     await d.rpc.call("compute.vm.create", vmSpec(d, "selfoff", "sim.guest=scripted sim.poweroff_after_ms=200"));
     const { pid } = await d.rpc.call("compute.vm.start", { id: "selfoff" });
-    pids.push(pid);
+    pids.add(pid);
     const status = await eventually(async () => {
       const s = await d.rpc.call("compute.vm.status", { id: "selfoff" });
       return s.state === "Running" ? undefined : s;
@@ -190,7 +190,7 @@ describe("the VMM on its own", () => {
   it("a guest that ignores the power button is stopped by escalation after timeout_ms", async () => {
     await d.rpc.call("compute.vm.create", vmSpec(d, "stubborn", "sim.guest=scripted sim.power_button=ignore"));
     const { pid } = await d.rpc.call("compute.vm.start", { id: "stubborn" });
-    pids.push(pid);
+    pids.add(pid);
     const stopped = await d.rpc.call("compute.vm.stop", { id: "stubborn", timeout_ms: 200 });
     expect(stopped.state).toBe("Stopped");
     expect(stopped.transitions.at(-1).reason).toMatch(/vmm\.shutdown/);
@@ -200,7 +200,7 @@ describe("the VMM on its own", () => {
   it("force skips the power button", async () => {
     await d.rpc.call("compute.vm.create", vmSpec(d, "forced", "sim.guest=scripted sim.power_button=ignore"));
     const { pid } = await d.rpc.call("compute.vm.start", { id: "forced" });
-    pids.push(pid);
+    pids.add(pid);
     const stopped = await d.rpc.call("compute.vm.stop", { id: "forced", force: true });
     expect(stopped.transitions.at(-1).reason).toMatch(/vmm\.shutdown/);
   });
@@ -219,7 +219,7 @@ describe("concurrency", () => {
     expect(vms.find((v: { id: string }) => v.id === "queued").state).toBe("Starting");
     expect(startReturned).toBe(false);
     const started = await start;
-    pids.push(started.pid);
+    pids.add(started.pid);
     expect(started.state).toBe("Running");
     expect((await stop).state).toBe("Stopped");
   });
@@ -229,7 +229,7 @@ describe("concurrency", () => {
     const start = d.rpc.call("compute.vm.start", { id: "queued2" });
     const remove = d.rpc.callError("compute.vm.remove", { id: "queued2" });
     const started = await start;
-    pids.push(started.pid);
+    pids.add(started.pid);
     expect(await remove).toMatchObject({ code: -32003, data: { state: "Running" } });
   });
 });

@@ -194,7 +194,10 @@ describe("the socket and the process", () => {
     const { pid } = await own.rpc.call("compute.vm.start", { id: "survivor" });
     await own.rpc.call("compute.vm.create", vmSpec(own, "slow", "sim.guest=scripted sim.boot_ms=700"));
     const inFlight = own.rpc.call("compute.vm.start", { id: "slow" });
-    await new Promise((r) => setTimeout(r, 150));
+    // In flight once the daemon shows it Starting (on another connection): only then the signal.
+    const watcher = await RpcConnection.open(own.socket);
+    await eventually(async () => ((await watcher.call("compute.vm.status", { id: "slow" })).state === "Starting" ? true : undefined));
+    watcher.close();
     own.proc.kill("SIGTERM");
     const slow = await inFlight;
     expect(slow.state).toBe("Running");

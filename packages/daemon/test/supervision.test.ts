@@ -93,10 +93,10 @@ describe("re-adoption after a daemon SIGKILL", () => {
   it("a VMM that died while the daemon was down is Failed, one whose guest powered off is Stopped", async () => {
     const first = await daemon();
     const killed = await startVm(first, "diedwhiledown");
-    await startVm(first, "offwhiledown", "sim.guest=scripted sim.poweroff_after_ms=300");
+    const poweredOff = await startVm(first, "offwhiledown", "sim.guest=scripted sim.poweroff_after_ms=300");
     await crash(first);
     process.kill(killed, "SIGKILL");
-    await new Promise((r) => setTimeout(r, 600));
+    await eventually(() => (isAlive(killed) || isAlive(poweredOff) ? undefined : true));
     const second = await daemon(first.dir);
     const died = await second.rpc.call("compute.vm.status", { id: "diedwhiledown" });
     expect(died).toMatchObject({ state: "Failed", pid: null });

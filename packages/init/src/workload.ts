@@ -49,7 +49,10 @@ export class WorkloadSupervisor {
       if (this.stopping) return;
       const failed = code !== 0;
       const policy = this.workload.restart ?? "never";
-      if (policy === "never" || (policy === "on-failure" && !failed)) return this.onFinished();
+      if (policy === "never" || (policy === "on-failure" && !failed)) {
+        say("init", `workload finished; not restarting (policy ${policy})`);
+        return this.onFinished();
+      }
       if (Date.now() - started > HEALTHY_RUN_MS) this.backoff = MIN_BACKOFF_MS;
       const delay = this.backoff;
       this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);

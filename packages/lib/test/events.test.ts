@@ -23,7 +23,7 @@ describe("EventMonitorTail", () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(got).toEqual([]);
     fs.appendFileSync(file, text.slice(20, cut));
-    await new Promise((r) => setTimeout(r, 300));
+    while (got.length === 0) await new Promise((r) => setTimeout(r, 10));
     expect(got.map(([e]) => e.event)).toEqual(["booting"]);
     fs.appendFileSync(file, text.slice(cut));
     await tail.stop();

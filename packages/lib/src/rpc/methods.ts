@@ -29,7 +29,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       summary: "Define a VM; it is Configured when this returns",
       params: S.CreateParams,
       result: S.VmStatus,
-      errors: [E.InvalidParams, E.VmExists],
+      errors: [E.InvalidParams, E.VmExists, E.SiblingError, E.StorageError],
       handler: (p) => orch.create(p),
     }),
     method({
@@ -37,7 +37,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       summary: "Boot the VM in a new VMM; returns once it is Running (on failure it is Failed, with the reason)",
       params: S.StartParams,
       result: S.VmStatus,
-      errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout],
+      errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout, E.StorageError],
       handler: (p) => orch.start(p.id, p.timeout_ms),
     }),
     method({
@@ -53,7 +53,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       summary: "Delete the VM and all its files; a running VM only with force",
       params: S.RemoveParams,
       result: S.Removed,
-      errors: [E.VmNotFound, E.InvalidState, E.Timeout],
+      errors: [E.VmNotFound, E.InvalidState, E.Timeout, E.StorageError],
       handler: (p) => orch.remove(p.id, p.force),
     }),
     method({
@@ -69,7 +69,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       summary: "A Unix socket on which any number of clients see the VM's serial console (recent backlog, then live) and type into it",
       params: S.IdParams,
       result: S.ConsoleEndpoint,
-      errors: [E.VmNotFound],
+      errors: [E.VmNotFound, E.StorageError],
       handler: (p) => orch.consoleEndpoint(p.id),
     }),
     method({
@@ -77,7 +77,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       summary: "The VM's serial output by byte range, or its last bytes; for running, stopped and re-adopted VMs",
       params: S.LogsParams,
       result: S.LogsResult,
-      errors: [E.VmNotFound, E.InvalidParams],
+      errors: [E.VmNotFound, E.InvalidParams, E.StorageError],
       handler: async (p) => {
         if (p.tail !== undefined && p.offset !== undefined) throw invalidParams("give offset or tail, not both");
         const encoding = p.encoding ?? "utf8";
@@ -90,7 +90,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       summary: "Events (transitions, VMM events, removals) after `since`, for all VMs or one; waits up to wait_ms for the first",
       params: S.EventsTailParams,
       result: S.EventsTailResult,
-      errors: [EVENTS_LOST],
+      errors: [EVENTS_LOST, E.InvalidParams],
       handler: (p) => orch.eventsTail({ id: p.id, since: p.since, limit: p.limit ?? 100, waitMs: p.wait_ms ?? 0 }),
     }),
     method({

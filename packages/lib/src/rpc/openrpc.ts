@@ -10,6 +10,8 @@ const ERROR_MESSAGES: Record<number, string> = {
   [ErrorCode.InvalidState]: "Operation not allowed in the VM's current state (data: {state})",
   [ErrorCode.VmmError]: "VMM error (data: the CH call, HTTP status and error body)",
   [ErrorCode.Timeout]: "Timeout",
+  [ErrorCode.SiblingError]: "A sibling daemon refused or failed a provisioning call (data: {id, sibling, method, error})",
+  [ErrorCode.StorageError]: "The daemon could not write or read one of its own files (data: {op, path, errno})",
   [ErrorCode.AgentUnreachable]: "The guest's exec agent cannot be reached (data: {id}); the message says why",
   [ErrorCode.ExecFailed]: "The guest agent could not start the command (data: {id, argv}); the message says why",
   [EVENTS_LOST]: "Events after `since` have fallen out of the ring (data: {since, oldest}); resynchronise from status",

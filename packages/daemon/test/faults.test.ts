@@ -78,6 +78,29 @@ describe("a client that never reads its replies", () => {
     await d.stop();
   });
 
+  it("a flood of 1000 connections that send and never read leaves the daemon bounded and answering", async () => {
+    const d = await fleet.daemon();
+    const before = rssBytes(d.proc.pid as number);
+    const request = `${JSON.stringify({ jsonrpc: "2.0", id: 1, method: "rpc.discover" })}\n`;
+    const flood = await Promise.all(
+      Array.from(
+        { length: 1000 },
+        () =>
+          new Promise<net.Socket>((resolve, reject) => {
+            const c = net.connect(d.socket, () => resolve(c));
+            c.once("error", reject);
+            c.pause();
+            c.write(request);
+          }),
+      ),
+    );
+    for (let i = 0; i < 10; i++) expect((await d.rpc.call("compute.vm.list", {})).vms).toEqual([]);
+    expect(rssBytes(d.proc.pid as number) - before).toBeLessThan(300 * 1024 * 1024);
+    for (const c of flood) c.destroy();
+    expect((await d.rpc.call("compute.vm.list", {})).vms).toEqual([]);
+    await d.stop();
+  });
+
   it("a batch over 256 requests is refused whole", async () => {
     const d = await fleet.daemon();
     const batch = Array.from({ length: 257 }, (_, i) => ({ jsonrpc: "2.0", id: i, method: "compute.vm.list" }));

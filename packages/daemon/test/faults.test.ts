@@ -182,6 +182,7 @@ describe("the daemon's directories are not trusted blindly", () => {
     expect(err).toMatchObject({ code: -32013, data: { path: path.join(d.stateDir, "planted") } });
     expect(err.message).toMatch(/links under the state dir are never followed/);
     expect(fs.readdirSync(outside)).toEqual([]);
+    expect(fs.readlinkSync(path.join(d.stateDir, "planted"))).toBe(outside);
     expect(await d.rpc.callError("compute.vm.status", { id: "planted" })).toMatchObject({ code: -32001 });
     await d.stop();
   });

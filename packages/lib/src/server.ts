@@ -17,8 +17,8 @@ import { computeMethods } from "./rpc/methods.js";
 import { RpcSocketServer } from "./rpc/socket-server.js";
 import { Provisioner } from "./siblings/provisioner.js";
 import { ReleaseQueue } from "./siblings/release-queue.js";
-import { lockStateDir } from "./state/state-dir-lock.js";
 import { privateDir, StateStore } from "./state/store.js";
+import { lockStateDir } from "./state-dir-lock.js";
 import { VERSION } from "./version.js";
 
 export { VERSION } from "./version.js";

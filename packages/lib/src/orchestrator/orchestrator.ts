@@ -9,7 +9,7 @@ import { readEvents } from "../ch/event-monitor.js";
 import type { VmmExecutable } from "../ch/vmm-binary.js";
 import type { VmmExit } from "../ch/vmm-process.js";
 import type { LogSlice } from "../console/serial-log.js";
-import { ErrorCode, invalidState, RpcError, StorageError, vmExists, vmNotFound } from "../errors.js";
+import { ErrorCode, invalidState, RpcError, vmExists, vmNotFound } from "../errors.js";
 import type { EventBus, VmEvent } from "../events/event-bus.js";
 import type { ExecResult } from "../exec/exec-client.js";
 import { execStreamSocket } from "../exec/exec-stream.js";
@@ -20,7 +20,7 @@ import type { Transition } from "../lifecycle/vm-lifecycle.js";
 import type { VmList, VmSpec, VmStatus } from "../rpc/schemas.js";
 import type { Provisioner } from "../siblings/provisioner.js";
 import type { ReleaseQueue } from "../siblings/release-queue.js";
-import type { LoadNotes, StateStore } from "../state/store.js";
+import type { StateStore } from "../state/store.js";
 import { type VmPaths, vmPaths } from "../state/vm-paths.js";
 import { type Adoption, adoptRecord, vmmDeathEvent } from "./adoption.js";
 import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest, execStreamInGuest } from "./guest-exec.js";
@@ -29,7 +29,8 @@ import { provisioningError, releaseVm } from "./provisioning.js";
 import { reconcile } from "./reconcile.js";
 import { checkFilesExist, checkSocketPaths } from "./spec-checks.js";
 import { startError } from "./start-error.js";
-import { entryFromRecord, newEntry, toRecord, toStatus, unreadableEntry, type VmEntry } from "./vm-entry.js";
+import { entryFromRecord, newEntry, toStatus, unreadableEntry, type VmEntry } from "./vm-entry.js";
+import { VmRecords, type Write } from "./vm-records.js";
 import { VmServices } from "./vm-services.js";
 import { bootVmm, haltVmm, type RunningVmm, release } from "./vmm-control.js";
 
@@ -58,18 +59,11 @@ export interface OrchestratorOptions {
   reconcileIntervalMs?: number;
 }
 
-/**
- * When a transition's record is written: "required" before the caller goes on
- * (a failed write is the caller's error); "lazy" now, but a failed write only
- * marks the VM unsaved and the reconcile sweep writes it later (what was done
- * to the VMM is done, and memory holds the truth); "later" with the next write.
- */
-type Write = "required" | "lazy" | "later";
-
 export class Orchestrator {
   /** VMs whose first record is on disk: nothing is visible before it is durable. */
   private readonly vms = new Map<string, VmEntry>();
   private readonly ops = new IdQueue();
+  private readonly records: VmRecords;
   private readonly log: Logger;
   private reconcileTimer: NodeJS.Timeout | undefined;
   private reconciling: Promise<unknown> = Promise.resolve();
@@ -78,6 +72,7 @@ export class Orchestrator {
 
   constructor(private readonly opts: OrchestratorOptions) {
     this.log = opts.log.child({ component: "orchestrator" });
+    this.records = new VmRecords(opts.store, this.log);
   }
 
   /**
@@ -89,7 +84,7 @@ export class Orchestrator {
     const finished = await this.opts.store.emptyTrash();
     if (finished.length > 0) this.log.info({ dirs: finished }, "finished interrupted removals");
     const { records, unreadable, notes } = await this.opts.store.loadAll();
-    this.logLoadNotes(notes);
+    this.records.logLoadNotes(notes);
     for (const bad of unreadable) {
       this.log.error({ vm: bad.id, err: bad.error }, "cannot read VM record; the VM is Failed and its file kept as found");
       const paths = vmPaths(this.opts.store.stateDir, bad.id);
@@ -105,7 +100,7 @@ export class Orchestrator {
         if (record.state === "Provisioning") await this.release(vm, record.spec);
         if (migrated) {
           this.log.info({ vm: vm.id }, "state.json migrated from version 1 to 2");
-          await this.persist(vm, "lazy");
+          await this.records.write(vm, "lazy");
         }
       }),
     );
@@ -170,7 +165,7 @@ export class Orchestrator {
     this.publishTransitions(vm);
     if (!mustRecordProvisioning) return this.statusOf(vm);
     try {
-      await this.opts.provisioner.provision(vm.id, spec, vm.resources, () => this.persist(vm, "required"));
+      await this.opts.provisioner.provision(vm.id, spec, vm.resources, () => this.records.write(vm, "required"));
     } catch (e) {
       // Roll back what was obtained; the VM stays, Failed with the sibling's error, until removed.
       const error = provisioningError(vm, e);
@@ -269,35 +264,10 @@ export class Orchestrator {
   reconcileNow(): Promise<unknown> {
     this.reconciling = this.reconciling
       .then(() => reconcile(this.opts.store.stateDir, this.vms, this.opts.vmmExecutable, (id) => this.ops.busy(id), this.log))
-      .then(() => this.saveUnsaved())
+      .then(() => this.records.catchUp(this.vms.values(), (id) => this.ops.busy(id)))
       .then(() => this.opts.releases.retry(this.opts.provisioner))
       .catch((e) => this.log.error({ err: (e as Error).message }, "reconcile sweep failed"));
     return this.reconciling;
-  }
-
-  /**
-   * Records that could not be written, or that vanished from the disk, are
-   * written again. Not while an operation on the VM runs: a remove renames
-   * the directory away before it forgets the VM, and must not see it restored.
-   */
-  private async saveUnsaved(): Promise<void> {
-    for (const vm of this.vms.values()) {
-      if (vm.unreadable || this.ops.busy(vm.id) || (!vm.unsaved && this.opts.store.hasRecord(vm.id))) continue;
-      const missing = !vm.unsaved;
-      await this.persist(vm, "lazy");
-      if (vm.unsaved) continue;
-      this.log.warn({ vm: vm.id }, missing ? "state.json had vanished; written again" : "state.json written again after an earlier failure");
-      // The serial log's open segment may have gone with the directory.
-      if (missing) vm.services.console.reopenLog();
-    }
-  }
-
-  private logLoadNotes(notes: LoadNotes): void {
-    if (notes.incomplete.length > 0) this.log.warn({ dirs: notes.incomplete }, "removed directories of creates cut short before their first record");
-    if (notes.tempFiles.length > 0) this.log.info({ files: notes.tempFiles }, "removed temp files a crash left");
-    if (notes.narrowed.length > 0) this.log.warn({ dirs: notes.narrowed }, "VM directories were open to other users; narrowed to 0700");
-    if (notes.ignored.length > 0)
-      this.log.warn({ entries: notes.ignored }, "entries in the state dir that are not VM directories (links are never followed); left as found");
   }
 
   private async applyAdoption(vm: VmEntry, adoption: Adoption): Promise<void> {
@@ -330,12 +300,12 @@ export class Orchestrator {
     await this.transition(vm, { type: "STOP" });
     const vmm = vm.vmm;
     const outcome = vmm ? await haltVmm(vmm, vm.paths, graceMs, this.log.child({ vm: vm.id })) : "no VMM was running";
-    failpoint("vmm.gone");
     if (outcome === undefined) {
       const reason = `VMM pid ${vmm?.process.pid} survived SIGKILL`;
       await this.transition(vm, { type: "STOP_FAILED", reason });
       throw new RpcError(ErrorCode.Timeout, `stop of VM '${vm.id}' timed out: ${reason}`, { id: vm.id });
     }
+    failpoint("vmm.gone");
     await this.vmmGone(vm);
     await this.transition(vm, { type: "STOPPED", reason: outcome });
   }
@@ -343,7 +313,7 @@ export class Orchestrator {
   /** Records the pid as soon as the process exists, so no restart can lose track of it; if it cannot, the VMM is not booted. */
   private async adoptSpawned(vm: VmEntry, vmm: RunningVmm): Promise<void> {
     vm.vmm = vmm;
-    await this.persist(vm, "required");
+    await this.records.write(vm, "required");
   }
 
   /** A VMM that ends while the VM is Running: the guest powered off (exit 0) or the VMM died. */
@@ -403,7 +373,7 @@ export class Orchestrator {
     const t = vm.lifecycle.apply(event);
     vm.generation += 1;
     vm.updated_at = t.at;
-    if (write !== "later") await this.persist(vm, write);
+    if (write !== "later") await this.records.write(vm, write);
     if (this.vms.get(vm.id) === vm) this.announce(vm, t);
   }
 
@@ -416,23 +386,5 @@ export class Orchestrator {
     const level = t.to === "Failed" ? "warn" : "info";
     this.log[level]({ vm: vm.id, from: t.from, to: t.to, event: t.event, reason: t.reason }, "VM transition");
     this.opts.events.publish({ id: vm.id, type: "transition", from: t.from, to: t.to, reason: t.reason, data: { event: t.event, seq: t.seq } });
-  }
-
-  /**
-   * Writes the VM's record. "required": a failure is thrown. "lazy": a disk
-   * failure marks the VM unsaved (status shows it, the reconcile retries); the
-   * VM goes on from memory, so a full disk never wedges a stop.
-   */
-  private async persist(vm: VmEntry, write: "required" | "lazy"): Promise<void> {
-    // An unreadable record stays as it was found: it is the evidence of what went wrong.
-    if (vm.unreadable || !vm.spec) return;
-    try {
-      await this.opts.store.save(toRecord({ ...vm, spec: vm.spec }));
-      vm.unsaved = undefined;
-    } catch (e) {
-      if (write === "required" || !(e instanceof StorageError)) throw e;
-      if (!vm.unsaved) this.log.error({ vm: vm.id, err: e.message }, "cannot write the VM's record; going on from memory, the reconcile sweep retries");
-      vm.unsaved ??= { error: e.message, since: new Date().toISOString() };
-    }
   }
 }

@@ -110,13 +110,18 @@ export class StateStore {
     return fs.existsSync(vmPaths(this.stateDir, id).record);
   }
 
-  /** Deletes the VM's directory: one atomic rename makes it gone, then the files go. */
+  /**
+   * Deletes the VM's directory: one atomic rename makes it gone, then the files
+   * go. Only a directory: a link or file planted at the path is left as found.
+   */
   async remove(id: string): Promise<void> {
     const trash = path.join(this.stateDir, `${TRASH_PREFIX}${id}-${randomBytes(4).toString("hex")}`);
     // A save still in flight would otherwise land in (or re-create) the directory being removed.
     await this.writes.get(id);
     await this.forgetDir(id);
     const { dir } = vmPaths(this.stateDir, id);
+    const stat = await fsp.lstat(dir).catch(() => undefined);
+    if (!stat?.isDirectory()) return;
     try {
       await fsp.rename(dir, trash);
     } catch (e) {

@@ -42,9 +42,10 @@ export class StorageError extends RpcError {
   constructor(
     readonly op: string,
     readonly path: string,
+    /** The system's error, or (for a path that is not the directory it should be) the reason in words. */
     cause: NodeJS.ErrnoException | string,
   ) {
-    const errno = typeof cause === "string" ? "EINVAL" : (cause.code ?? "EIO");
+    const errno = typeof cause === "string" ? "ENOTDIR" : (cause.code ?? "EIO");
     const why = typeof cause === "string" ? cause : `${systemMessage(cause)} (${errno})`;
     super(ErrorCode.StorageError, `cannot ${op} ${path}: ${why}`, { op, path, errno });
     this.name = "StorageError";
@@ -56,15 +57,6 @@ export class StorageError extends RpcError {
 export async function onDisk<T>(op: string, path: string, work: () => Promise<T>): Promise<T> {
   try {
     return await work();
-  } catch (e) {
-    throw asStorageError(op, path, e);
-  }
-}
-
-/** The same for a synchronous operation. */
-export function onDiskSync<T>(op: string, path: string, work: () => T): T {
-  try {
-    return work();
   } catch (e) {
     throw asStorageError(op, path, e);
   }

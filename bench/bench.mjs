@@ -15,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import { ChClient } from "../packages/lib/dist/ch/client.js";
 import { runExec } from "../packages/lib/dist/exec/exec-client.js";
 import { connectGuestPort } from "../packages/lib/dist/exec/hybrid-vsock.js";
-import { encodeFrame, FrameReader, FrameType } from "../packages/lib/dist/exec/protocol.js";
+import { encodeFrame, FrameReader, FrameType } from "../packages/lib/dist/domain/exec-protocol.js";
 import { Conn } from "./client.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");

@@ -11,14 +11,14 @@ import { resolveVmmExecutable } from "./ch/vmm-binary.js";
 import { onDisk } from "./errors.js";
 import { EventBus } from "./events/event-bus.js";
 import { Orchestrator } from "./orchestrator/orchestrator.js";
-import { removeLeftoverSockets } from "./private-socket.js";
+import { removeLeftoverSockets } from "./os/private-socket.js";
+import { lockStateDir } from "./os/state-dir-lock.js";
 import { RpcAdapter } from "./rpc/adapter.js";
 import { computeMethods } from "./rpc/methods.js";
 import { RpcSocketServer } from "./rpc/socket-server.js";
 import { Provisioner } from "./siblings/provisioner.js";
 import { ReleaseQueue } from "./siblings/release-queue.js";
 import { privateDir, StateStore } from "./state/store.js";
-import { lockStateDir } from "./state-dir-lock.js";
 import { VERSION } from "./version.js";
 
 export { VERSION } from "./version.js";

@@ -2,8 +2,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { waitForPath } from "../src/ch/wait-for-path.js";
 import { BACKLOG_BYTES, SerialLog } from "../src/console/serial-log.js";
+import { waitForPath } from "../src/os/wait-for-path.js";
 import { RECORD_VERSION, type VmRecord } from "../src/state/record.js";
 import { StateStore } from "../src/state/store.js";
 

@@ -1,7 +1,7 @@
 /** Translates a VM spec into cloud-hypervisor's VmConfig for `vm.create`. */
-import { CONFIG_PARAM, encodeConfig } from "../exec/init-config.js";
-import type { VmSpec } from "../rpc/schemas.js";
-import type { Resources } from "../siblings/provisioner.js";
+import { CONFIG_PARAM, encodeConfig } from "../domain/guest-config.js";
+import { type Resources, slotOf } from "../domain/resources.js";
+import type { VmSpec } from "../domain/vm-spec.js";
 import type { VmPaths } from "../state/vm-paths.js";
 import type { ChVmConfig } from "./client.js";
 
@@ -25,10 +25,12 @@ export function toChVmConfig(spec: VmSpec, paths: VmPaths, resources: Resources)
     payload,
     cpus: { boot_vcpus: spec.vcpus, max_vcpus: spec.vcpus },
     memory: { size: spec.memory_mib * MiB },
-    disks: spec.disks?.map((d, i) => ({ path: "path" in d ? d.path : resolved(resources.disks, `disk${i}`).path, readonly: d.readonly ?? false })),
-    net: spec.nets?.map((n, i) =>
-      "tap" in n ? { tap: n.tap, mac: n.mac } : { tap: resolved(resources.nets, `net${i}`).tap, mac: resolved(resources.nets, `net${i}`).mac },
-    ),
+    disks: spec.disks?.map((d, i) => ({ path: "path" in d ? d.path : resolved(resources.disks, slotOf("vol", i)).path, readonly: d.readonly ?? false })),
+    net: spec.nets?.map((n, i) => {
+      if ("tap" in n) return { tap: n.tap, mac: n.mac };
+      const port = resolved(resources.nets, slotOf("net", i));
+      return { tap: port.tap, mac: port.mac };
+    }),
     rng: { src: "/dev/urandom" },
     // The daemon is the serial socket's only client and serves viewers itself (console/).
     serial: { mode: "Socket", socket: paths.serialSocket },

@@ -8,10 +8,10 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import fs from "node:fs/promises";
+import { isAlive, type ProcessIdentity, readProcStat } from "../os/proc.js";
+import { waitForPath } from "../os/wait-for-path.js";
 import { unlinkSockets, type VmPaths } from "../state/vm-paths.js";
 import { ChApiError, type ChClient } from "./client.js";
-import { isAlive, type ProcessIdentity, readProcStat } from "./proc.js";
-import { waitForPath } from "./wait-for-path.js";
 
 export interface VmmExit {
   /** null with signal null: the exit status is unknown (an adopted VMM). */

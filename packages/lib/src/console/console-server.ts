@@ -11,7 +11,7 @@ import fs from "node:fs/promises";
 import net from "node:net";
 import type { Logger } from "pino";
 import { onDisk } from "../errors.js";
-import { listenPrivate } from "../private-socket.js";
+import { listenPrivate } from "../os/private-socket.js";
 
 export const STALL_BYTES = 1024 * 1024;
 export const MAX_CLIENT_QUEUE = 16 * 1024 * 1024;

@@ -7,8 +7,8 @@
  * ring is told so, never silently given a gap.
  */
 import type { Logger } from "pino";
+import type { VmState } from "../domain/vm-states.js";
 import { invalidParams, RpcError } from "../errors.js";
-import type { VmState } from "../lifecycle/machine.js";
 import { EventJournal } from "./event-journal.js";
 
 export const EVENTS_LOST = -32008;

@@ -5,8 +5,9 @@
  * two a second), and
  * remember since when. An exec that cannot reach it starts the probe again.
  */
+
+import { DEFAULT_EXEC_PORT } from "../domain/exec-protocol.js";
 import { attempt } from "./hybrid-vsock.js";
-import { DEFAULT_EXEC_PORT } from "./protocol.js";
 
 const FIRST_RETRY_MS = 250;
 const MAX_RETRY_MS = 5_000;

@@ -4,7 +4,7 @@
  * and returns when the guest reports the exit.
  */
 import type net from "node:net";
-import { dataFrames, type ExecExit, type ExecRequest, encodeFrame, FrameReader, FrameType } from "./protocol.js";
+import { dataFrames, type ExecExit, type ExecRequest, encodeFrame, FrameReader, FrameType } from "../domain/exec-protocol.js";
 
 export const MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
 /** How long past the command's own timeout the host waits for the guest to report. */

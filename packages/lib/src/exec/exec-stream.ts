@@ -13,8 +13,8 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import type { Logger } from "pino";
-import { listenPrivate } from "../private-socket.js";
-import { type ExecRequest, encodeFrame, FrameType } from "./protocol.js";
+import { type ExecRequest, encodeFrame, FrameType } from "../domain/exec-protocol.js";
+import { listenPrivate } from "../os/private-socket.js";
 
 export const STREAM_CLAIM_MS = 10_000;
 

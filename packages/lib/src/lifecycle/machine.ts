@@ -8,9 +8,9 @@
  * `EXEC` (a command in the guest) is likewise asked, never applied: only a Running VM has a guest.
  */
 import { assign, setup } from "xstate";
+import type { VmState } from "../domain/vm-states.js";
 
-export const VM_STATES = ["Pending", "Provisioning", "Configured", "Starting", "Running", "Stopping", "Stopped", "Failed"] as const;
-export type VmState = (typeof VM_STATES)[number];
+export { VM_STATES, type VmState } from "../domain/vm-states.js";
 
 export type LifecycleEvent =
   | { type: "PROVISION" }

@@ -6,9 +6,9 @@
  */
 import { ChClient } from "../ch/client.js";
 import { endedWithVmmShutdown, readEvents } from "../ch/event-monitor.js";
-import { isAlive, type ProcessIdentity, readCmdline, readProcStat } from "../ch/proc.js";
 import { VmmProcess } from "../ch/vmm-process.js";
 import type { LifecycleEvent } from "../lifecycle/machine.js";
+import { isAlive, type ProcessIdentity, readCmdline, readProcStat } from "../os/proc.js";
 import type { VmmRecord, VmRecord } from "../state/record.js";
 import type { VmPaths } from "../state/vm-paths.js";
 import { killVmm, type RunningVmm } from "./vmm-control.js";

@@ -6,11 +6,11 @@
 
 import type net from "node:net";
 import type { Logger } from "pino";
+import { DEFAULT_EXEC_PORT, type ExecRequest } from "../domain/exec-protocol.js";
 import { ErrorCode, RpcError } from "../errors.js";
 import { ExecAgentError, type ExecResult, runExec } from "../exec/exec-client.js";
 import { serveExecStream } from "../exec/exec-stream.js";
 import { connectGuestPort } from "../exec/hybrid-vsock.js";
-import { DEFAULT_EXEC_PORT, type ExecRequest } from "../exec/protocol.js";
 import type { VmEntry } from "./vm-entry.js";
 
 export const DEFAULT_EXEC_TIMEOUT_MS = 60_000;

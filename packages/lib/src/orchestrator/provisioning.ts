@@ -3,9 +3,11 @@
  * volumes from the siblings (recording each as it comes), and give
  * everything back, queueing what cannot be given back now.
  */
+
+import { emptyResources } from "../domain/resources.js";
+import type { SiblingKind } from "../domain/sibling-contract.js";
 import { ErrorCode, RpcError } from "../errors.js";
-import type { SiblingKind } from "../siblings/contract.js";
-import { emptyResources, type Provisioner } from "../siblings/provisioner.js";
+import type { Provisioner } from "../siblings/provisioner.js";
 import type { ReleaseQueue } from "../siblings/release-queue.js";
 import { SiblingError } from "../siblings/sibling-client.js";
 import type { VmEntry } from "./vm-entry.js";

@@ -9,8 +9,8 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import type { Logger } from "pino";
-import { findProcessesByArg, isAlive } from "../ch/proc.js";
 import { isVmmProcess, type VmmExecutable } from "../ch/vmm-binary.js";
+import { findProcessesByArg, isAlive } from "../os/proc.js";
 import type { VmEntry } from "./vm-entry.js";
 
 export interface Drift {

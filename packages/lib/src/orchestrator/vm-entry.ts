@@ -1,7 +1,9 @@
 /** What the orchestrator holds for one VM while the daemon runs. */
+
+import { emptyResources, isProvisioned, type Resources } from "../domain/resources.js";
+import type { VmSpec } from "../domain/vm-spec.js";
+import type { VmStatus } from "../domain/vm-status.js";
 import { VmLifecycle } from "../lifecycle/vm-lifecycle.js";
-import type { VmSpec, VmStatus } from "../rpc/schemas.js";
-import { emptyResources, type Resources, references } from "../siblings/provisioner.js";
 import type { PendingRelease } from "../siblings/release-queue.js";
 import { RECORD_VERSION, type VmRecord } from "../state/record.js";
 import type { VmPaths } from "../state/vm-paths.js";
@@ -94,11 +96,6 @@ export function toRecord(vm: VmEntry & { spec: VmSpec }): VmRecord {
     updated_at: vm.updated_at,
     transitions: [...vm.lifecycle.transitions],
   };
-}
-
-/** Every sibling reference of the spec has its resource. */
-export function isProvisioned(spec: VmSpec, resources: Resources): boolean {
-  return references(spec).every((r) => (r.kind === "net" ? resources.nets : resources.disks)[r.slot] !== undefined);
 }
 
 export function toStatus(vm: VmEntry, pendingReleases: PendingRelease[]): VmStatus {

@@ -8,9 +8,9 @@ import type { Logger } from "pino";
 import { ChClient } from "../ch/client.js";
 import { toChVmConfig } from "../ch/vm-config.js";
 import { VmmProcess } from "../ch/vmm-process.js";
+import type { Resources } from "../domain/resources.js";
+import type { VmSpec } from "../domain/vm-spec.js";
 import { failpoint } from "../failpoints.js";
-import type { VmSpec } from "../rpc/schemas.js";
-import type { Resources } from "../siblings/provisioner.js";
 import { unlinkSockets, type VmPaths } from "../state/vm-paths.js";
 
 export interface RunningVmm {

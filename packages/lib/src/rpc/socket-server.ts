@@ -14,7 +14,7 @@
 import fs from "node:fs/promises";
 import net from "node:net";
 import type { Logger } from "pino";
-import { listenPrivate } from "../private-socket.js";
+import { listenPrivate } from "../os/private-socket.js";
 import type { RpcAdapter } from "./adapter.js";
 
 export const MAX_LINE_BYTES = 1024 * 1024;

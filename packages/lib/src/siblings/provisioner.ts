@@ -6,18 +6,12 @@
  * daemon never heard about because it died before recording them.
  */
 import type { Logger } from "pino";
+import { type Resources, references } from "../domain/resources.js";
+import { type NetPort, resourceId, SIBLING_METHODS, type SiblingKind, type VolAttachment } from "../domain/sibling-contract.js";
+import type { VmSpec } from "../domain/vm-spec.js";
 import { invalidParams } from "../errors.js";
 import { failpoint } from "../failpoints.js";
-import type { VmSpec } from "../rpc/schemas.js";
-import { type NetPort, resourceId, SIBLING_METHODS, type SiblingKind, type VolAttachment } from "./contract.js";
 import { SiblingClient } from "./sibling-client.js";
-
-export interface Resources {
-  nets: Record<string, NetPort>;
-  disks: Record<string, VolAttachment>;
-}
-
-export const emptyResources = (): Resources => ({ nets: {}, disks: {} });
 
 export interface SiblingSockets {
   net?: string;
@@ -25,19 +19,6 @@ export interface SiblingSockets {
 }
 
 const FLAG: Record<SiblingKind, string> = { net: "--net-socket", vol: "--vol-socket" };
-
-/** The sibling-provided references of a spec, with their slots. */
-export function references(spec: VmSpec): { kind: SiblingKind; slot: string; params: Record<string, unknown> }[] {
-  const refs: { kind: SiblingKind; slot: string; params: Record<string, unknown> }[] = [];
-  spec.nets?.forEach((n, i) => {
-    if ("network" in n) refs.push({ kind: "net", slot: `net${i}`, params: { network: n.network, mac: n.mac } });
-  });
-  spec.disks?.forEach((d, i) => {
-    if ("volume" in d)
-      refs.push({ kind: "vol", slot: `disk${i}`, params: { volume: d.volume, readonly: d.readonly ?? false, size_mib: d.size_mib, base: d.base } });
-  });
-  return refs;
-}
 
 export class Provisioner {
   private readonly clients: Partial<Record<SiblingKind, SiblingClient>> = {};

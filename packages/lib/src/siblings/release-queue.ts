@@ -6,8 +6,8 @@
  */
 import fs from "node:fs/promises";
 import type { Logger } from "pino";
-import { replaceFileDurably } from "../state/durable-file.js";
-import type { SiblingKind } from "./contract.js";
+import type { SiblingKind } from "../domain/sibling-contract.js";
+import { replaceFileDurably } from "../os/durable-file.js";
 import type { Provisioner } from "./provisioner.js";
 
 export interface PendingRelease {

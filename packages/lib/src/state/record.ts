@@ -3,11 +3,11 @@
  * (docs/state-file.md). A v1 record knows the VMM's pid but not its start
  * time: adoption establishes it from the process's argv before trusting it.
  */
-import type { VmState } from "../lifecycle/machine.js";
-import { VM_STATES } from "../lifecycle/machine.js";
+
+import type { Resources } from "../domain/resources.js";
+import type { VmSpec } from "../domain/vm-spec.js";
+import { VM_STATES, type VmState } from "../domain/vm-states.js";
 import type { Transition } from "../lifecycle/vm-lifecycle.js";
-import type { VmSpec } from "../rpc/schemas.js";
-import type { Resources } from "../siblings/provisioner.js";
 
 export const RECORD_VERSION = 2;
 

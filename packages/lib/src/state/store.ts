@@ -16,7 +16,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { onDisk, StorageError } from "../errors.js";
 import { failpoint } from "../failpoints.js";
-import { fsyncDir, isTempFile, replaceFileDurably } from "./durable-file.js";
+import { fsyncDir, isTempFile, replaceFileDurably } from "../os/durable-file.js";
 import { parseRecord, type VmRecord } from "./record.js";
 import { vmPaths } from "./vm-paths.js";
 

@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { readProcStat } from "./ch/proc.js";
+import { readProcStat } from "./proc.js";
 
 export class StateDirLockedError extends Error {}
 

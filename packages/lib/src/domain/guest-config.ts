@@ -6,7 +6,7 @@
  * $mh_config. Imports only node:zlib: the guest bundle uses it too.
  */
 import { gunzipSync, gzipSync } from "node:zlib";
-import { DEFAULT_EXEC_PORT } from "./protocol.js";
+import { DEFAULT_EXEC_PORT } from "./exec-protocol.js";
 
 export const CONFIG_PARAM = "mh_config";
 

@@ -1,0 +1,43 @@
+/**
+ * What a VM holds from the siblings, by slot. A slot names the place of a
+ * reference in the spec (`net0` is the first NIC, `disk1` the second disk):
+ * asking a sibling again for the same owner and slot returns the same
+ * resource, and the CH config looks resources up by the same names.
+ */
+import type { NetPort, SiblingKind, VolAttachment } from "./sibling-contract.js";
+import type { VmSpec } from "./vm-spec.js";
+
+export interface Resources {
+  nets: Record<string, NetPort>;
+  disks: Record<string, VolAttachment>;
+}
+
+export const emptyResources = (): Resources => ({ nets: {}, disks: {} });
+
+/** The slot of the spec's `index`-th NIC or disk. */
+export const slotOf = (kind: SiblingKind, index: number): string => `${kind === "net" ? "net" : "disk"}${index}`;
+
+export interface Reference {
+  kind: SiblingKind;
+  slot: string;
+  /** The sibling's create params for it, besides owner and slot. */
+  params: Record<string, unknown>;
+}
+
+/** The sibling-provided references of a spec, with their slots. */
+export function references(spec: VmSpec): Reference[] {
+  const refs: Reference[] = [];
+  spec.nets?.forEach((n, i) => {
+    if ("network" in n) refs.push({ kind: "net", slot: slotOf("net", i), params: { network: n.network, mac: n.mac } });
+  });
+  spec.disks?.forEach((d, i) => {
+    if ("volume" in d)
+      refs.push({ kind: "vol", slot: slotOf("vol", i), params: { volume: d.volume, readonly: d.readonly ?? false, size_mib: d.size_mib, base: d.base } });
+  });
+  return refs;
+}
+
+/** Every sibling reference of the spec has its resource. */
+export function isProvisioned(spec: VmSpec, resources: Resources): boolean {
+  return references(spec).every((r) => (r.kind === "net" ? resources.nets : resources.disks)[r.slot] !== undefined);
+}

@@ -1,0 +1,105 @@
+/**
+ * What a VM is: the spec a client gives at create (its CPUs, memory, boot
+ * source, disks, networks, guest workload). TypeBox schemas are the single
+ * source: they validate the create params and generate their OpenRPC
+ * description, and `VmSpec` is derived from them. Every layer that needs to
+ * know what a VM is imports this, never the RPC layer.
+ */
+import { type Static, Type } from "@sinclair/typebox";
+
+const strict = { additionalProperties: false } as const;
+
+export const VM_ID_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$";
+export const VmId = Type.String({
+  pattern: VM_ID_PATTERN,
+  description: "VM identifier: lower-case letters, digits, '_' and '-', at most 63 characters, starting with a letter or digit",
+  errorMessage: `id must match ${VM_ID_PATTERN}`,
+});
+const AbsolutePath = Type.String({
+  pattern: "^/",
+  maxLength: 4096,
+  description: "Absolute path of an existing file",
+  errorMessage: "must be an absolute path",
+});
+
+export const KernelBoot = Type.Object(
+  {
+    kernel: AbsolutePath,
+    initramfs: Type.Optional(AbsolutePath),
+    cmdline: Type.Optional(Type.String({ maxLength: 4096, pattern: "^[^\\u0000]*$", errorMessage: "cmdline must not contain a NUL byte" })),
+  },
+  { ...strict, title: "KernelBoot", description: "Direct kernel boot" },
+);
+export const FirmwareBoot = Type.Object({ firmware: AbsolutePath }, { ...strict, title: "FirmwareBoot", description: "Firmware boot" });
+const DiskPath = Type.Object(
+  { path: AbsolutePath, readonly: Type.Optional(Type.Boolean()) },
+  { ...strict, title: "DiskPath", description: "A disk image or block device on this host" },
+);
+const ResourceName = Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$", errorMessage: "must match ^[a-z0-9][a-z0-9_.-]{0,62}$" });
+const DiskVolume = Type.Object(
+  {
+    volume: ResourceName,
+    readonly: Type.Optional(Type.Boolean()),
+    size_mib: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 * 1024 * 1024, description: "Size for a volume that does not exist yet" })),
+    base: Type.Optional(AbsolutePath),
+  },
+  { ...strict, title: "DiskVolume", description: "A volume prepared by the volume sibling (--vol-socket)" },
+);
+export const Disk = Type.Union([DiskPath, DiskVolume], { errorMessage: "a disk is {path, readonly?} or {volume, readonly?, size_mib?, base?}" });
+const Mac = Type.String({ pattern: "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$", errorMessage: "mac must look like 52:54:00:12:34:56" });
+const NetTap = Type.Object(
+  {
+    tap: Type.String({
+      pattern: "^[A-Za-z0-9_.-]{1,15}$",
+      description: "An existing tap device",
+      errorMessage: "tap must be a Linux interface name (1-15 of [A-Za-z0-9_.-])",
+    }),
+    mac: Type.Optional(Mac),
+  },
+  { ...strict, title: "NetTap" },
+);
+const NetRef = Type.Object(
+  { network: ResourceName, mac: Type.Optional(Mac) },
+  { ...strict, title: "NetRef", description: "A port on a network of the network sibling (--net-socket)" },
+);
+export const Net = Type.Union([NetTap, NetRef], { errorMessage: "a net is {tap, mac?} or {network, mac?}" });
+
+const ENV_NAME = "^[A-Za-z_][A-Za-z0-9_]*$";
+export const EnvMap = Type.Record(
+  Type.String({ pattern: ENV_NAME }),
+  Type.String({ pattern: "^[^\\u0000]*$", errorMessage: "an environment value must not contain a NUL byte" }),
+  {
+    additionalProperties: false,
+    description: `Environment variables; each name matches ${ENV_NAME}`,
+    errorMessage: `every environment variable name must match ${ENV_NAME}`,
+  },
+);
+export const WorkloadSchema = Type.Object(
+  {
+    argv: Type.Array(Type.String(), { minItems: 1, maxItems: 1024, description: "The command the guest init runs" }),
+    env: Type.Optional(EnvMap),
+    cwd: Type.Optional(Type.String({ pattern: "^/" })),
+    restart: Type.Optional(Type.Union([Type.Literal("never"), Type.Literal("on-failure"), Type.Literal("always")], { description: "default never" })),
+    on_exit: Type.Optional(
+      Type.Union([Type.Literal("poweroff"), Type.Literal("stay")], { description: "After the workload ends for good: power off, or stay up (default)" }),
+    ),
+  },
+  { ...strict, title: "Workload", description: "Run by my_hypervisor-init inside the guest (passed on the kernel command line)" },
+);
+
+export const VmSpecSchema = Type.Object(
+  {
+    id: VmId,
+    vcpus: Type.Integer({ minimum: 1, maximum: 254 }),
+    memory_mib: Type.Integer({ minimum: 16, maximum: 16 * 1024 * 1024 }),
+    boot: Type.Union([KernelBoot, FirmwareBoot], { errorMessage: "boot must be {kernel, initramfs?, cmdline?} or {firmware}" }),
+    disks: Type.Optional(Type.Array(Disk, { maxItems: 64 })),
+    nets: Type.Optional(Type.Array(Net, { maxItems: 16 })),
+    workload: Type.Optional(WorkloadSchema),
+    hostname: Type.Optional(
+      Type.String({ pattern: "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$", description: "The guest's hostname, set by my_hypervisor-init" }),
+    ),
+  },
+  { ...strict, title: "VmSpec" },
+);
+export type VmSpec = Static<typeof VmSpecSchema>;

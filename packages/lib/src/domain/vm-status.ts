@@ -1,0 +1,65 @@
+/**
+ * How a VM is reported: its state (one of the eight), VMM pid, spec, recent
+ * transitions, resources and health. The orchestrator builds it, the compute
+ * API returns it; TypeBox schemas are the single source of both the types and
+ * the OpenRPC description.
+ */
+import { type Static, Type } from "@sinclair/typebox";
+import { VmId, VmSpecSchema } from "./vm-spec.js";
+import { VM_STATES } from "./vm-states.js";
+
+export const State = Type.Union(
+  VM_STATES.map((s) => Type.Literal(s)),
+  { title: "VmState" },
+);
+const Pid = Type.Union([Type.Integer(), Type.Null()], { description: "The VMM's pid while it runs" });
+export const TransitionSchema = Type.Object({
+  seq: Type.Integer(),
+  from: State,
+  to: State,
+  event: Type.String(),
+  at: Type.String({ format: "date-time" }),
+  reason: Type.Optional(Type.String()),
+});
+export const VmStatus = Type.Object(
+  {
+    id: VmId,
+    state: State,
+    pid: Pid,
+    spec: Type.Union([VmSpecSchema, Type.Null()], { description: "null only when the VM's state.json could not be read" }),
+    created_at: Type.String({ format: "date-time" }),
+    updated_at: Type.String({ format: "date-time" }),
+    transitions: Type.Array(TransitionSchema, { description: "The most recent transitions, oldest first (at most 64)" }),
+    resources: Type.Object(
+      {
+        nets: Type.Record(Type.String(), Type.Object({}, { additionalProperties: true })),
+        disks: Type.Record(Type.String(), Type.Object({}, { additionalProperties: true })),
+      },
+      { description: "What the siblings provided, by slot (net0, disk1, ...): taps, MACs, volume paths" },
+    ),
+    pending_releases: Type.Array(Type.Object({}, { additionalProperties: true }), {
+      description: "Sibling releases not done yet; retried by the reconcile loop",
+    }),
+    agent: Type.Object(
+      { ready: Type.Boolean(), since: Type.Union([Type.String({ format: "date-time" }), Type.Null()]) },
+      { description: "Whether the guest's exec agent answers, and since when" },
+    ),
+    console: Type.Object(
+      { lost_bytes: Type.Integer({ description: "Serial output that could not be written to the log (full or read-only disk) since the daemon started" }) },
+      { description: "The serial log's health" },
+    ),
+    unsaved: Type.Optional(
+      Type.Object(
+        { error: Type.String(), since: Type.String({ format: "date-time" }) },
+        {
+          description:
+            "Present while the VM's newest state could not be written to its state.json (full or read-only disk): why, and since when. The daemon goes on from memory and writes it once it can",
+        },
+      ),
+    ),
+  },
+  { title: "VmStatus" },
+);
+export type VmStatus = Static<typeof VmStatus>;
+export const VmList = Type.Object({ vms: Type.Array(Type.Object({ id: VmId, state: State, pid: Pid })) });
+export type VmList = Static<typeof VmList>;

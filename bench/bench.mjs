@@ -13,10 +13,11 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 // The project's own CH and exec clients, for the baselines that bypass the daemon.
 import { ChClient } from "../packages/lib/dist/ch/client.js";
+import { encodeFrame, FrameReader, FrameType } from "../packages/lib/dist/domain/exec-protocol.js";
 import { runExec } from "../packages/lib/dist/exec/exec-client.js";
 import { connectGuestPort } from "../packages/lib/dist/exec/hybrid-vsock.js";
-import { encodeFrame, FrameReader, FrameType } from "../packages/lib/dist/domain/exec-protocol.js";
-import { Conn } from "./client.mjs";
+// The project's own JSON-RPC client (packages/lib/src/jsonrpc/client.ts), so the bench measures what clients get.
+import { JsonRpcConnection as Conn } from "../packages/lib/dist/jsonrpc/client.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const DAEMON = path.join(ROOT, "packages/daemon/dist/my_hypervisor-daemon.mjs");

@@ -8,6 +8,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { RpcCallError as JsonRpcCallError, JsonRpcConnection, RpcConnectionError } from "@my_hypervisor/lib/jsonrpc-client";
 import { execa, type ResultPromise } from "execa";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -25,62 +26,43 @@ export interface RpcErrorObject {
 /** The code a call fails with when the connection went away before its reply (not a JSON-RPC code). */
 export const CONNECTION_LOST = -1;
 
+/** A call that failed: the daemon's error, or CONNECTION_LOST. */
 export class RpcCallError extends Error {
   constructor(readonly error: RpcErrorObject) {
     super(`${error.code}: ${error.message}`);
   }
 }
 
-/** A newline-delimited JSON-RPC connection. */
+/** The project's JSON-RPC client (lib's jsonrpc/client.ts), with what tests need besides: errors as values, raw bytes. */
 export class RpcConnection {
-  private buffer = "";
-  private nextId = 1;
-  private readonly waiting = new Map<unknown, (msg: Record<string, unknown>) => void>();
   /** Every line received that no call claimed (replies to raw writes, batches). */
   readonly unclaimed: unknown[] = [];
   private readonly unclaimedWaiters: (() => void)[] = [];
 
-  private constructor(readonly socket: net.Socket) {
-    socket.setEncoding("utf8");
-    // A daemon killed under a test resets or closes its connections: fail the calls still waiting.
-    const lost = (why: string) => {
-      for (const [id, claim] of this.waiting) claim({ id, error: { code: CONNECTION_LOST, message: `connection lost: ${why}` } });
-      this.waiting.clear();
+  private constructor(private readonly conn: JsonRpcConnection) {
+    conn.onUnmatched = (msg) => {
+      this.unclaimed.push(msg);
+      for (const w of this.unclaimedWaiters.splice(0)) w();
     };
-    socket.on("error", (e) => lost(e.message));
-    socket.on("close", () => lost("closed"));
-    socket.on("data", (chunk: string) => {
-      this.buffer += chunk;
-      for (let nl = this.buffer.indexOf("\n"); nl >= 0; nl = this.buffer.indexOf("\n")) {
-        const msg = JSON.parse(this.buffer.slice(0, nl));
-        this.buffer = this.buffer.slice(nl + 1);
-        const claim = !Array.isArray(msg) && this.waiting.get(msg.id);
-        if (claim) {
-          this.waiting.delete(msg.id);
-          claim(msg);
-        } else {
-          this.unclaimed.push(msg);
-          for (const w of this.unclaimedWaiters.splice(0)) w();
-        }
-      }
-    });
   }
 
-  static open(socketPath: string): Promise<RpcConnection> {
-    return new Promise((resolve, reject) => {
-      const s = net.connect(socketPath);
-      s.once("connect", () => resolve(new RpcConnection(s)));
-      s.once("error", reject);
-    });
+  static async open(socketPath: string): Promise<RpcConnection> {
+    return new RpcConnection(await JsonRpcConnection.open(socketPath));
+  }
+
+  /** The socket itself, for tests of framing and half-closing. */
+  get socket(): net.Socket {
+    return this.conn.socket;
   }
 
   async call<T = Record<string, any>>(method: string, params?: unknown): Promise<T> {
-    const id = this.nextId++;
-    const reply = new Promise<Record<string, unknown>>((resolve) => this.waiting.set(id, resolve));
-    this.socket.write(`${JSON.stringify({ jsonrpc: "2.0", id, method, params })}\n`);
-    const msg = await reply;
-    if (msg.error) throw new RpcCallError(msg.error as RpcErrorObject);
-    return msg.result as T;
+    try {
+      return await this.conn.call<T>(method, params);
+    } catch (e) {
+      if (e instanceof JsonRpcCallError) throw new RpcCallError({ code: e.code, message: e.message, data: e.data });
+      if (e instanceof RpcConnectionError) throw new RpcCallError({ code: CONNECTION_LOST, message: e.message });
+      throw e;
+    }
   }
 
   /** Calls and returns the JSON-RPC error, failing if the call succeeds. */
@@ -97,13 +79,13 @@ export class RpcConnection {
   /** Writes raw bytes; returns the next `n` unclaimed replies. */
   async raw(data: string | Buffer, n = 1): Promise<any[]> {
     const start = this.unclaimed.length;
-    this.socket.write(data);
+    this.conn.write(data);
     while (this.unclaimed.length < start + n) await new Promise<void>((r) => this.unclaimedWaiters.push(r));
     return this.unclaimed.slice(start, start + n);
   }
 
   close(): void {
-    this.socket.end();
+    this.conn.close();
   }
 }
 

@@ -4,7 +4,7 @@ import path from "node:path";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { type ChEvent, EventMonitorTail } from "../src/ch/event-monitor.js";
-import { RpcError } from "../src/errors.js";
+import { RpcError } from "../src/domain/errors.js";
 import { EVENTS_LOST, EventBus } from "../src/events/event-bus.js";
 
 const quiet = pino({ level: "silent" });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LineReader } from "../src/rpc/socket-server.js";
+import { LineReader } from "../src/jsonrpc/line-reader.js";
 
 const collect = (r: LineReader, ...chunks: string[]) => chunks.flatMap((c) => [...r.push(Buffer.from(c))]).map((i) => (i.tooLong ? "<too long>" : i.line));
 

@@ -7,7 +7,10 @@
  * port. Uses iproute2; needs CAP_NET_ADMIN.
  */
 import { createHash } from "node:crypto";
-import { type MethodDef, type NetPort, RpcError } from "@my_hypervisor/lib";
+import { type MethodDef, type NetPort, RpcError, SIBLING_ERRORS } from "@my_hypervisor/lib";
+
+const E = SIBLING_ERRORS;
+
 import { Type } from "@sinclair/typebox";
 import { execa } from "execa";
 import { delay, JsonState, parseSiblingArgs, serveSibling } from "./sibling-daemon.js";
@@ -21,7 +24,7 @@ const macOf = (owner: string, slot: string) => `02:${hash(`${owner}/${slot}`, 10
 
 async function ip(...args: string[]): Promise<void> {
   const r = await execa("ip", args, { reject: false });
-  if (r.exitCode !== 0) throw new RpcError(-32012, `ip ${args.join(" ")} failed: ${r.stderr.trim()}`, { command: ["ip", ...args] });
+  if (r.exitCode !== 0) throw new RpcError(E.HostCommandFailed.code, `ip ${args.join(" ")} failed: ${r.stderr.trim()}`, { command: ["ip", ...args] });
 }
 const linkExists = async (name: string) => (await execa("ip", ["link", "show", "dev", name], { reject: false })).exitCode === 0;
 
@@ -47,13 +50,13 @@ const methods = [
       { additionalProperties: false },
     ),
     result: Type.Object({}, { additionalProperties: true }),
-    errors: [-32602, -32012],
+    errors: [E.InvalidParams, E.HostCommandFailed],
     handler: (p: { owner: string; slot: string; network: string; mac?: string }) =>
       state.mutate(async (data) => {
         const port = `${p.owner}/${p.slot}`;
         const existing = data.ports[port];
         if (existing) {
-          if (existing.network !== p.network) throw new RpcError(-32602, `slot ${port} already has a port on network ${existing.network}`);
+          if (existing.network !== p.network) throw new RpcError(E.InvalidParams.code, `slot ${port} already has a port on network ${existing.network}`);
           return existing;
         }
         opts.log.info({ port, network: p.network }, "creating port");
@@ -75,7 +78,7 @@ const methods = [
     summary: "Deletes a port and its tap device; deleting one that is gone succeeds",
     params: Type.Object({ port: Type.String() }, { additionalProperties: false }),
     result: Type.Object({ port: Type.String(), deleted: Type.Boolean() }),
-    errors: [-32012],
+    errors: [E.HostCommandFailed],
     handler: (p: { port: string }) =>
       state.mutate(async (data) => {
         const existing = data.ports[p.port];

@@ -8,7 +8,10 @@
  */
 import fs from "node:fs/promises";
 import path from "node:path";
-import { type MethodDef, RpcError, type VolAttachment } from "@my_hypervisor/lib";
+import { type MethodDef, RpcError, SIBLING_ERRORS, type VolAttachment } from "@my_hypervisor/lib";
+
+const E = SIBLING_ERRORS;
+
 import { Type } from "@sinclair/typebox";
 import { delay, JsonState, parseSiblingArgs, serveSibling } from "./sibling-daemon.js";
 
@@ -22,11 +25,11 @@ const MiB = 1024 * 1024;
 async function ensureVolume(file: string, volume: string, sizeMib?: number, base?: string): Promise<void> {
   if (await fs.stat(file).catch(() => undefined)) return;
   if (base === undefined && sizeMib === undefined)
-    throw new RpcError(-32010, `volume ${volume} does not exist; give size_mib or base to create it`, { volume });
+    throw new RpcError(E.NotFound.code, `volume ${volume} does not exist; give size_mib or base to create it`, { volume });
   const tmp = `${file}.${process.pid}.tmp`;
   if (base !== undefined) {
     await fs.copyFile(base, tmp).catch((e) => {
-      throw new RpcError(-32010, `base image ${base} cannot be read: ${(e as Error).message}`, { base });
+      throw new RpcError(E.NotFound.code, `base image ${base} cannot be read: ${(e as Error).message}`, { base });
     });
   }
   const handle = await fs.open(tmp, "a", 0o600);
@@ -57,18 +60,18 @@ const methods = [
       { additionalProperties: false },
     ),
     result: Type.Object({}, { additionalProperties: true }),
-    errors: [-32602, -32010, -32011],
+    errors: [E.InvalidParams, E.NotFound, E.InUse],
     handler: (p: { owner: string; slot: string; volume: string; readonly: boolean; size_mib?: number; base?: string }) =>
       state.mutate(async (data) => {
         const attachment = `${p.owner}/${p.slot}`;
         const existing = data.attachments[attachment];
         if (existing) {
-          if (existing.volume !== p.volume) throw new RpcError(-32602, `slot ${attachment} already holds volume ${existing.volume}`);
+          if (existing.volume !== p.volume) throw new RpcError(E.InvalidParams.code, `slot ${attachment} already holds volume ${existing.volume}`);
           return existing;
         }
         const others = Object.values(data.attachments).filter((a) => a.volume === p.volume);
         if (others.some((a) => !a.readonly) || (!p.readonly && others.length > 0)) {
-          throw new RpcError(-32011, `volume ${p.volume} is in use by ${others.map((a) => a.owner).join(", ")}`, { volume: p.volume });
+          throw new RpcError(E.InUse.code, `volume ${p.volume} is in use by ${others.map((a) => a.owner).join(", ")}`, { volume: p.volume });
         }
         await delay(opts.latencyMs);
         const file = path.join(dir, `${p.volume}.raw`);

@@ -10,7 +10,7 @@
 import fs from "node:fs/promises";
 import net from "node:net";
 import type { Logger } from "pino";
-import { onDisk } from "../errors.js";
+import { onDisk } from "../domain/errors.js";
 import { listenPrivate } from "../os/private-socket.js";
 
 export const STALL_BYTES = 1024 * 1024;

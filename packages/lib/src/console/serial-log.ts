@@ -15,7 +15,7 @@
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
-import { onDisk } from "../errors.js";
+import { onDisk } from "../domain/errors.js";
 
 export const BACKLOG_BYTES = 64 * 1024;
 const SEGMENT = /^serial-(\d{16})\.log$/;

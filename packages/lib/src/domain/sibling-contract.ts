@@ -3,6 +3,7 @@
  * and volume daemons, and what they answer. Both the daemon and the
  * reference siblings use these types.
  */
+import type { ErrorDef } from "../jsonrpc/rpc-error.js";
 export interface NetPort {
   port: string;
   owner: string;
@@ -30,3 +31,21 @@ export const SIBLING_METHODS = {
 
 /** How a resource is named when it is released. */
 export const resourceId = (kind: SiblingKind, r: NetPort | VolAttachment): string => (kind === "net" ? (r as NetPort).port : (r as VolAttachment).attachment);
+
+/** The errors a sibling answers with (docs/siblings.md); the daemon passes them on inside -32006. */
+export const SIBLING_ERRORS = {
+  InvalidParams: { code: -32602, name: "InvalidParams", message: "Invalid params; the message says which field and why", data: "{errors: [{path, message}]}" },
+  NotFound: {
+    code: -32010,
+    name: "NotFound",
+    message: "The thing asked for does not exist (a volume without size_mib or base, an unreadable base image)",
+    data: "{volume} or {base}",
+  },
+  InUse: {
+    code: -32011,
+    name: "InUse",
+    message: "In use (a volume attached read-write elsewhere, or asked read-write while attached elsewhere)",
+    data: "{volume}",
+  },
+  HostCommandFailed: { code: -32012, name: "HostCommandFailed", message: "A host command (ip) failed; the message has its stderr", data: "{command}" },
+} as const satisfies Record<string, ErrorDef>;

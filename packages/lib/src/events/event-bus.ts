@@ -7,11 +7,12 @@
  * ring is told so, never silently given a gap.
  */
 import type { Logger } from "pino";
+import { ERRORS, invalidParams, RpcError } from "../domain/errors.js";
 import type { VmState } from "../domain/vm-states.js";
-import { invalidParams, RpcError } from "../errors.js";
 import { EventJournal } from "./event-journal.js";
 
-export const EVENTS_LOST = -32008;
+/** -32008: the events after `since` are gone. */
+export const EVENTS_LOST = ERRORS.EventsLost.code;
 export const DEFAULT_RING_SIZE = 4096;
 
 export interface VmEvent {

@@ -8,7 +8,6 @@
  * `EXEC` (a command in the guest) is likewise asked, never applied: only a Running VM has a guest.
  */
 import { assign, setup } from "xstate";
-import type { VmState } from "../domain/vm-states.js";
 
 export { VM_STATES, type VmState } from "../domain/vm-states.js";
 

@@ -6,8 +6,8 @@
 
 import type net from "node:net";
 import type { Logger } from "pino";
+import { ErrorCode, RpcError } from "../domain/errors.js";
 import { DEFAULT_EXEC_PORT, type ExecRequest } from "../domain/exec-protocol.js";
-import { ErrorCode, RpcError } from "../errors.js";
 import { ExecAgentError, type ExecResult, runExec } from "../exec/exec-client.js";
 import { serveExecStream } from "../exec/exec-stream.js";
 import { connectGuestPort } from "../exec/hybrid-vsock.js";

@@ -4,9 +4,9 @@
  * everything back, queueing what cannot be given back now.
  */
 
+import { ErrorCode, RpcError } from "../domain/errors.js";
 import { emptyResources } from "../domain/resources.js";
 import type { SiblingKind } from "../domain/sibling-contract.js";
-import { ErrorCode, RpcError } from "../errors.js";
 import type { Provisioner } from "../siblings/provisioner.js";
 import type { ReleaseQueue } from "../siblings/release-queue.js";
 import { SiblingError } from "../siblings/sibling-client.js";

@@ -1,7 +1,7 @@
 /** Checks on a VM spec that need the host: files that must exist, socket paths that must fit. */
 import fs from "node:fs/promises";
+import { invalidParams } from "../domain/errors.js";
 import type { VmSpec } from "../domain/vm-spec.js";
-import { invalidParams } from "../errors.js";
 import { MAX_SOCKET_PATH } from "../state/vm-paths.js";
 
 export async function checkFilesExist(spec: VmSpec): Promise<void> {

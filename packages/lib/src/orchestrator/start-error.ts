@@ -2,7 +2,7 @@
 import fs from "node:fs";
 import { ChApiError, describeChError } from "../ch/client.js";
 import { VmmLaunchError } from "../ch/vmm-process.js";
-import { ErrorCode, RpcError } from "../errors.js";
+import { ErrorCode, RpcError } from "../domain/errors.js";
 
 /** The calls at which CH opens /dev/kvm: a missing /dev/kvm can explain only their failure, or a VMM that exited. */
 const KVM_CALLS = new Set(["vm.create", "vm.boot"]);

@@ -4,7 +4,7 @@
  * on a full or read-only disk, and is caught up by the reconcile sweep.
  */
 import type { Logger } from "pino";
-import { StorageError } from "../errors.js";
+import { StorageError } from "../domain/errors.js";
 import type { LoadNotes, StateStore } from "../state/store.js";
 import { toRecord, type VmEntry } from "./vm-entry.js";
 

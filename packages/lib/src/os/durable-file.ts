@@ -15,7 +15,6 @@
 import fs from "node:fs";
 import path from "node:path";
 import { promisify } from "node:util";
-import { asStorageError } from "../errors.js";
 import { failpoint } from "../failpoints.js";
 
 const writeFile = promisify(fs.writeFile);
@@ -32,7 +31,7 @@ export const isTempFile = (name: string, of: string): boolean => name.startsWith
 
 /**
  * `dirFd`: the directory, already open (saves an open and a close per write).
- * A failure is a StorageError naming the file; the temp file is removed.
+ * A failure throws the system's error, after the temp file is removed.
  */
 export async function replaceFileDurably(file: string, data: string, opts: { mode?: number; dirFd?: number } = {}): Promise<void> {
   const temp = `${file}.${process.pid}-${++tempCounter}.tmp`;
@@ -45,7 +44,7 @@ export async function replaceFileDurably(file: string, data: string, opts: { mod
     else await fsyncDir(path.dirname(file));
   } catch (e) {
     await rm(temp, { force: true }).catch(() => undefined);
-    throw asStorageError("write", file, e);
+    throw e;
   }
 }
 

@@ -6,10 +6,10 @@
  * daemon never heard about because it died before recording them.
  */
 import type { Logger } from "pino";
+import { invalidParams } from "../domain/errors.js";
 import { type Resources, references } from "../domain/resources.js";
 import { type NetPort, resourceId, SIBLING_METHODS, type SiblingKind, type VolAttachment } from "../domain/sibling-contract.js";
 import type { VmSpec } from "../domain/vm-spec.js";
-import { invalidParams } from "../errors.js";
 import { failpoint } from "../failpoints.js";
 import { SiblingClient } from "./sibling-client.js";
 

@@ -5,8 +5,8 @@
  * retried a bounded number of times with backoff; an error the sibling
  * returns is final. Each call is logged with its duration.
  */
-import net from "node:net";
 import type { Logger } from "pino";
+import { JsonRpcConnection, RpcCallError } from "../jsonrpc/client.js";
 
 export const CALL_TIMEOUT_MS = 5_000;
 const BACKOFF_MS = [100, 400];
@@ -30,8 +30,6 @@ export class SiblingError extends Error {
 }
 
 export class SiblingClient {
-  private nextId = 1;
-
   constructor(
     readonly name: string,
     private readonly socketPath: string,
@@ -55,36 +53,22 @@ export class SiblingClient {
     }
   }
 
-  private once<T>(method: string, params: Record<string, unknown>): Promise<T> {
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const socket = net.connect(this.socketPath);
-      let buffer = "";
-      const fail = (message: string, rpcError?: SiblingError["rpcError"]) => {
-        clearTimeout(timer);
-        socket.destroy();
-        reject(new SiblingError(this.name, method, `${this.name} sibling, ${method}: ${message}`, rpcError));
-      };
-      const timer = setTimeout(() => fail(`no answer within ${CALL_TIMEOUT_MS} ms`), CALL_TIMEOUT_MS);
-      socket.setEncoding("utf8");
-      socket.once("error", (e) => fail(`cannot reach ${this.socketPath} (${(e as NodeJS.ErrnoException).code ?? e.message})`));
-      socket.once("connect", () => socket.write(`${JSON.stringify({ jsonrpc: "2.0", id, method, params })}\n`));
-      socket.on("data", (chunk: string) => {
-        buffer += chunk;
-        const nl = buffer.indexOf("\n");
-        if (nl < 0) return;
-        clearTimeout(timer);
-        socket.end();
-        let reply: { result?: T; error?: { code: number; message: string; data?: unknown } };
-        try {
-          reply = JSON.parse(buffer.slice(0, nl));
-        } catch {
-          return fail("answered with invalid JSON");
-        }
-        if (reply.error) return fail(reply.error.message, reply.error);
-        resolve(reply.result as T);
-      });
-      socket.once("close", () => fail("closed the connection without answering"));
-    });
+  private async once<T>(method: string, params: Record<string, unknown>): Promise<T> {
+    const fail = (message: string, rpcError?: SiblingError["rpcError"]) =>
+      new SiblingError(this.name, method, `${this.name} sibling, ${method}: ${message}`, rpcError);
+    let conn: JsonRpcConnection;
+    try {
+      conn = await JsonRpcConnection.open(this.socketPath);
+    } catch (e) {
+      throw fail((e as Error).message);
+    }
+    try {
+      return await conn.call<T>(method, params, CALL_TIMEOUT_MS);
+    } catch (e) {
+      if (e instanceof RpcCallError) throw fail(e.message, { code: e.code, message: e.message, data: e.data });
+      throw fail((e as Error).message);
+    } finally {
+      conn.close();
+    }
   }
 }

@@ -14,7 +14,7 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
-import { onDisk, StorageError } from "../errors.js";
+import { asStorageError, onDisk, StorageError } from "../domain/errors.js";
 import { failpoint } from "../failpoints.js";
 import { fsyncDir, isTempFile, replaceFileDurably } from "../os/durable-file.js";
 import { parseRecord, type VmRecord } from "./record.js";
@@ -71,9 +71,9 @@ export class StateStore {
       await replaceFileDurably(file, text, { dirFd: await this.dirFd(id) });
     } catch (e) {
       // The directory went away under us (removed by hand): make it again, once, and write the record there.
-      if (!(e instanceof StorageError && e.errno === "ENOENT")) throw e;
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw asStorageError("write", file, e);
       await this.forgetDir(id);
-      await replaceFileDurably(file, text, { dirFd: await this.dirFd(id) });
+      await onDisk("write", file, async () => replaceFileDurably(file, text, { dirFd: await this.dirFd(id) }));
     }
   }
 

@@ -3,7 +3,7 @@
  * incoming params and generate the OpenRPC document, so the two cannot drift.
  * An `errorMessage` on a schema replaces TypeBox's generic text.
  */
-import { type Static, Type } from "@sinclair/typebox";
+import { Type } from "@sinclair/typebox";
 import { EnvMap, VmId, VmSpecSchema } from "../domain/vm-spec.js";
 import { State } from "../domain/vm-status.js";
 

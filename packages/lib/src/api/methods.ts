@@ -1,26 +1,15 @@
 /**
- * The daemon's methods: name, schemas and handler in one place. The adapter
- * validates params against `params` and `rpc.discover` is generated from
- * this table, so only what is registered here exists.
+ * The compute API: each method's name, schemas, errors (catalog entries) and
+ * handler in one place. The adapter validates params against `params` and
+ * `rpc.discover` is generated from this table, so only what is registered
+ * here exists.
  */
-import type { Static, TSchema } from "@sinclair/typebox";
-import { ErrorCode, invalidParams } from "../errors.js";
-import { EVENTS_LOST } from "../events/event-bus.js";
+import { ERRORS, invalidParams } from "../domain/errors.js";
+import { type MethodDef, method } from "../jsonrpc/method.js";
 import type { Orchestrator } from "../orchestrator/orchestrator.js";
 import * as S from "./schemas.js";
 
-export interface MethodDef<P extends TSchema = TSchema, R extends TSchema = TSchema> {
-  name: string;
-  summary: string;
-  params: P;
-  result: R;
-  errors: number[];
-  handler: (params: Static<P>) => Promise<Static<R>> | Static<R>;
-}
-
-const method = <P extends TSchema, R extends TSchema>(def: MethodDef<P, R>) => def as unknown as MethodDef;
-
-const E = ErrorCode;
+const E = ERRORS;
 
 export function computeMethods(orch: Orchestrator): MethodDef[] {
   return [
@@ -90,7 +79,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       summary: "Events (transitions, VMM events, removals) after `since`, for all VMs or one; waits up to wait_ms for the first",
       params: S.EventsTailParams,
       result: S.EventsTailResult,
-      errors: [EVENTS_LOST, E.InvalidParams],
+      errors: [E.EventsLost, E.InvalidParams],
       handler: (p) => orch.eventsTail({ id: p.id, since: p.since, limit: p.limit ?? 100, waitMs: p.wait_ms ?? 0 }),
     }),
     method({

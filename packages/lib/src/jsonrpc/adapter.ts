@@ -24,15 +24,9 @@ import {
 } from "json-rpc-2.0";
 import { isLosslessNumber, parse as losslessParse, stringify as losslessStringify } from "lossless-json";
 import type { Logger } from "pino";
-import { RpcError } from "../errors.js";
-import type { MethodDef } from "./methods.js";
+import type { MethodDef } from "./method.js";
 import { openRpcDocument } from "./openrpc.js";
-
-const PARSE_ERROR = -32700;
-const INVALID_REQUEST = -32600;
-const METHOD_NOT_FOUND = -32601;
-const INVALID_PARAMS = -32602;
-const INTERNAL_ERROR = -32603;
+import { INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, RpcError } from "./rpc-error.js";
 
 type Reply = JSONRPCResponse | JSONRPCResponse[] | null;
 const noParams = (p: unknown): boolean => p === undefined || (Array.isArray(p) ? p.length === 0 : Object.keys(p as object).length === 0);

@@ -16,6 +16,7 @@ import net from "node:net";
 import type { Logger } from "pino";
 import { listenPrivate } from "../os/private-socket.js";
 import type { RpcAdapter } from "./adapter.js";
+import { LineReader } from "./line-reader.js";
 
 export const MAX_LINE_BYTES = 1024 * 1024;
 export const OUTPUT_PAUSE_BYTES = 1024 * 1024;
@@ -120,50 +121,6 @@ const TOO_LONG_REPLY = JSON.stringify({
   id: null,
   error: { code: -32600, message: `Invalid Request: message exceeds ${MAX_LINE_BYTES} bytes without a newline; it was discarded` },
 });
-
-/** Splits a byte stream into lines; a line over the limit is reported once and skipped to its newline. */
-export class LineReader {
-  private parts: Buffer[] = [];
-  private size = 0;
-  private discarding = false;
-
-  constructor(private readonly maxBytes: number) {}
-
-  *push(chunk: Buffer): Generator<{ line: string; tooLong: false } | { tooLong: true }> {
-    let start = 0;
-    for (let nl = chunk.indexOf(10); nl >= 0; nl = chunk.indexOf(10, start)) {
-      const piece = chunk.subarray(start, nl);
-      start = nl + 1;
-      if (this.discarding) {
-        this.discarding = false;
-        continue;
-      }
-      if (this.size + piece.length > this.maxBytes) {
-        this.reset();
-        yield { tooLong: true };
-        continue;
-      }
-      const line = this.parts.length === 0 ? piece.toString("utf8") : Buffer.concat([...this.parts, piece]).toString("utf8");
-      this.reset();
-      yield { line, tooLong: false };
-    }
-    const rest = chunk.subarray(start);
-    if (this.discarding || rest.length === 0) return;
-    if (this.size + rest.length > this.maxBytes) {
-      this.reset();
-      this.discarding = true;
-      yield { tooLong: true };
-      return;
-    }
-    this.parts.push(rest);
-    this.size += rest.length;
-  }
-
-  private reset(): void {
-    this.parts = [];
-    this.size = 0;
-  }
-}
 
 async function replaceStaleSocket(path: string): Promise<void> {
   const stat = await fs.lstat(path).catch(() => undefined);

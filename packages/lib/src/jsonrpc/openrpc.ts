@@ -1,0 +1,49 @@
+/**
+ * The OpenRPC document served by `rpc.discover`, generated from a method
+ * table: each method's params and result from the schemas that validate
+ * them, and its errors from the definitions it lists.
+ */
+import type { MethodDef } from "./method.js";
+
+/** TypeBox schemas carry symbol keys; JSON round-tripping leaves plain JSON Schema. */
+const plain = (schema: unknown) => JSON.parse(JSON.stringify(schema)) as Record<string, unknown>;
+
+export function openRpcDocument(
+  methods: MethodDef[],
+  version: string,
+  title = "my_hypervisor compute API",
+  description = "JSON-RPC 2.0, one message per line, on the daemon's Unix socket. See docs/rpc.md.",
+): Record<string, unknown> {
+  return {
+    openrpc: "1.3.2",
+    info: {
+      title,
+      version,
+      description,
+    },
+    methods: [
+      ...methods.map((m) => {
+        const params = plain(m.params) as { properties?: Record<string, unknown>; required?: string[] };
+        return {
+          name: m.name,
+          summary: m.summary,
+          paramStructure: "by-name",
+          params: Object.entries(params.properties ?? {}).map(([name, schema]) => ({
+            name,
+            required: params.required?.includes(name) ?? false,
+            schema,
+          })),
+          result: { name: "result", schema: plain(m.result) },
+          errors: m.errors.map((e) => ({ code: e.code, message: e.message, data: { name: e.name, ...(e.data ? { shape: e.data } : {}) } })),
+        };
+      }),
+      {
+        name: "rpc.discover",
+        summary: "This document",
+        paramStructure: "by-name",
+        params: [],
+        result: { name: "OpenRPC document", schema: { type: "object" } },
+      },
+    ],
+  };
+}

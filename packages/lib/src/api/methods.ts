@@ -87,7 +87,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       summary: "Run a command in the guest through my_hypervisor-init's exec agent; returns its output and exit status",
       params: S.ExecParams,
       result: S.ExecReply,
-      errors: [E.InvalidParams, E.VmNotFound, E.InvalidState, E.AgentUnreachable, E.ExecFailed],
+      errors: [E.InvalidParams, E.VmNotFound, E.InvalidState, E.AgentUnreachable, E.ExecFailed, E.StorageError],
       handler: async (p) => {
         const req = { argv: p.argv, env: p.env, cwd: p.cwd, timeout_ms: p.timeout_ms };
         if (p.stream) {

@@ -13,6 +13,7 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import type { Logger } from "pino";
+import { onDisk } from "../domain/errors.js";
 import { type ExecRequest, encodeFrame, FrameType } from "../domain/exec-protocol.js";
 import { listenPrivate } from "../os/private-socket.js";
 
@@ -37,7 +38,7 @@ export async function serveExecStream(path: string, agent: net.Socket, req: Exec
     agent.write(encodeFrame(FrameType.Request, req));
   });
   try {
-    await listenPrivate(server, path);
+    await onDisk("listen on", path, () => listenPrivate(server, path));
   } catch (e) {
     clearTimeout(unclaimed);
     agent.destroy();

@@ -1,5 +1,5 @@
 /**
- * CH's hybrid vsock device (FACTS.md §6): a Unix socket bound at vm.boot
+ * CH's hybrid vsock device (ADR 0003): a Unix socket bound at vm.boot
  * (no unlink first: a stale file fails the boot). A host client sends
  * `CONNECT <port>\n` (case-insensitive); if the guest accepts, CH answers
  * `OK <local port>\n`, local ports counting up from 2^30, and the stream is

@@ -1,9 +1,11 @@
 #!/usr/bin/env node
 /**
  * cloud-hypervisor-sim: a test VMM with cloud-hypervisor's command line and
- * REST API (v53.0 behaviour) that runs no guest code. It lets the daemon,
- * and anyone building on it, run without KVM; the daemon's code path is the
- * same as with the real binary.
+ * REST API (v53.0 behaviour). Instead of a kernel it boots the real
+ * my_hypervisor-init as the guest (as PID 1 in namespaces of its own when run
+ * as root), or a scripted guest. It lets the daemon, and anyone building on
+ * it, run without KVM; the daemon's code path is the same as with the real
+ * binary.
  */
 import fs from "node:fs";
 import net from "node:net";

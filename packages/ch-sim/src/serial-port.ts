@@ -1,5 +1,5 @@
 /**
- * CH's serial port in socket mode (FACTS.md §7): CH binds and listens at
+ * CH's serial port in socket mode (ADR 0003): CH binds and listens at
  * vm.create (and again at each boot after a shutdown), without unlinking a
  * stale file first. One client at a time: a new connection shuts the previous
  * one down. Output produced while no client is connected is kept in a 1 MiB

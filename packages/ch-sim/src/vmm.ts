@@ -1,6 +1,6 @@
 /**
  * The VMM behind the API socket: cloud-hypervisor v53.0's routes, status
- * codes, error chains and state model (see FACTS.md §3-5). A VM config is
+ * codes, error chains and state model (ADR 0003). A VM config is
  * kept from vm.create to vm.delete; a booted VM exists from vm.boot to
  * vm.shutdown, after which vm.info reports `Created` again.
  */

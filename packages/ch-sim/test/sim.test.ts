@@ -1,4 +1,4 @@
-/** cloud-hypervisor-sim reproduces what FACTS.md says the real VMM does. */
+/** cloud-hypervisor-sim reproduces what the real VMM does (ADR 0003 says what and where it approximates). */
 import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";

@@ -24,24 +24,31 @@ export interface ChEvent {
   properties: Record<string, string> | null;
 }
 
-export function parseEvents(text: string): { events: ChEvent[]; rest: string } {
-  const chunks = text.split("\n\n");
-  const rest = chunks.pop() ?? "";
-  const events: ChEvent[] = [];
-  for (const chunk of chunks) {
+/**
+ * The complete events at the start of `data` (CH writes each as pretty JSON
+ * followed by a blank line), each with the byte offset just past it, and how
+ * many bytes they took; an event not yet complete is left for the next read.
+ * A torn event (CH drops writes on a full pipe) is skipped, not the stream.
+ */
+export function takeEvents(data: Buffer): { events: [ChEvent, number][]; consumed: number } {
+  const events: [ChEvent, number][] = [];
+  let consumed = 0;
+  for (let sep = data.indexOf("\n\n", consumed); sep >= 0; sep = data.indexOf("\n\n", consumed)) {
+    const chunk = data.subarray(consumed, sep).toString("utf8");
+    consumed = sep + 2;
     if (chunk.trim() === "") continue;
     try {
-      events.push(JSON.parse(chunk) as ChEvent);
+      events.push([JSON.parse(chunk) as ChEvent, consumed]);
     } catch {
-      // A torn write (CH drops events on a full pipe); skip it rather than lose the rest.
+      // torn: skip it, keep the rest
     }
   }
-  return { events, rest };
+  return { events, consumed };
 }
 
 export async function readEvents(file: string): Promise<ChEvent[]> {
   try {
-    return parseEvents(await fs.readFile(file, "utf8")).events;
+    return takeEvents(await fs.readFile(file)).events.map(([e]) => e);
   } catch {
     return [];
   }
@@ -118,16 +125,10 @@ export class EventMonitorTail {
       if (bytesRead > 0) this.pending = Buffer.concat([this.pending, piece.subarray(0, bytesRead)]);
       if (bytesRead < READ_CHUNK) break;
     }
-    for (let sep = this.pending.indexOf("\n\n"); sep >= 0; sep = this.pending.indexOf("\n\n")) {
-      const chunk = this.pending.subarray(0, sep).toString("utf8");
-      this.pending = this.pending.subarray(sep + 2);
-      this.offset += sep + 2;
-      if (chunk.trim() === "") continue;
-      try {
-        this.onEvent(JSON.parse(chunk) as ChEvent, this.offset);
-      } catch {
-        // A torn event (CH drops writes on a full pipe): skip it, keep the stream.
-      }
-    }
+    const { events, consumed } = takeEvents(this.pending);
+    const base = this.offset;
+    this.pending = this.pending.subarray(consumed);
+    this.offset += consumed;
+    for (const [event, end] of events) this.onEvent(event, base + end);
   }
 }

@@ -19,16 +19,26 @@ export const DEFAULT_CALL_TIMEOUT_MS = 10_000;
 
 /** A failed CH call: which call, the HTTP status and CH's error chain, or why no answer came. */
 export class ChApiError extends Error {
+  /** CH's HTTP status, when it answered. */
+  readonly status?: number;
+  /** CH's error body (its error chain), when it answered. */
+  readonly body?: unknown;
+  /** No answer within the call's timeout. */
+  readonly timedOut: boolean;
+  /** The socket could not be reached (not there yet, or refused). */
+  readonly unreachable: boolean;
+
   constructor(
     readonly call: string,
     message: string,
-    readonly status?: number,
-    readonly body?: unknown,
-    readonly timedOut = false,
-    readonly unreachable = false,
+    how: { status?: number; body?: unknown; timedOut?: boolean; unreachable?: boolean },
   ) {
     super(message);
     this.name = "ChApiError";
+    this.status = how.status;
+    this.body = how.body;
+    this.timedOut = how.timedOut ?? false;
+    this.unreachable = how.unreachable ?? false;
   }
 }
 
@@ -131,13 +141,13 @@ export class ChClient {
       result = await run(AbortSignal.timeout(timeoutMs));
     } catch (e) {
       const err = e as Error & { code?: string };
-      if (err.name === "TimeoutError") throw new ChApiError(name, `${name}: no answer within ${timeoutMs} ms`, undefined, undefined, true);
+      if (err.name === "TimeoutError") throw new ChApiError(name, `${name}: no answer within ${timeoutMs} ms`, { timedOut: true });
       const cause = err.code ?? err.message;
-      throw new ChApiError(name, `${name}: cannot reach the VMM API socket (${cause})`, undefined, undefined, false, true);
+      throw new ChApiError(name, `${name}: cannot reach the VMM API socket (${cause})`, { unreachable: true });
     }
     if (!result.response.ok) {
       const status = result.response.status;
-      throw new ChApiError(name, `${name} failed with HTTP ${status}: ${describeChError(result.error)}`, status, result.error);
+      throw new ChApiError(name, `${name} failed with HTTP ${status}: ${describeChError(result.error)}`, { status, body: result.error });
     }
     return result.data as T;
   }

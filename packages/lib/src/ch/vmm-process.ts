@@ -118,7 +118,7 @@ export class VmmProcess {
     for (;;) {
       if (this.exit) throw new VmmLaunchError(`VMM exited before its API answered (${await this.describeExit()})`);
       const left = deadline - Date.now();
-      if (left <= 0) throw new ChApiError("vmm.ping", "vmm.ping: the VMM API did not answer in time", undefined, undefined, true);
+      if (left <= 0) throw new ChApiError("vmm.ping", "vmm.ping: the VMM API did not answer in time", { timedOut: true });
       if (await waitForPath(this.apiSocket, left, this.exited)) {
         try {
           // The whole start's deadline, not a short one: a loaded host answers late, not never.

@@ -4,13 +4,25 @@
  * asking a sibling again for the same owner and slot returns the same
  * resource, and the CH config looks resources up by the same names.
  */
-import type { NetPort, SiblingKind, VolAttachment } from "./sibling-contract.js";
+import { type Static, Type } from "@sinclair/typebox";
+import { NetPortSchema, type SiblingKind, SiblingKindSchema, VolAttachmentSchema } from "./sibling-contract.js";
 import type { VmSpec } from "./vm-spec.js";
 
-export interface Resources {
-  nets: Record<string, NetPort>;
-  disks: Record<string, VolAttachment>;
-}
+export const ResourcesSchema = Type.Object(
+  { nets: Type.Record(Type.String(), NetPortSchema), disks: Type.Record(Type.String(), VolAttachmentSchema) },
+  { description: "What the siblings provided, by slot (net0, disk1, ...): taps, MACs, volume paths" },
+);
+export type Resources = Static<typeof ResourcesSchema>;
+
+/** A release at a sibling that failed when it was due, retried by the reconcile loop. */
+export const PendingReleaseSchema = Type.Object({
+  owner: Type.String(),
+  sibling: SiblingKindSchema,
+  since: Type.String({ format: "date-time" }),
+  attempts: Type.Integer(),
+  last_error: Type.String(),
+});
+export type PendingRelease = Static<typeof PendingReleaseSchema>;
 
 export const emptyResources = (): Resources => ({ nets: {}, disks: {} });
 

@@ -3,26 +3,33 @@
  * and volume daemons, and what they answer. Both the daemon and the
  * reference siblings use these types.
  */
+import { type Static, Type } from "@sinclair/typebox";
 import type { ErrorDef } from "../jsonrpc/rpc-error.js";
-export interface NetPort {
-  port: string;
-  owner: string;
-  slot: string;
-  network: string;
-  tap: string;
-  mac: string;
-}
 
-export interface VolAttachment {
-  attachment: string;
-  owner: string;
-  slot: string;
-  volume: string;
-  path: string;
-  readonly: boolean;
-}
+/** A port on a network: the tap made for it and the guest's MAC. */
+export const NetPortSchema = Type.Object({
+  port: Type.String(),
+  owner: Type.String(),
+  slot: Type.String(),
+  network: Type.String(),
+  tap: Type.String(),
+  mac: Type.String(),
+});
+export type NetPort = Static<typeof NetPortSchema>;
 
-export type SiblingKind = "net" | "vol";
+/** A volume attached to an owner's slot: the path CH opens. */
+export const VolAttachmentSchema = Type.Object({
+  attachment: Type.String(),
+  owner: Type.String(),
+  slot: Type.String(),
+  volume: Type.String(),
+  path: Type.String(),
+  readonly: Type.Boolean(),
+});
+export type VolAttachment = Static<typeof VolAttachmentSchema>;
+
+export const SiblingKindSchema = Type.Union([Type.Literal("net"), Type.Literal("vol")]);
+export type SiblingKind = Static<typeof SiblingKindSchema>;
 
 export const SIBLING_METHODS = {
   net: { create: "net.port.create", delete: "net.port.delete", list: "net.port.list" },

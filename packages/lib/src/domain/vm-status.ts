@@ -5,6 +5,7 @@
  * the OpenRPC description.
  */
 import { type Static, Type } from "@sinclair/typebox";
+import { PendingReleaseSchema, ResourcesSchema } from "./resources.js";
 import { VmId, VmSpecSchema } from "./vm-spec.js";
 import { VM_STATES } from "./vm-states.js";
 
@@ -30,16 +31,8 @@ export const VmStatus = Type.Object(
     created_at: Type.String({ format: "date-time" }),
     updated_at: Type.String({ format: "date-time" }),
     transitions: Type.Array(TransitionSchema, { description: "The most recent transitions, oldest first (at most 64)" }),
-    resources: Type.Object(
-      {
-        nets: Type.Record(Type.String(), Type.Object({}, { additionalProperties: true })),
-        disks: Type.Record(Type.String(), Type.Object({}, { additionalProperties: true })),
-      },
-      { description: "What the siblings provided, by slot (net0, disk1, ...): taps, MACs, volume paths" },
-    ),
-    pending_releases: Type.Array(Type.Object({}, { additionalProperties: true }), {
-      description: "Sibling releases not done yet; retried by the reconcile loop",
-    }),
+    resources: ResourcesSchema,
+    pending_releases: Type.Array(PendingReleaseSchema, { description: "Sibling releases not done yet; retried by the reconcile loop" }),
     agent: Type.Object(
       { ready: Type.Boolean(), since: Type.Union([Type.String({ format: "date-time" }), Type.Null()]) },
       { description: "Whether the guest's exec agent answers, and since when" },

@@ -16,7 +16,10 @@ export interface ExecResult extends ExecExit {
   truncated: boolean;
 }
 
+/** The agent answered, but not with a result: it could not run the command, or broke the protocol. */
 export class ExecAgentError extends Error {}
+/** The agent's connection ended before it reported an exit: the agent (or the guest) went away. */
+export class ExecConnectionLost extends ExecAgentError {}
 
 class Capped {
   private parts: Buffer[] = [];
@@ -70,7 +73,7 @@ export function runExec(conn: net.Socket, req: ExecRequest, stdin: Buffer | unde
         }
       }
     });
-    conn.once("close", () => finish(() => reject(new ExecAgentError("the guest agent closed the connection before reporting an exit"))));
+    conn.once("close", () => finish(() => reject(new ExecConnectionLost("the guest agent closed the connection before reporting an exit"))));
     conn.once("error", () => undefined);
     conn.write(encodeFrame(FrameType.Request, req));
     for (const frame of dataFrames(FrameType.Stdin, stdin ?? Buffer.alloc(0))) conn.write(frame);

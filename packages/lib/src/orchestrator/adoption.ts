@@ -4,7 +4,7 @@
  * VM's API socket), then ask vm.info, and say what the VM now is.
  * A process that fails the identity check is never signalled.
  */
-import { ChClient } from "../ch/client.js";
+import { ChApiError, ChClient } from "../ch/client.js";
 import { endedWithVmmShutdown, readEvents } from "../ch/event-monitor.js";
 import { VmmProcess } from "../ch/vmm-process.js";
 import type { LifecycleEvent } from "../lifecycle/machine.js";
@@ -64,8 +64,8 @@ async function vmmVmState(vmm: RunningVmm): Promise<string> {
   try {
     return (await vmm.client.info(ADOPT_CALL_TIMEOUT_MS)).state;
   } catch (e) {
-    const status = (e as { status?: number }).status;
-    return status === 404 ? "no VM" : "unreachable";
+    if (!(e instanceof ChApiError)) throw e;
+    return e.status === 404 ? "no VM" : "unreachable";
   }
 }
 

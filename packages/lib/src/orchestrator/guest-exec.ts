@@ -8,9 +8,9 @@ import type net from "node:net";
 import type { Logger } from "pino";
 import { ErrorCode, RpcError } from "../domain/errors.js";
 import { DEFAULT_EXEC_PORT, type ExecRequest } from "../domain/exec-protocol.js";
-import { ExecAgentError, type ExecResult, runExec } from "../exec/exec-client.js";
+import { ExecAgentError, ExecConnectionLost, type ExecResult, runExec } from "../exec/exec-client.js";
 import { serveExecStream } from "../exec/exec-stream.js";
-import { connectGuestPort } from "../exec/hybrid-vsock.js";
+import { AgentUnreachableError, connectGuestPort } from "../exec/hybrid-vsock.js";
 import type { VmEntry } from "./vm-entry.js";
 
 export const DEFAULT_EXEC_TIMEOUT_MS = 60_000;
@@ -23,7 +23,7 @@ export async function execInGuest(vm: VmEntry, req: ExecRequest & { timeout_ms: 
     return await runExec(conn, req, stdin);
   } catch (e) {
     if (!(e instanceof ExecAgentError)) throw e;
-    const closed = /closed the connection/.test(e.message);
+    const closed = e instanceof ExecConnectionLost;
     if (closed) vm.services.agent.markUnreachable();
     const code = closed ? ErrorCode.AgentUnreachable : ErrorCode.ExecFailed;
     throw new RpcError(code, `exec in VM '${vm.id}': ${e.message}`, { id: vm.id, argv: req.argv });
@@ -43,6 +43,7 @@ async function connectAgent(vm: VmEntry, timeoutMs: number): Promise<net.Socket>
     vm.services.agent.markReachable();
     return conn;
   } catch (e) {
+    if (!(e instanceof AgentUnreachableError)) throw e;
     vm.services.agent.markUnreachable();
     throw new RpcError(ErrorCode.AgentUnreachable, `exec in VM '${vm.id}': the guest agent is unreachable: ${(e as Error).message}`, { id: vm.id });
   }

@@ -108,8 +108,8 @@ export function toStatus(vm: VmEntry, pendingReleases: PendingRelease[]): VmStat
     updated_at: vm.updated_at,
     // The lifecycle replaces its history on each transition, never changes it in place: no copy needed.
     transitions: vm.lifecycle.transitions as VmStatus["transitions"],
-    resources: vm.resources as VmStatus["resources"],
-    pending_releases: pendingReleases as unknown as VmStatus["pending_releases"],
+    resources: vm.resources,
+    pending_releases: pendingReleases,
     agent: vm.services.agent.current,
     console: { lost_bytes: vm.services.console.lostBytes },
     ...(vm.unsaved ? { unsaved: vm.unsaved } : {}),

@@ -6,17 +6,12 @@
  */
 import fs from "node:fs/promises";
 import type { Logger } from "pino";
+import type { PendingRelease } from "../domain/resources.js";
 import type { SiblingKind } from "../domain/sibling-contract.js";
 import { replaceFileDurably } from "../os/durable-file.js";
 import type { Provisioner } from "./provisioner.js";
 
-export interface PendingRelease {
-  owner: string;
-  sibling: SiblingKind;
-  since: string;
-  attempts: number;
-  last_error: string;
-}
+export type { PendingRelease };
 
 export class ReleaseQueue {
   private constructor(

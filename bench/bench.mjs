@@ -18,6 +18,7 @@ import { runExec } from "../packages/lib/dist/exec/exec-client.js";
 import { connectGuestPort } from "../packages/lib/dist/exec/hybrid-vsock.js";
 // The project's own JSON-RPC client (packages/lib/src/jsonrpc/client.ts), so the bench measures what clients get.
 import { JsonRpcConnection as Conn } from "../packages/lib/dist/jsonrpc/client.js";
+import { readProcStat } from "../packages/lib/dist/os/proc.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const DAEMON = path.join(ROOT, "packages/daemon/dist/my_hypervisor-daemon.mjs");
@@ -52,9 +53,7 @@ function record(name, unit, runs, extra = {}) {
 const fmt = (x) => (x >= 100 ? x.toFixed(0) : x >= 1 ? x.toFixed(2) : x.toFixed(3));
 
 function procStat(pid) {
-  const s = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
-  return { cpuMs: ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK };
+  return { cpuMs: ((readProcStat(pid)?.cpuTicks ?? 0) * 1000) / CLK_TCK };
 }
 const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0);
 

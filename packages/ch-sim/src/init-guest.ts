@@ -8,12 +8,14 @@
  * records on fd 3; its vsock listeners are Unix sockets in a private
  * directory. The guest dies with the VMM, even when the VMM is SIGKILLed.
  */
+
 import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import type { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
+import { powerButtonPress, SIM_POWER_BUTTON_FD_ENV, SIM_VSOCK_DIR_ENV } from "@my_hypervisor/lib/test-vmm-guest";
 
 export const INIT_BUNDLE = process.env.CH_SIM_GUEST_INIT ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../init/dist/init.cjs");
 
@@ -44,7 +46,7 @@ export class InitGuest {
         ? "guest: my_hypervisor-init as PID 1 in new PID, mount and UTS namespaces"
         : "guest: not root, so my_hypervisor-init runs as a plain child (no PID 1 duties)",
     );
-    const env = { ...kernelEnv(cmdline), MH_SIM_VSOCK_DIR: this.vsockDir, MH_SIM_POWER_BUTTON_FD: "3", PATH: process.env.PATH ?? "/usr/bin:/bin" };
+    const env = { ...kernelEnv(cmdline), [SIM_VSOCK_DIR_ENV]: this.vsockDir, [SIM_POWER_BUTTON_FD_ENV]: "3", PATH: process.env.PATH ?? "/usr/bin:/bin" };
     this.child = spawn(command[0] as string, command.slice(1), { env, stdio: ["pipe", "pipe", "pipe", "pipe"] });
     this.child.stdout?.on("data", serialOut);
     this.child.stderr?.on("data", serialOut);
@@ -59,13 +61,9 @@ export class InitGuest {
     this.child.stdin?.write(data);
   }
 
-  /** The ACPI power button: one EV_KEY/KEY_POWER press, as the kernel reports it. */
+  /** The ACPI power button: one press, as the kernel reports it. */
   pressPowerButton(): void {
-    const event = Buffer.alloc(24);
-    event.writeUInt16LE(1, 16);
-    event.writeUInt16LE(116, 18);
-    event.writeInt32LE(1, 20);
-    (this.child.stdio[3] as Writable | null)?.write(event);
+    (this.child.stdio[3] as Writable | null)?.write(powerButtonPress());
   }
 
   /** The VM is torn down: the guest stops existing at once. */

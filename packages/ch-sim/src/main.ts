@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import fs from "node:fs";
+import { parseArgs } from "node:util";
 /**
  * cloud-hypervisor-sim: a test VMM with cloud-hypervisor's command line and
  * REST API (v53.0 behaviour). Instead of a kernel it boots the real
@@ -7,9 +9,7 @@
  * it, run without KVM; the daemon's code path is the same as with the real
  * binary.
  */
-import fs from "node:fs";
-import net from "node:net";
-import { parseArgs } from "node:util";
+import { isListening } from "@my_hypervisor/lib/private-socket";
 import { EventMonitor, splitOption } from "./event-monitor.js";
 import { MicroHttpServer } from "./micro-http.js";
 import { SIM_VERSION, Vmm } from "./vmm.js";
@@ -39,18 +39,6 @@ function parseCli(argv: string[]) {
     process.stderr.write(`error: ${(e as Error).message}\n\n${USAGE}\n`);
     process.exit(2);
   }
-}
-
-/** True when a live VMM already serves `path` (CH v53 holds `<path>.lock` for this). */
-function socketIsLive(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = net.connect(path);
-    probe.once("connect", () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once("error", () => resolve(false));
-  });
 }
 
 async function main(): Promise<void> {
@@ -89,7 +77,8 @@ async function main(): Promise<void> {
   server = new MicroHttpServer(vmm.handle);
 
   if (apiPath !== undefined) {
-    if (await socketIsLive(apiPath)) fail(`Error starting the VMM: API socket ${apiPath} is in use (ApiSocketInUse)`);
+    // CH v53 holds `<path>.lock` for this; the test VMM asks whether a live VMM already serves the socket.
+    if (await isListening(apiPath)) fail(`Error starting the VMM: API socket ${apiPath} is in use (ApiSocketInUse)`);
     fs.writeFileSync(`${apiPath}.lock`, "");
     fs.rmSync(apiPath, { force: true });
   }

@@ -2,10 +2,11 @@
 /** my_hypervisor-daemon: parses flags and hands over to the library's runServer(). */
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { runServer, VERSION } from "@my_hypervisor/lib";
+import { DEFAULT_CONSOLE_LOG_BYTES, DEFAULT_RECONCILE_INTERVAL_MS, runServer, VERSION } from "@my_hypervisor/lib";
 
 const USAGE = `Usage: my_hypervisor-daemon --rpc-socket PATH --state-dir DIR --console-dir DIR [--cloud-hypervisor BIN] [--log-level LEVEL] [--reconcile-interval-ms N] [--console-log-max-mib N] [--net-socket PATH] [--vol-socket PATH]`;
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+const MiB = 1024 * 1024;
 
 function fail(message: string): never {
   process.stderr.write(`my_hypervisor-daemon: ${message}\n${USAGE}\n`);
@@ -23,8 +24,8 @@ function parse() {
         "console-dir": { type: "string" },
         "cloud-hypervisor": { type: "string", default: "cloud-hypervisor" },
         "log-level": { type: "string", default: "info" },
-        "reconcile-interval-ms": { type: "string", default: "30000" },
-        "console-log-max-mib": { type: "string", default: "16" },
+        "reconcile-interval-ms": { type: "string", default: String(DEFAULT_RECONCILE_INTERVAL_MS) },
+        "console-log-max-mib": { type: "string", default: String(DEFAULT_CONSOLE_LOG_BYTES / MiB) },
         "net-socket": { type: "string" },
         "vol-socket": { type: "string" },
         version: { type: "boolean" },
@@ -63,7 +64,7 @@ try {
     cloudHypervisor: vmm.includes("/") ? path.resolve(vmm) : vmm,
     logLevel: level,
     reconcileIntervalMs,
-    consoleLogBytes: consoleLogMiB * 1024 * 1024,
+    consoleLogBytes: consoleLogMiB * MiB,
     netSocket: args["net-socket"] ? path.resolve(args["net-socket"]) : undefined,
     volSocket: args["vol-socket"] ? path.resolve(args["vol-socket"]) : undefined,
   });

@@ -4,11 +4,13 @@
  */
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
+import type net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { RpcCallError as JsonRpcCallError, JsonRpcConnection, RpcConnectionError } from "@my_hypervisor/lib/jsonrpc-client";
+import { isListening } from "@my_hypervisor/lib/private-socket";
+import { readProcStat } from "@my_hypervisor/lib/proc";
 import { execa, type ResultPromise } from "execa";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
@@ -164,15 +166,7 @@ async function waitForSocket(socket: string, proc: ResultPromise): Promise<void>
   });
   for (let i = 0; i < 500; i++) {
     if (exited) throw new Error(`daemon exited before listening: ${(await proc).stderr ?? ""}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(socket);
-      s.once("connect", () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once("error", () => resolve(false));
-    });
-    if (ok) return;
+    if (await isListening(socket)) return;
     await sleep(20);
   }
   throw new Error("daemon did not listen within 10 s");
@@ -190,13 +184,8 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /** Field 22 of /proc/<pid>/stat (start time since boot), or undefined if the process is gone or a zombie. */
 export function startTimeOf(pid: number): string | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return fields[0] === "Z" ? undefined : fields[19];
-  } catch {
-    return undefined;
-  }
+  const stat = readProcStat(pid);
+  return stat && stat.state !== "Z" ? stat.startTime : undefined;
 }
 
 export const isAlive = (pid: number): boolean => startTimeOf(pid) !== undefined;

@@ -6,13 +6,15 @@
  * Under the test VMM (which has no vsock): a Unix socket `<dir>/<port>.sock`
  * that the VMM bridges `CONNECT <port>` to, named by $MH_SIM_VSOCK_DIR.
  */
+
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { Duplex } from "node:stream";
+import { SIM_VSOCK_DIR_ENV } from "@my_hypervisor/lib/test-vmm-guest";
 import { say } from "./console-log.js";
 
-export const SIM_VSOCK_DIR_ENV = "MH_SIM_VSOCK_DIR";
+export { SIM_VSOCK_DIR_ENV };
 
 export async function listenAgent(port: number, serve: (conn: Duplex) => void): Promise<string> {
   const simDir = process.env[SIM_VSOCK_DIR_ENV];

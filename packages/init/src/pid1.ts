@@ -4,7 +4,9 @@
  * come from ./libc.js, loaded only when needed: a non-PID-1 run (the test
  * VMM without privileges) never touches them.
  */
+
 import fs from "node:fs";
+import { readProcStat } from "@my_hypervisor/lib/proc";
 import { isOwnChild } from "./children.js";
 import { say } from "./console-log.js";
 
@@ -89,14 +91,8 @@ export async function reapOrphans(): Promise<number[]> {
     if (!/^\d+$/.test(entry)) continue;
     const pid = Number(entry);
     if (isOwnChild(pid)) continue;
-    let stat: string;
-    try {
-      stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    } catch {
-      continue;
-    }
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (fields[0] !== "Z" || Number(fields[1]) !== process.pid) continue;
+    const stat = readProcStat(pid);
+    if (stat?.state !== "Z" || stat.ppid !== process.pid) continue;
     const status = [0];
     if (c.waitpid(pid, status, c.WNOHANG) === pid) reaped.push(pid);
   }

@@ -4,12 +4,9 @@
  * /dev/input/eventN; the test VMM hands the same 24-byte input_event records
  * over a pipe on the fd named by $MH_SIM_POWER_BUTTON_FD.
  */
-import fs from "node:fs";
 
-const EVENT_BYTES = 24;
-const EV_KEY = 1;
-const KEY_POWER = 116;
-export const SIM_POWER_BUTTON_FD_ENV = "MH_SIM_POWER_BUTTON_FD";
+import fs from "node:fs";
+import { INPUT_EVENT_BYTES, isPowerButtonPress, SIM_POWER_BUTTON_FD_ENV } from "@my_hypervisor/lib/test-vmm-guest";
 
 /** The event devices of every "Power Button", from /proc/bus/input/devices. */
 function powerButtonDevices(): string[] {
@@ -33,12 +30,7 @@ export function watchPowerButton(onPress: () => void): string[] {
     let pending = Buffer.alloc(0);
     stream.on("data", (chunk) => {
       pending = Buffer.concat([pending, chunk as Buffer]);
-      for (; pending.length >= EVENT_BYTES; pending = pending.subarray(EVENT_BYTES)) {
-        const type = pending.readUInt16LE(16);
-        const code = pending.readUInt16LE(18);
-        const value = pending.readInt32LE(20);
-        if (type === EV_KEY && code === KEY_POWER && value === 1) onPress();
-      }
+      for (; pending.length >= INPUT_EVENT_BYTES; pending = pending.subarray(INPUT_EVENT_BYTES)) if (isPowerButtonPress(pending)) onPress();
     });
     stream.on("error", () => undefined);
   }

@@ -5,5 +5,6 @@ export { RpcAdapter } from "./jsonrpc/adapter.js";
 export { type MethodDef, method } from "./jsonrpc/method.js";
 export { RpcSocketServer } from "./jsonrpc/socket-server.js";
 export { VM_STATES, type VmState } from "./lifecycle/machine.js";
+export { DEFAULT_CONSOLE_LOG_BYTES, DEFAULT_RECONCILE_INTERVAL_MS } from "./orchestrator/orchestrator.js";
 export { replaceFileDurably } from "./os/durable-file.js";
 export { type RunningServer, runServer, type ServerOptions, VERSION } from "./server.js";

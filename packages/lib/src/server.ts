@@ -16,8 +16,8 @@ import { RpcSocketServer } from "./jsonrpc/socket-server.js";
 import { Orchestrator } from "./orchestrator/orchestrator.js";
 import { removeLeftoverSockets } from "./os/private-socket.js";
 import { lockStateDir } from "./os/state-dir-lock.js";
-import { Provisioner } from "./siblings/provisioner.js";
-import { ReleaseQueue } from "./siblings/release-queue.js";
+import { Provisioner } from "./provisioning/provisioner.js";
+import { ReleaseQueue } from "./provisioning/release-queue.js";
 import { privateDir, StateStore } from "./state/store.js";
 import { VERSION } from "./version.js";
 
@@ -63,8 +63,11 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   const orchestrator = new Orchestrator({
     store,
     events,
-    provisioner: new Provisioner({ net: opts.netSocket, vol: opts.volSocket }, log),
-    releases: await ReleaseQueue.open(path.join(opts.stateDir, "pending-releases.json"), log.child({ component: "releases" })),
+    provisioner: new Provisioner(
+      { net: opts.netSocket, vol: opts.volSocket },
+      await ReleaseQueue.open(path.join(opts.stateDir, "pending-releases.json"), log.child({ component: "releases" })),
+      log,
+    ),
     vmmBinary: opts.cloudHypervisor,
     vmmExecutable,
     consoleDir: opts.consoleDir,
@@ -83,7 +86,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
       await socket.close();
       await orchestrator.close();
       events.close();
-      lock.release();
+      lock.unlock();
       log.info("daemon stopped");
       resolve();
     };

@@ -16,7 +16,7 @@ const LAYERS: string[][] = [
   ["os"],
   ["jsonrpc"],
   ["domain"],
-  ["lifecycle", "events", "console", "exec", "siblings"],
+  ["lifecycle", "events", "console", "exec", "provisioning"],
   ["state"],
   ["ch"],
   ["orchestrator"],

@@ -3,7 +3,9 @@
  * incoming params and generate the OpenRPC document, so the two cannot drift.
  * An `errorMessage` on a schema replaces TypeBox's generic text.
  */
-import { Type } from "@sinclair/typebox";
+import { type Static, Type } from "@sinclair/typebox";
+import type { ExecRequest } from "../domain/exec-protocol.js";
+import type { Expect, Same } from "../domain/same-contract.js";
 import { EnvMap, VmId, VmSpecSchema } from "../domain/vm-spec.js";
 import { State } from "../domain/vm-status.js";
 
@@ -106,6 +108,9 @@ export const ExecParams = Type.Object(
   },
   strict,
 );
+/** What exec's params say about the command is exactly the guest's Request frame (domain/exec-protocol.ts). */
+export type ExecRequestContract = Expect<Same<Pick<Static<typeof ExecParams>, "argv" | "env" | "cwd" | "timeout_ms">, ExecRequest>>;
+
 export const ExecStreamResult = Type.Object({
   path: Type.String({ description: "Unix socket (0600) for one client, removed once connected; unclaimed after 10 s, it goes and the command never runs" }),
 });

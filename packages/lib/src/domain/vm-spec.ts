@@ -6,6 +6,8 @@
  * know what a VM is imports this, never the RPC layer.
  */
 import { type Static, Type } from "@sinclair/typebox";
+import type { Workload } from "./guest-config.js";
+import type { Expect, Same } from "./same-contract.js";
 
 const strict = { additionalProperties: false } as const;
 
@@ -103,3 +105,6 @@ export const VmSpecSchema = Type.Object(
   { ...strict, title: "VmSpec" },
 );
 export type VmSpec = Static<typeof VmSpecSchema>;
+
+/** The workload a client gives is exactly what the guest init reads (domain/guest-config.ts). */
+export type WorkloadContract = Expect<Same<Static<typeof WorkloadSchema>, Workload>>;

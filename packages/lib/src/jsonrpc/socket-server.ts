@@ -14,7 +14,7 @@
 import fs from "node:fs/promises";
 import net from "node:net";
 import type { Logger } from "pino";
-import { listenPrivate } from "../os/private-socket.js";
+import { isListening, listenPrivate } from "../os/private-socket.js";
 import type { RpcAdapter } from "./adapter.js";
 import { LineReader } from "./line-reader.js";
 
@@ -126,14 +126,6 @@ async function replaceStaleSocket(path: string): Promise<void> {
   const stat = await fs.lstat(path).catch(() => undefined);
   if (!stat) return;
   if (!stat.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
-  const live = await new Promise<boolean>((resolve) => {
-    const probe = net.connect(path);
-    probe.once("connect", () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once("error", () => resolve(false));
-  });
-  if (live) throw new Error(`another daemon is already listening on ${path}`);
+  if (await isListening(path)) throw new Error(`another daemon is already listening on ${path}`);
   await fs.rm(path, { force: true });
 }

@@ -11,6 +11,7 @@ import type { VmmExit } from "../ch/vmm-process.js";
 import type { LogSlice } from "../console/serial-log.js";
 import { ErrorCode, invalidState, RpcError, vmExists, vmNotFound } from "../domain/errors.js";
 import type { ExecRequest } from "../domain/exec-protocol.js";
+import { emptyResources } from "../domain/resources.js";
 import type { VmSpec } from "../domain/vm-spec.js";
 import type { VmList, VmStatus } from "../domain/vm-status.js";
 import type { EventBus, VmEvent } from "../events/event-bus.js";
@@ -19,21 +20,19 @@ import { execStreamSocket } from "../exec/exec-stream.js";
 import { failpoint } from "../failpoints.js";
 import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
 import type { Transition } from "../lifecycle/vm-lifecycle.js";
-import type { Provisioner } from "../siblings/provisioner.js";
-import type { ReleaseQueue } from "../siblings/release-queue.js";
+import { type Provisioner, provisioningFailure } from "../provisioning/provisioner.js";
 import type { StateStore } from "../state/store.js";
 import { type VmPaths, vmPaths } from "../state/vm-paths.js";
 import { type Adoption, adoptRecord, vmmDeathEvent } from "./adoption.js";
 import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest, execStreamInGuest } from "./guest-exec.js";
 import { IdQueue } from "./id-queue.js";
-import { provisioningError, releaseVm } from "./provisioning.js";
 import { reconcile } from "./reconcile.js";
 import { checkFilesExist, checkSocketPaths } from "./spec-checks.js";
 import { startError } from "./start-error.js";
 import { entryFromRecord, newEntry, toStatus, unreadableEntry, type VmEntry } from "./vm-entry.js";
 import { VmRecords, type Write } from "./vm-records.js";
 import { VmServices } from "./vm-services.js";
-import { bootVmm, haltVmm, type RunningVmm, release } from "./vmm-control.js";
+import { bootVmm, cleanUpAfterVmm, haltVmm, type RunningVmm } from "./vmm-control.js";
 
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
 export const DEFAULT_STOP_GRACE_MS = 10_000;
@@ -47,8 +46,6 @@ export interface OrchestratorOptions {
   events: EventBus;
   /** The network and volume siblings. */
   provisioner: Provisioner;
-  /** Sibling releases that failed, retried by the reconcile loop. */
-  releases: ReleaseQueue;
   vmmBinary: string;
   /** How the reconcile sweep recognises this daemon's VMMs (the binary as the kernel ran it). */
   vmmExecutable: VmmExecutable | undefined;
@@ -134,7 +131,7 @@ export class Orchestrator {
   }
 
   private statusOf(vm: VmEntry): VmStatus {
-    return toStatus(vm, this.opts.releases.forOwner(vm.id));
+    return toStatus(vm, this.opts.provisioner.pendingFor(vm.id));
   }
 
   /** In the id's queue from the first moment: an operation on this id sent while the create runs waits for it. */
@@ -169,7 +166,7 @@ export class Orchestrator {
       await this.opts.provisioner.provision(vm.id, spec, vm.resources, () => this.records.write(vm, "required"));
     } catch (e) {
       // Roll back what was obtained; the VM stays, Failed with the sibling's error, until removed.
-      const error = provisioningError(vm, e);
+      const error = provisioningFailure(vm.id, e);
       await this.release(vm, spec);
       await this.transition(vm, { type: "PROVISION_FAILED", reason: error.message });
       throw error;
@@ -266,7 +263,7 @@ export class Orchestrator {
     this.reconciling = this.reconciling
       .then(() => reconcile(this.opts.store.stateDir, this.vms, this.opts.vmmExecutable, (id) => this.ops.busy(id), this.log))
       .then(() => this.records.catchUp(this.vms.values(), (id) => this.ops.busy(id)))
-      .then(() => this.opts.releases.retry(this.opts.provisioner))
+      .then(() => this.opts.provisioner.retryPending())
       .catch((e) => this.log.error({ err: (e as Error).message }, "reconcile sweep failed"));
     return this.reconciling;
   }
@@ -321,7 +318,7 @@ export class Orchestrator {
   private watchExit(vm: VmEntry, vmm: RunningVmm): void {
     void vmm.process.exited.then(async (exit: VmmExit) => {
       if (vm.vmm !== vmm || vm.lifecycle.state !== "Running") return;
-      await release(vmm, vm.paths);
+      await cleanUpAfterVmm(vmm, vm.paths);
       await this.vmmGone(vm);
       const how = await vmm.process.describeExit();
       let event: LifecycleEvent;
@@ -340,8 +337,10 @@ export class Orchestrator {
   }
 
   /** Gives back everything the VM holds at the siblings its spec uses; returns how many releases are left pending. */
-  private release(vm: VmEntry, spec: VmSpec): Promise<number> {
-    return releaseVm(vm, this.opts.provisioner.kindsOf(spec), this.opts.provisioner, this.opts.releases);
+  private async release(vm: VmEntry, spec: VmSpec): Promise<number> {
+    const left = await this.opts.provisioner.release(vm.id, spec);
+    vm.resources = emptyResources();
+    return left;
   }
 
   private openServices(id: string, paths: VmPaths): Promise<VmServices> {

@@ -4,7 +4,7 @@ import { emptyResources, isProvisioned, type Resources } from "../domain/resourc
 import type { VmSpec } from "../domain/vm-spec.js";
 import type { VmStatus } from "../domain/vm-status.js";
 import { VmLifecycle } from "../lifecycle/vm-lifecycle.js";
-import type { PendingRelease } from "../siblings/release-queue.js";
+import type { PendingRelease } from "../provisioning/release-queue.js";
 import { RECORD_VERSION, type VmRecord } from "../state/record.js";
 import type { VmPaths } from "../state/vm-paths.js";
 import type { VmServices } from "./vm-services.js";

@@ -53,11 +53,11 @@ export async function bootVmm(binary: string, spec: VmSpec, paths: VmPaths, reso
   }
 }
 
-/** SIGKILL and release; for failed starts, where nothing in the guest is worth waiting for. */
+/** SIGKILL and clean up; for failed starts, where nothing in the guest is worth waiting for. */
 export async function killVmm(vmm: RunningVmm, paths: VmPaths): Promise<void> {
   await vmm.process.signal("SIGKILL");
   await vmm.process.waitForExit(SIGKILL_WAIT_MS);
-  await release(vmm, paths);
+  await cleanUpAfterVmm(vmm, paths);
 }
 
 /**
@@ -89,12 +89,12 @@ export async function haltVmm(vmm: RunningVmm, paths: VmPaths, graceMs: number, 
       break;
     }
   }
-  if (outcome !== undefined) await release(vmm, paths);
+  if (outcome !== undefined) await cleanUpAfterVmm(vmm, paths);
   return outcome;
 }
 
 /** After the process is gone: close the client and remove what CH leaves behind on a crash. */
-export async function release(vmm: RunningVmm, paths: VmPaths): Promise<void> {
+export async function cleanUpAfterVmm(vmm: RunningVmm, paths: VmPaths): Promise<void> {
   await vmm.client.close();
   unlinkSockets([paths.apiSocket, paths.serialSocket, paths.vsockSocket]);
 }

@@ -1,7 +1,7 @@
-/** Listening on a Unix socket only its owner may use. */
+/** Unix sockets: listening on one only its owner may use, telling a live one from a stale file, clearing leftovers. */
 import fsSync from "node:fs";
 import fs from "node:fs/promises";
-import type net from "node:net";
+import net from "node:net";
 import path from "node:path";
 
 /**
@@ -36,4 +36,16 @@ export function removeLeftoverSockets(dir: string): string[] {
     removed.push(entry.name);
   }
   return removed;
+}
+
+/** True if something accepts connections on the socket at `path` (a stale file left by a dead process refuses them). */
+export function isListening(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(path);
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
 }

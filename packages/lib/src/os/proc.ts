@@ -18,7 +18,11 @@ export interface ProcessIdentity {
 }
 
 export interface ProcStat {
+  /** One letter: R, S, D, Z (zombie), X (dead), ... */
   state: string;
+  ppid: number;
+  /** User plus system CPU time, in clock ticks (fields 14 and 15). */
+  cpuTicks: number;
   startTime: string;
 }
 
@@ -31,9 +35,9 @@ export function readProcStat(pid: number): ProcStat | undefined {
   }
   // comm (field 2) may hold spaces and parentheses: fields resume after the last ')'.
   const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
-  const state = fields[0];
+  const [state, ppid] = fields;
   const startTime = fields[19];
-  return state && startTime ? { state, startTime } : undefined;
+  return state && startTime ? { state, ppid: Number(ppid), cpuTicks: Number(fields[11]) + Number(fields[12]), startTime } : undefined;
 }
 
 /** The process still runs and is the one the identity names. */

@@ -19,7 +19,7 @@ import { readProcStat } from "./proc.js";
 export class StateDirLockedError extends Error {}
 
 export interface StateDirLock {
-  release(): void;
+  unlock(): void;
 }
 
 export async function lockStateDir(stateDir: string): Promise<StateDirLock> {
@@ -41,7 +41,7 @@ export async function lockStateDir(stateDir: string): Promise<StateDirLock> {
     // A full disk: the lock holds all the same; a refused daemon then cannot name this pid.
   }
   return {
-    release() {
+    unlock() {
       server.close();
       if (readPidFile(pidFile)?.pid === process.pid) fs.rmSync(pidFile, { force: true });
     },

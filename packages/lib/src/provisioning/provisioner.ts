@@ -3,15 +3,19 @@
  * them back. Each reference gets a slot (`net0`, `disk1`, ...) so that asking
  * again for the same owner and slot returns the same resource. Releases are
  * by owner (list, then delete each), which also catches resources the
- * daemon never heard about because it died before recording them.
+ * daemon never heard about because it died before recording them; a release
+ * that fails is queued and retried by the reconcile loop, so a sibling
+ * outage never blocks the daemon and never leaks a resource.
  */
 import type { Logger } from "pino";
-import { invalidParams } from "../domain/errors.js";
+import { ErrorCode, invalidParams, RpcError } from "../domain/errors.js";
+import type { PendingRelease } from "../domain/resources.js";
 import { type Resources, references } from "../domain/resources.js";
 import { type NetPort, resourceId, SIBLING_METHODS, type SiblingKind, type VolAttachment } from "../domain/sibling-contract.js";
 import type { VmSpec } from "../domain/vm-spec.js";
 import { failpoint } from "../failpoints.js";
-import { SiblingClient } from "./sibling-client.js";
+import type { ReleaseQueue } from "./release-queue.js";
+import { SiblingClient, SiblingError } from "./sibling-client.js";
 
 export interface SiblingSockets {
   net?: string;
@@ -23,7 +27,12 @@ const FLAG: Record<SiblingKind, string> = { net: "--net-socket", vol: "--vol-soc
 export class Provisioner {
   private readonly clients: Partial<Record<SiblingKind, SiblingClient>> = {};
 
-  constructor(sockets: SiblingSockets, log: Logger) {
+  constructor(
+    sockets: SiblingSockets,
+    /** Releases that failed when they were due. */
+    private readonly pending: ReleaseQueue,
+    log: Logger,
+  ) {
     for (const kind of ["net", "vol"] as const) {
       const socket = sockets[kind];
       if (socket) this.clients[kind] = new SiblingClient(kind, socket, log.child({ component: `sibling-${kind}` }));
@@ -58,6 +67,33 @@ export class Provisioner {
     return [...new Set(references(spec).map((r) => r.kind))];
   }
 
+  /**
+   * Gives back everything `owner` holds at the siblings `spec` uses (by
+   * owner, so nothing unrecorded is missed). A release that fails is queued.
+   * Returns how many are left pending.
+   */
+  async release(owner: string, spec: VmSpec): Promise<number> {
+    let left = 0;
+    for (const kind of this.kindsOf(spec)) {
+      try {
+        await this.releaseOwner(owner, kind);
+      } catch (e) {
+        left += 1;
+        await this.pending.add(owner, kind, (e as Error).message);
+      }
+    }
+    return left;
+  }
+
+  /** Tries every queued release once more (the reconcile loop calls this). */
+  retryPending(): Promise<void> {
+    return this.pending.retry(this);
+  }
+
+  pendingFor(owner: string): PendingRelease[] {
+    return this.pending.forOwner(owner);
+  }
+
   /** Releases everything `owner` holds at one sibling. Throws SiblingError if it cannot. */
   async releaseOwner(owner: string, kind: SiblingKind): Promise<number> {
     const client = this.clients[kind];
@@ -70,4 +106,16 @@ export class Provisioner {
     failpoint("sibling.released");
     return held.length;
   }
+}
+
+/** The JSON-RPC error for a failed provisioning of VM `id`: -32006 naming the sibling and method. */
+export function provisioningFailure(id: string, e: unknown): RpcError {
+  if (!(e instanceof SiblingError))
+    return e instanceof RpcError ? e : new RpcError(ErrorCode.SiblingError, `provisioning VM '${id}' failed: ${(e as Error).message}`, { id });
+  return new RpcError(ErrorCode.SiblingError, `provisioning VM '${id}' failed: ${e.message}`, {
+    id,
+    sibling: e.sibling,
+    method: e.method,
+    error: e.rpcError ?? null,
+  });
 }

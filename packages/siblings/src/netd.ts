@@ -7,13 +7,13 @@
  * port. Uses iproute2; needs CAP_NET_ADMIN.
  */
 import { createHash } from "node:crypto";
-import { type MethodDef, type NetPort, RpcError, SIBLING_ERRORS } from "@my_hypervisor/lib";
+import { type MethodDef, type NetPort, NetPortSchema, OwnerSchema, RpcError, SIBLING_ERRORS } from "@my_hypervisor/lib";
 
 const E = SIBLING_ERRORS;
 
 import { Type } from "@sinclair/typebox";
 import { execa } from "execa";
-import { delay, JsonState, parseSiblingArgs, serveSibling } from "./sibling-daemon.js";
+import { delay, JsonState, listByOwner, parseSiblingArgs, serveSibling } from "./sibling-daemon.js";
 
 const opts = parseSiblingArgs("my_hypervisor-netd", []);
 const state = await JsonState.open<{ ports: Record<string, NetPort> }>(`${opts.stateDir}/ports.json`, { ports: {} });
@@ -34,7 +34,7 @@ async function ensureBridge(bridge: string): Promise<void> {
   await ip("link", "set", bridge, "up");
 }
 
-const Owner = Type.String({ pattern: "^[a-z0-9][a-z0-9_-]{0,62}$" });
+const Owner = OwnerSchema;
 const Slot = Type.String({ pattern: "^[a-z0-9]{1,16}$" });
 const methods = [
   {
@@ -90,14 +90,7 @@ const methods = [
         return { port: p.port, deleted: true };
       }),
   },
-  {
-    name: "net.port.list",
-    summary: "The ports of one owner, or all",
-    params: Type.Object({ owner: Type.Optional(Owner) }, { additionalProperties: false }),
-    result: Type.Array(Type.Object({}, { additionalProperties: true })),
-    errors: [],
-    handler: (p: { owner?: string }) => Object.values(state.data.ports).filter((x) => p.owner === undefined || x.owner === p.owner),
-  },
+  listByOwner("net.port.list", "The ports of one owner, or all", NetPortSchema, () => Object.values(state.data.ports)),
 ] as unknown as MethodDef[];
 
 await serveSibling("my_hypervisor-netd", "my_hypervisor network sibling", methods, opts);

@@ -6,7 +6,8 @@
 import fs from "node:fs/promises";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { type MethodDef, RpcAdapter, RpcSocketServer, replaceFileDurably } from "@my_hypervisor/lib";
+import { type MethodDef, method, OwnerSchema, RpcAdapter, RpcSocketServer, replaceFileDurably } from "@my_hypervisor/lib";
+import { type Static, type TObject, Type } from "@sinclair/typebox";
 import { destination, type Logger, pino } from "pino";
 
 export interface SiblingOptions {
@@ -83,6 +84,18 @@ export async function serveSibling(name: string, title: string, methods: MethodD
   };
   process.once("SIGTERM", () => void stop());
   process.once("SIGINT", () => void stop());
+}
+
+/** `name`: the records of one owner, or all of them; the same method for every sibling. */
+export function listByOwner<T extends TObject>(name: string, summary: string, item: T, all: () => Static<T>[]): MethodDef {
+  return method({
+    name,
+    summary,
+    params: Type.Object({ owner: Type.Optional(OwnerSchema) }, { additionalProperties: false }),
+    result: Type.Array(item),
+    errors: [],
+    handler: (p) => all().filter((x) => p.owner === undefined || (x as { owner: string }).owner === p.owner),
+  });
 }
 
 export const delay = (ms: number) => (ms > 0 ? new Promise<void>((r) => setTimeout(r, ms)) : Promise.resolve());

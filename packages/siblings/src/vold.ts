@@ -8,12 +8,12 @@
  */
 import fs from "node:fs/promises";
 import path from "node:path";
-import { type MethodDef, RpcError, SIBLING_ERRORS, type VolAttachment } from "@my_hypervisor/lib";
+import { type MethodDef, OwnerSchema, RpcError, SIBLING_ERRORS, type VolAttachment, VolAttachmentSchema } from "@my_hypervisor/lib";
 
 const E = SIBLING_ERRORS;
 
 import { Type } from "@sinclair/typebox";
-import { delay, JsonState, parseSiblingArgs, serveSibling } from "./sibling-daemon.js";
+import { delay, JsonState, listByOwner, parseSiblingArgs, serveSibling } from "./sibling-daemon.js";
 
 const opts = parseSiblingArgs("my_hypervisor-vold", ["dir"]);
 const dir = path.resolve(opts.extra.dir as string);
@@ -43,7 +43,7 @@ async function ensureVolume(file: string, volume: string, sizeMib?: number, base
   await fs.rename(tmp, file);
 }
 
-const Owner = Type.String({ pattern: "^[a-z0-9][a-z0-9_-]{0,62}$" });
+const Owner = OwnerSchema;
 const methods = [
   {
     name: "vol.attach",
@@ -97,14 +97,7 @@ const methods = [
         return { attachment: p.attachment, detached: true };
       }),
   },
-  {
-    name: "vol.list",
-    summary: "The attachments of one owner, or all",
-    params: Type.Object({ owner: Type.Optional(Owner) }, { additionalProperties: false }),
-    result: Type.Array(Type.Object({}, { additionalProperties: true })),
-    errors: [],
-    handler: (p: { owner?: string }) => Object.values(state.data.attachments).filter((a) => p.owner === undefined || a.owner === p.owner),
-  },
+  listByOwner("vol.list", "The attachments of one owner, or all", VolAttachmentSchema, () => Object.values(state.data.attachments)),
 ] as unknown as MethodDef[];
 
 await serveSibling("my_hypervisor-vold", "my_hypervisor volume sibling", methods, opts);

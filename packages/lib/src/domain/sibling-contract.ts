@@ -5,6 +5,10 @@
  */
 import { type Static, Type } from "@sinclair/typebox";
 import type { ErrorDef } from "../jsonrpc/rpc-error.js";
+import { VM_ID_PATTERN } from "./vm-spec.js";
+
+/** Whom a resource belongs to: a VM id. */
+export const OwnerSchema = Type.String({ pattern: VM_ID_PATTERN, description: "The VM the resource belongs to" });
 
 /** A port on a network: the tap made for it and the guest's MAC. */
 export const NetPortSchema = Type.Object({

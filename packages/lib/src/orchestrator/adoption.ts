@@ -5,7 +5,7 @@
  * A process that fails the identity check is never signalled.
  */
 import { ChApiError, ChClient } from "../ch/client.js";
-import { endedWithVmmShutdown, readEvents } from "../ch/event-monitor.js";
+import { type ChEvent, endedWithVmmShutdown, readEvents } from "../ch/event-monitor.js";
 import { VmmProcess } from "../ch/vmm-process.js";
 import type { LifecycleEvent } from "../lifecycle/machine.js";
 import { isAlive, type ProcessIdentity, readCmdline, readProcStat } from "../os/proc.js";
@@ -31,21 +31,33 @@ export async function adoptRecord(record: VmRecord, paths: VmPaths): Promise<Ado
   if (state !== "Starting" && state !== "Running" && state !== "Stopping") return { kind: "unchanged" };
 
   const identity = record.vmm ? establishIdentity(record.vmm, paths) : undefined;
-  if (!identity) return { kind: "gone", event: await deadVmmEvent(record, paths) };
+  if (!identity) return { kind: "gone", event: deadVmmEvent(state, record.vmm?.pid, await readEvents(paths.eventMonitor)) };
 
   const vmm: RunningVmm = { process: VmmProcess.adopt(identity, paths), client: new ChClient(paths.apiSocket) };
   if (state === "Stopping") return { kind: "finish-stop", vmm };
-  const vmState = await vmmVmState(vmm);
-  if (vmState === "Running" || vmState === "Paused") {
-    return state === "Starting"
-      ? { kind: "running", vmm, event: { type: "STARTED", reason: "the start completed while the daemon restarted" } }
-      : { kind: "running", vmm };
-  }
-  if (state === "Running" && vmState === "unreachable") return { kind: "running", vmm };
-  // A VMM that lives but holds no running VM: a start cut short, or a guest that powered off under --no-shutdown.
+  const decision = liveVmmDecision(state, await vmmVmState(vmm), identity.pid);
+  if (decision.keep) return { kind: "running", vmm, event: decision.event };
   await killVmm(vmm, paths);
-  const reason = `daemon restarted; VMM pid ${identity.pid} reported ${vmState}, so it was stopped`;
-  return { kind: "gone", event: state === "Starting" ? { type: "START_FAILED", reason } : { type: "GUEST_POWERED_OFF", reason } };
+  return { kind: "gone", event: decision.event };
+}
+
+/**
+ * What a live VMM of ours means for a record that was Starting or Running,
+ * by what vm.info says (`unreachable` when the API does not answer): keep it
+ * (completing an interrupted start), or stop it and record why.
+ */
+export function liveVmmDecision(
+  state: "Starting" | "Running",
+  vmState: string,
+  pid: number,
+): { keep: true; event?: LifecycleEvent } | { keep: false; event: LifecycleEvent } {
+  if (vmState === "Running" || vmState === "Paused")
+    return state === "Starting" ? { keep: true, event: { type: "STARTED", reason: "the start completed while the daemon restarted" } } : { keep: true };
+  // The process is verified ours; the API may recover.
+  if (state === "Running" && vmState === "unreachable") return { keep: true };
+  // A VMM that lives but holds no running VM: a start cut short, or a guest that powered off under --no-shutdown.
+  const reason = `daemon restarted; VMM pid ${pid} reported ${vmState}, so it was stopped`;
+  return { keep: false, event: state === "Starting" ? { type: "START_FAILED", reason } : { type: "GUEST_POWERED_OFF", reason } };
 }
 
 /** The process the record names, if it still runs and is a VMM for this VM. */
@@ -69,16 +81,16 @@ async function vmmVmState(vmm: RunningVmm): Promise<string> {
   }
 }
 
-/** The transition for a VM whose VMM ended while nobody watched. */
-async function deadVmmEvent(record: VmRecord, paths: VmPaths): Promise<LifecycleEvent> {
-  const pid = record.vmm?.pid ?? "none";
-  if (record.state === "Starting") return { type: "START_FAILED", reason: `daemon restarted during start; VMM pid ${pid} is not running` };
-  if (record.state === "Stopping") return { type: "STOPPED", reason: `VMM pid ${pid} exited while the daemon was down` };
-  return vmmDeathEvent(await readEvents(paths.eventMonitor), `VMM pid ${pid} exited while the daemon was down`);
+/** The transition for a VM whose VMM ended while nobody watched, by the record's state and the VMM's last events. */
+export function deadVmmEvent(state: "Starting" | "Running" | "Stopping", pid: number | undefined, events: ChEvent[]): LifecycleEvent {
+  const who = pid ?? "none";
+  if (state === "Starting") return { type: "START_FAILED", reason: `daemon restarted during start; VMM pid ${who} is not running` };
+  if (state === "Stopping") return { type: "STOPPED", reason: `VMM pid ${who} exited while the daemon was down` };
+  return vmmDeathEvent(events, `VMM pid ${who} exited while the daemon was down`);
 }
 
 /** CH ends with vmm/shutdown after a guest power-off; anything else is a death. */
-export function vmmDeathEvent(events: Awaited<ReturnType<typeof readEvents>>, what: string): LifecycleEvent {
+export function vmmDeathEvent(events: ChEvent[], what: string): LifecycleEvent {
   return endedWithVmmShutdown(events)
     ? { type: "GUEST_POWERED_OFF", reason: `${what}; its event monitor ends with vmm/shutdown (guest powered off)` }
     : { type: "VMM_EXITED", reason: `${what} without shutting down` };

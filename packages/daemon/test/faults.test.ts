@@ -279,7 +279,14 @@ describe("validation", () => {
     expect(await d.rpc.callError("compute.vm.exec", { id: "env", argv: ["true"], env: { "1X": "y" } })).toMatchObject({ code: -32602 });
     expect(await d.rpc.callError("rpc.discover", { verbose: true })).toMatchObject({ code: -32602 });
     expect((await d.rpc.call("rpc.discover", {})).openrpc).toBe("1.3.2");
-    expect((await d.rpc.call("compute.vm.list", {})).vms).toEqual([]);
+    // Every -32602 has one shape: where in the params, and what.
+    const missing = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "nokernel"), boot: { kernel: "/nonexistent/vmlinux" } });
+    expect(missing).toMatchObject({ code: -32602, data: { errors: [{ path: "/boot/kernel", message: expect.stringMatching(/does not exist/) }] } });
+    await d.rpc.call("compute.vm.create", vmSpec(d, "shape"));
+    const both = await d.rpc.callError("compute.vm.logs", { id: "shape", offset: 0, tail: 5 });
+    expect(both).toMatchObject({ code: -32602, data: { errors: [{ path: "/tail" }] } });
+    expect(await d.rpc.callError("rpc.discover", { verbose: true })).toMatchObject({ data: { errors: [{ path: "/" }] } });
+    expect((await d.rpc.call("compute.vm.list", {})).vms).toEqual([{ id: "shape", state: "Configured", pid: null }]);
     await d.stop();
   });
 

@@ -3,6 +3,7 @@ export type { NetPort, VolAttachment } from "./domain/sibling-contract.js";
 export { NetPortSchema, OwnerSchema, SIBLING_ERRORS, VolAttachmentSchema } from "./domain/sibling-contract.js";
 export { RpcAdapter } from "./jsonrpc/adapter.js";
 export { type MethodDef, method } from "./jsonrpc/method.js";
+export { invalidParamsError } from "./jsonrpc/rpc-error.js";
 export { RpcSocketServer } from "./jsonrpc/socket-server.js";
 export { VM_STATES, type VmState } from "./lifecycle/machine.js";
 export { DEFAULT_CONSOLE_LOG_BYTES, DEFAULT_RECONCILE_INTERVAL_MS } from "./orchestrator/orchestrator.js";

@@ -7,7 +7,7 @@
  * port. Uses iproute2; needs CAP_NET_ADMIN.
  */
 import { createHash } from "node:crypto";
-import { type MethodDef, type NetPort, NetPortSchema, OwnerSchema, RpcError, SIBLING_ERRORS } from "@my_hypervisor/lib";
+import { invalidParamsError, type MethodDef, type NetPort, NetPortSchema, OwnerSchema, RpcError, SIBLING_ERRORS } from "@my_hypervisor/lib";
 
 const E = SIBLING_ERRORS;
 
@@ -56,7 +56,10 @@ const methods = [
         const port = `${p.owner}/${p.slot}`;
         const existing = data.ports[port];
         if (existing) {
-          if (existing.network !== p.network) throw new RpcError(E.InvalidParams.code, `slot ${port} already has a port on network ${existing.network}`);
+          if (existing.network !== p.network)
+            throw invalidParamsError(`slot ${port} already has a port on network ${existing.network}`, [
+              { path: "/network", message: `the slot's port is on ${existing.network}` },
+            ]);
           return existing;
         }
         opts.log.info({ port, network: p.network }, "creating port");

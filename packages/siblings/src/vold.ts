@@ -8,7 +8,7 @@
  */
 import fs from "node:fs/promises";
 import path from "node:path";
-import { type MethodDef, OwnerSchema, RpcError, SIBLING_ERRORS, type VolAttachment, VolAttachmentSchema } from "@my_hypervisor/lib";
+import { invalidParamsError, type MethodDef, OwnerSchema, RpcError, SIBLING_ERRORS, type VolAttachment, VolAttachmentSchema } from "@my_hypervisor/lib";
 
 const E = SIBLING_ERRORS;
 
@@ -66,7 +66,10 @@ const methods = [
         const attachment = `${p.owner}/${p.slot}`;
         const existing = data.attachments[attachment];
         if (existing) {
-          if (existing.volume !== p.volume) throw new RpcError(E.InvalidParams.code, `slot ${attachment} already holds volume ${existing.volume}`);
+          if (existing.volume !== p.volume)
+            throw invalidParamsError(`slot ${attachment} already holds volume ${existing.volume}`, [
+              { path: "/volume", message: `the slot holds ${existing.volume}` },
+            ]);
           return existing;
         }
         const others = Object.values(data.attachments).filter((a) => a.volume === p.volume);

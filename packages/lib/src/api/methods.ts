@@ -68,7 +68,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       result: S.LogsResult,
       errors: [E.VmNotFound, E.InvalidParams, E.StorageError],
       handler: async (p) => {
-        if (p.tail !== undefined && p.offset !== undefined) throw invalidParams("give offset or tail, not both");
+        if (p.tail !== undefined && p.offset !== undefined) throw invalidParams("/tail", "give offset or tail, not both");
         const encoding = p.encoding ?? "utf8";
         const slice = await orch.logs(p.id, { offset: p.offset, limit: p.limit ?? 65_536, tail: p.tail });
         return { data: slice.data.toString(encoding), encoding, offset: slice.offset, next: slice.next };
@@ -92,7 +92,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
         const req = { argv: p.argv, env: p.env, cwd: p.cwd, timeout_ms: p.timeout_ms };
         if (p.stream) {
           if (p.stdin !== undefined || p.encoding !== undefined)
-            throw invalidParams("with stream, stdin goes in Stdin frames on the socket, and output is bytes: no stdin or encoding");
+            throw invalidParams("/stream", "with stream, stdin goes in Stdin frames on the socket, and output is bytes: no stdin or encoding");
           return orch.execStream(p.id, req);
         }
         const encoding = p.encoding ?? "utf8";

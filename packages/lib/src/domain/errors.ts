@@ -7,7 +7,7 @@
  * naming the VM and what went wrong.
  */
 import { getSystemErrorMap } from "node:util";
-import { type ErrorDef, RpcError } from "../jsonrpc/rpc-error.js";
+import { type ErrorDef, invalidParamsError, RpcError } from "../jsonrpc/rpc-error.js";
 
 export { RpcError };
 
@@ -16,7 +16,7 @@ export const ERRORS = {
     code: -32602,
     name: "InvalidParams",
     message: "Invalid params: a schema violation, a path that does not exist, an id too long for the state directory; the message says which field and why",
-    data: "{errors: [{path, message}]} for a schema violation, else the fields named (e.g. {field, path}, {since, newest})",
+    data: "{errors: [{path, message}]}: a JSON pointer into the params and what is wrong there; some add the values involved (e.g. {since, newest}, {slot, flag}, {file})",
   },
   VmNotFound: { code: -32001, name: "VmNotFound", message: "VM not found", data: "{id}" },
   VmExists: { code: -32002, name: "VmExists", message: "VM already exists", data: "{id}" },
@@ -99,7 +99,8 @@ export function asStorageError(op: string, path: string, e: unknown): Error {
 
 const systemMessage = (e: NodeJS.ErrnoException): string => (e.errno !== undefined ? getSystemErrorMap().get(e.errno)?.[1] : undefined) ?? e.message;
 
-export const invalidParams = (message: string, data?: unknown) => new RpcError(ErrorCode.InvalidParams, message, data);
+/** -32602 for one problem at `path` (a JSON pointer into the params), with the values involved in `extra`. */
+export const invalidParams = (path: string, message: string, extra: Record<string, unknown> = {}) => invalidParamsError(message, [{ path, message }], extra);
 export const vmNotFound = (id: string) => new RpcError(ErrorCode.VmNotFound, `VM '${id}' not found`, { id });
 export const vmExists = (id: string) => new RpcError(ErrorCode.VmExists, `VM '${id}' already exists`, { id });
 export const invalidState = (id: string, state: string, action: string, hint = "") =>

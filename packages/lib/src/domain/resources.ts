@@ -32,6 +32,8 @@ export const slotOf = (kind: SiblingKind, index: number): string => `${kind === 
 export interface Reference {
   kind: SiblingKind;
   slot: string;
+  /** Where the reference is in the spec, as a JSON pointer (/nets/0). */
+  pointer: string;
   /** The sibling's create params for it, besides owner and slot. */
   params: Record<string, unknown>;
 }
@@ -40,11 +42,16 @@ export interface Reference {
 export function references(spec: VmSpec): Reference[] {
   const refs: Reference[] = [];
   spec.nets?.forEach((n, i) => {
-    if ("network" in n) refs.push({ kind: "net", slot: slotOf("net", i), params: { network: n.network, mac: n.mac } });
+    if ("network" in n) refs.push({ kind: "net", slot: slotOf("net", i), pointer: `/nets/${i}`, params: { network: n.network, mac: n.mac } });
   });
   spec.disks?.forEach((d, i) => {
     if ("volume" in d)
-      refs.push({ kind: "vol", slot: slotOf("vol", i), params: { volume: d.volume, readonly: d.readonly ?? false, size_mib: d.size_mib, base: d.base } });
+      refs.push({
+        kind: "vol",
+        slot: slotOf("vol", i),
+        pointer: `/disks/${i}`,
+        params: { volume: d.volume, readonly: d.readonly ?? false, size_mib: d.size_mib, base: d.base },
+      });
   });
   return refs;
 }

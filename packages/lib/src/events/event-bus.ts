@@ -71,7 +71,7 @@ export class EventBus {
       throw new RpcError(EVENTS_LOST, `events after seq ${since} are gone: the oldest kept is ${oldest}`, { since, oldest });
     }
     // A cursor from the future would skip every event up to it: refuse it rather than answer with a gap later.
-    if (since > this.lastSeq) throw invalidParams(`since ${since} is past the newest event (seq ${this.lastSeq})`, { since, newest: this.lastSeq });
+    if (since > this.lastSeq) throw invalidParams("/since", `since ${since} is past the newest event (seq ${this.lastSeq})`, { since, newest: this.lastSeq });
     let events = this.select(q.id, since, q.limit);
     if (events.length === 0 && q.waitMs > 0 && !this.closing) {
       await this.wait(q.id, q.waitMs);

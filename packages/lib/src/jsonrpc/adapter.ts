@@ -26,7 +26,7 @@ import { isLosslessNumber, parse as losslessParse, stringify as losslessStringif
 import type { Logger } from "pino";
 import type { MethodDef } from "./method.js";
 import { openRpcDocument } from "./openrpc.js";
-import { INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, RpcError } from "./rpc-error.js";
+import { INTERNAL_ERROR, INVALID_REQUEST, invalidParamsError, METHOD_NOT_FOUND, PARSE_ERROR, RpcError } from "./rpc-error.js";
 
 type Reply = JSONRPCResponse | JSONRPCResponse[] | null;
 const noParams = (p: unknown): boolean => p === undefined || (Array.isArray(p) ? p.length === 0 : Object.keys(p as object).length === 0);
@@ -47,7 +47,7 @@ export class RpcAdapter {
     for (const m of methods) this.register(m);
     const discovery = openRpcDocument(methods, version, title);
     this.server.addMethod("rpc.discover", (params) => {
-      if (!noParams(params)) throw new RpcError(INVALID_PARAMS, "Invalid params for rpc.discover: it takes no params", { params });
+      if (!noParams(params)) throw invalidParamsError("Invalid params for rpc.discover: it takes no params", [{ path: "/", message: "takes no params" }]);
       return discovery;
     });
     this.server.handleMethodNotFound = async (req) =>
@@ -104,12 +104,12 @@ export class RpcAdapter {
 
 function validParams<T>(method: string, check: TypeCheck<TSchema>, params: unknown): T {
   if (typeof params !== "object" || params === null || Array.isArray(params)) {
-    throw new RpcError(INVALID_PARAMS, `Invalid params for ${method}: params must be an object (by-name)`);
+    throw invalidParamsError(`Invalid params for ${method}: params must be an object (by-name)`, [{ path: "/", message: "must be an object (by-name)" }]);
   }
   if (check.Check(params)) return params as T;
   const errors = [...check.Errors(params)].flatMap(explain).slice(0, 10);
   const first = errors[0];
-  throw new RpcError(INVALID_PARAMS, `Invalid params for ${method}: ${first?.path}: ${first?.message}`, { errors });
+  throw invalidParamsError(`Invalid params for ${method}: ${first?.path}: ${first?.message}`, errors);
 }
 
 /**

@@ -18,6 +18,17 @@ export class RpcError extends Error {
   }
 }
 
+/** Where in the params something is wrong (a JSON pointer, "/" for the params as a whole), and what. */
+export interface ParamProblem {
+  path: string;
+  message: string;
+}
+
+/** -32602 in its one shape: `data` is `{errors: [{path, message}], ...extra}`. */
+export function invalidParamsError(message: string, errors: ParamProblem[], extra: Record<string, unknown> = {}): RpcError {
+  return new RpcError(INVALID_PARAMS, message, { errors, ...extra });
+}
+
 /** An error a method may answer with, as its catalog states it and rpc.discover describes it. */
 export interface ErrorDef {
   code: number;

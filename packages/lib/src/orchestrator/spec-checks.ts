@@ -7,13 +7,13 @@ import { MAX_SOCKET_PATH } from "../state/vm-paths.js";
 export async function checkFilesExist(spec: VmSpec): Promise<void> {
   const boot = Object.entries(spec.boot).filter(([k]) => k !== "cmdline");
   const files = [
-    ...boot.map(([k, v]) => [`boot.${k}`, v] as const),
-    ...(spec.disks ?? []).flatMap((d, i) => ("path" in d ? [[`disks[${i}].path`, d.path] as const] : [])),
+    ...boot.map(([k, v]) => [`boot.${k}`, `/boot/${k}`, v] as const),
+    ...(spec.disks ?? []).flatMap((d, i) => ("path" in d ? [[`disks[${i}].path`, `/disks/${i}/path`, d.path] as const] : [])),
   ];
-  for (const [label, file] of files) {
+  for (const [label, pointer, file] of files) {
     const stat = await fs.stat(file).catch(() => undefined);
-    if (!stat) throw invalidParams(`${label}: ${file} does not exist`, { field: label, path: file });
-    if (!stat.isFile() && !stat.isBlockDevice()) throw invalidParams(`${label}: ${file} is not a file or block device`, { field: label, path: file });
+    if (!stat) throw invalidParams(pointer, `${label}: ${file} does not exist`, { file });
+    if (!stat.isFile() && !stat.isBlockDevice()) throw invalidParams(pointer, `${label}: ${file} is not a file or block device`, { file });
   }
 }
 
@@ -21,7 +21,7 @@ export async function checkFilesExist(spec: VmSpec): Promise<void> {
 export function checkSocketPaths(id: string, sockets: string[]): void {
   for (const socket of sockets) {
     if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
-      throw invalidParams(`id '${id}' is too long for this daemon's directories: ${socket} exceeds the ${MAX_SOCKET_PATH}-byte socket path limit`);
+      throw invalidParams("/id", `id '${id}' is too long for this daemon's directories: ${socket} exceeds the ${MAX_SOCKET_PATH}-byte socket path limit`);
     }
   }
 }

@@ -44,6 +44,7 @@ export class Provisioner {
     for (const ref of references(spec)) {
       if (!this.clients[ref.kind])
         throw invalidParams(
+          ref.pointer,
           `${ref.slot} needs the ${ref.kind === "net" ? "network" : "volume"} sibling, but the daemon was started without ${FLAG[ref.kind]}`,
           { slot: ref.slot, flag: FLAG[ref.kind] },
         );
@@ -97,7 +98,7 @@ export class Provisioner {
   /** Releases everything `owner` holds at one sibling. Throws SiblingError if it cannot. */
   async releaseOwner(owner: string, kind: SiblingKind): Promise<number> {
     const client = this.clients[kind];
-    if (!client) throw invalidParams(`cannot release ${owner}'s ${kind} resources: the daemon was started without ${FLAG[kind]}`);
+    if (!client) throw invalidParams("/", `cannot release ${owner}'s ${kind} resources: the daemon was started without ${FLAG[kind]}`, { flag: FLAG[kind] });
     const held = await client.call<(NetPort | VolAttachment)[]>(SIBLING_METHODS[kind].list, { owner });
     for (const r of held) {
       const key = kind === "net" ? "port" : "attachment";

@@ -43,8 +43,10 @@ describe("a client that never reads its replies", () => {
     // 5000 discoveries: unbounded, their replies alone would be hundreds of megabytes in the daemon.
     const n = 5000;
     hog.write(`${JSON.stringify({ jsonrpc: "2.0", id: 1, method: "rpc.discover" })}\n`.repeat(n));
-    // Another client is answered meanwhile.
+    // Another client is answered meanwhile, and the daemon holds only what the stalled connection may.
     for (let i = 0; i < 20; i++) expect((await d.rpc.call("compute.vm.list", {})).vms).toEqual([]);
+    clearInterval(sampler);
+    expect(peak - before).toBeLessThan(64 * 1024 * 1024);
     // Once the hog reads, every one of its calls is answered: nothing was dropped.
     let lines = 0;
     hog.on("data", (chunk: Buffer) => {
@@ -52,9 +54,7 @@ describe("a client that never reads its replies", () => {
     });
     hog.resume();
     await eventually(() => (lines === n ? true : undefined), 60_000);
-    clearInterval(sampler);
     hog.destroy();
-    expect(peak - before).toBeLessThan(150 * 1024 * 1024);
     await d.stop();
   });
 

@@ -3,12 +3,14 @@
 # a Debian kernel to boot, busybox (the guest's shell tools) and cpio. Needs root and apt;
 # without them it says so and exits 0, and the tests that need these skip with the reason.
 set -euo pipefail
-packages=(qemu-system-x86 linux-image-amd64 busybox-static cpio)
+packages=(qemu-system-x86 linux-image-amd64 busybox-static cpio xz-utils)
 missing=()
 command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
 compgen -G "/boot/vmlinuz-*" >/dev/null || missing+=(linux-image-amd64)
 [ -x /bin/busybox ] || missing+=(busybox-static)
 command -v cpio >/dev/null || missing+=(cpio)
+# xz: the tests boot the kernel's uncompressed vmlinux, extracted from the bzImage.
+command -v xz >/dev/null || missing+=(xz-utils)
 if [ ${#missing[@]} -eq 0 ]; then
   echo "guest test dependencies present: ${packages[*]}"
   exit 0

@@ -36,9 +36,11 @@ export function buildImage(out = path.join(fs.mkdtempSync(path.join(os.tmpdir(),
  * Extracted once per kernel, beside the tests' other build outputs.
  */
 export function bootableKernel(bzImageName: string): string {
-  const out = path.join(ROOT, ".run", `vmlinux-${bzImageName.replace(/^vmlinuz-/, "")}`);
+  const source = path.join("/boot", bzImageName);
+  // Named by the bzImage's name and mtime: an upgraded kernel of the same name is extracted again.
+  const out = path.join(ROOT, ".run", `vmlinux-${bzImageName.replace(/^vmlinuz-/, "")}-${Math.trunc(fs.statSync(source).mtimeMs)}`);
   if (fs.existsSync(out)) return out;
-  const image = fs.readFileSync(path.join("/boot", bzImageName));
+  const image = fs.readFileSync(source);
   if (image.readUInt16LE(0x206) < 0x208) throw new Error(`${bzImageName}: boot protocol older than 2.08 has no payload fields`);
   const protectedMode = ((image[0x1f1] || 4) + 1) * 512;
   const start = protectedMode + image.readUInt32LE(0x248);

@@ -6,9 +6,10 @@
  * moments come from a seeded generator; a failure names its seed, and
  * MH_SOAK_SEED replays it. Bounded: a fixed number of rounds.
  */
+import path from "node:path";
 import { afterAll, expect, it } from "vitest";
 import { CONNECTION_LOST, type Daemon, Fleet, RpcCallError, sleep, tempDir, vmSpec } from "./harness.js";
-import { type Acknowledged, checkInvariants } from "./invariants.js";
+import { type Acknowledged, checkInvariants, killVmmsUnder } from "./invariants.js";
 
 const ROUNDS = 20;
 const CLIENTS = 3;
@@ -101,5 +102,8 @@ it("survives SIGKILLs at random moments of mixed operations from several clients
     await last.stop();
   } catch (e) {
     throw new Error(`crash soak failed with MH_SOAK_SEED=${seed} (daemon pid ${d?.proc.pid}: ${await exitOf(d)}): ${(e as Error).message}`, { cause: e });
+  } finally {
+    // A failed run stops before its clean-up, and a start whose reply a crash took was never tracked.
+    killVmmsUnder(path.join(dir, "state"));
   }
 }, 180_000);

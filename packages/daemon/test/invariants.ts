@@ -94,3 +94,8 @@ function strayFiles(d: Daemon, vms: { id: string; state: string }[]): string[] {
   }
   return stray;
 }
+
+/** Kills every test VMM whose API socket is under `stateDir`: what a failed crash test may leave running. */
+export function killVmmsUnder(stateDir: string): void {
+  for (const pid of vmmsUnder(stateDir)) process.kill(pid, "SIGKILL");
+}

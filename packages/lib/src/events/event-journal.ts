@@ -61,7 +61,9 @@ export class EventJournal {
     }
     try {
       this.fd ??= fs.openSync(this.file, "a", 0o600);
-      fs.writeSync(this.fd, text);
+      const bytes = Buffer.from(text);
+      // A short write (a disk filling up) leaves a torn line: fall behind, so the next write is a whole rewrite.
+      if (fs.writeSync(this.fd, bytes) < bytes.length) this.fall("short write (the disk is full)");
     } catch (e) {
       this.fall((e as Error).message);
     }
@@ -77,7 +79,12 @@ export class EventJournal {
       fs.writeFileSync(temp, text, { mode: 0o600, flush: true });
       fs.renameSync(temp, this.file);
     } catch (e) {
-      fs.rmSync(temp, { force: true });
+      // Called from a timer: nothing here may throw, not even the clean-up of a temp file on a read-only disk.
+      try {
+        fs.rmSync(temp, { force: true });
+      } catch {
+        // left for the start-up clean-up of temp files
+      }
       this.fall((e as Error).message);
       return;
     }

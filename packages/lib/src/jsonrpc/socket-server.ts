@@ -74,7 +74,7 @@ export class RpcSocketServer {
         else if (item.line.trim() !== "") this.track(socket, item.line, pending, pump);
       }
       if (waiting.length > 0 || pending.size >= MAX_IN_FLIGHT || socket.writableLength > OUTPUT_PAUSE_BYTES) socket.pause();
-      else if (!socket.destroyed) socket.resume();
+      else socket.resume();
       if (peerEnded && waiting.length === 0 && pending.size === 0) socket.end();
     };
     socket.on("data", (chunk) => {

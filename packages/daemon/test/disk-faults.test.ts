@@ -157,7 +157,8 @@ describe.skipIf(!isRoot)("a full state disk (needs root to mount a small tmpfs)"
   it("a running VM's directory removed by hand: the record is written again and the VM survives a restart", async () => {
     const d = await fleet.daemon({ args: ["--reconcile-interval-ms", "200"] });
     const pid = await running(d, "doomed", "sim.guest=scripted sim.serial_interval_ms=10");
-    fs.rmSync(path.join(d.stateDir, "doomed"), { recursive: true, force: true });
+    // Gone from its path in one step: a recursive delete would race the VMM writing into it (ENOTEMPTY).
+    fs.renameSync(path.join(d.stateDir, "doomed"), path.join(d.dir, "doomed-moved-away"));
     await eventually(() => (fs.existsSync(path.join(d.stateDir, "doomed", "state.json")) ? true : undefined));
     await eventually(() => (logText(d).includes("state.json had vanished; written again") ? true : undefined));
     // The serial log goes on in the new directory.

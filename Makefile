@@ -35,7 +35,8 @@ unit: build
 # Type-check and lint are part of the test run.
 test: typecheck lint unit
 
-# The guest image: Node, my_hypervisor-init as /init, koffi, busybox (scripts/build-initramfs.sh).
+# The guest image: my_hypervisor-init as /init and busybox (scripts/build-initramfs.sh). `make build` builds the
+# init itself (scripts/build-init.sh: Debian's QuickJS source, musl-gcc, cached under .run/).
 initramfs: build
 	scripts/build-initramfs.sh -o $(RUN_DIR)/initramfs.cpio.gz
 

@@ -17,7 +17,8 @@ import type { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { powerButtonPress, SIM_POWER_BUTTON_FD_ENV, SIM_VSOCK_DIR_ENV } from "@my_hypervisor/lib/test-vmm-guest";
 
-export const INIT_BUNDLE = process.env.CH_SIM_GUEST_INIT ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../init/dist/init.cjs");
+/** The guest init binary (scripts/build-init.sh builds it); $CH_SIM_GUEST_INIT names another. */
+export const INIT_BINARY = process.env.CH_SIM_GUEST_INIT ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../init/dist/my_hypervisor-init");
 
 export interface GuestExit {
   code: number | null;
@@ -39,8 +40,8 @@ export class InitGuest {
     this.vsockDir = fs.mkdtempSync(path.join(os.tmpdir(), `${VSOCK_DIR_PREFIX}${process.pid}-`));
     const asPid1 = process.getuid?.() === 0;
     const command = asPid1
-      ? ["setpriv", "--pdeathsig", "KILL", "unshare", "--pid", "--mount", "--uts", "--fork", "--kill-child=SIGKILL", process.execPath, INIT_BUNDLE]
-      : ["setpriv", "--pdeathsig", "KILL", process.execPath, INIT_BUNDLE, "--under-test-vmm"];
+      ? ["setpriv", "--pdeathsig", "KILL", "unshare", "--pid", "--mount", "--uts", "--fork", "--kill-child=SIGKILL", INIT_BINARY]
+      : ["setpriv", "--pdeathsig", "KILL", INIT_BINARY, "--under-test-vmm"];
     log(
       asPid1
         ? "guest: my_hypervisor-init as PID 1 in new PID, mount and UTS namespaces"

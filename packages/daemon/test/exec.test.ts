@@ -7,7 +7,7 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { encodeFrame, type Frame, FrameReader, FrameType } from "@my_hypervisor/lib/exec-protocol";
+import { decodeJson, encodeFrame, type Frame, FrameReader, FrameType } from "@my_hypervisor/lib/exec-protocol";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Daemon, eventually, staleSocket, startDaemon, VmmPids, vmSpec } from "./harness.js";
 
@@ -123,14 +123,14 @@ describe("compute.vm.exec with stream", () => {
     expect(stdout.length).toBe(9 + 20_000_000);
     expect(stdout.subarray(0, 9).toString()).toBe("typed in\n");
     expect(payloads(frames, FrameType.Stderr).toString()).toBe("done\n");
-    expect(JSON.parse((frames.at(-1) as Frame).payload.toString())).toEqual({ exit_code: 3, signal: null, timed_out: false });
+    expect(decodeJson((frames.at(-1) as Frame).payload)).toEqual({ exit_code: 3, signal: null, timed_out: false });
   });
 
   it("a client that shuts down its sending side after its input still gets the whole run", async () => {
     const { path } = await exec({ argv: ["sh", "-c", "cat; echo after stdin; exit 4"], stream: true });
     const frames = await runStream(path, [Buffer.from("piped\n")], true);
     expect(payloads(frames, FrameType.Stdout).toString()).toBe("piped\nafter stdin\n");
-    expect(JSON.parse((frames.at(-1) as Frame).payload.toString())).toEqual({ exit_code: 4, signal: null, timed_out: false });
+    expect(decodeJson((frames.at(-1) as Frame).payload)).toEqual({ exit_code: 4, signal: null, timed_out: false });
   });
 
   it("serves one client only, and refuses stdin or encoding in the call", async () => {
@@ -159,8 +159,23 @@ describe("my_hypervisor-init as the guest", () => {
     expect(await serial("tagged")).toMatch(/\[init\] my_hypervisor-init starting/);
   });
 
+  it("gives a workload with console: true the console both ways: what a viewer types reaches it", async () => {
+    await startWith("typed", { workload: { argv: ["sh", "-c", "echo prompt; read line; echo got:$line"], console: true } });
+    await eventually(async () => ((await serial("typed")).includes("prompt") ? true : undefined));
+    const { path: endpoint } = await d.rpc.call("compute.vm.console.endpoint", { id: "typed" });
+    const viewer = net.connect(endpoint);
+    viewer.on("error", () => undefined);
+    viewer.write("typed at the console\n");
+    await eventually(async () => ((await serial("typed")).includes("got:typed at the console") ? true : undefined));
+    viewer.destroy();
+    // Its output is its own, untagged; the init's lines are tagged as ever.
+    expect(await serial("typed")).toMatch(/^prompt$/m);
+    expect(await serial("typed")).toMatch(/\[init\] workload exited \(code 0\)/);
+  });
+
   it.skipIf(!isRoot)("runs as PID 1 with its own /proc and hostname (needs root for namespaces)", async () => {
-    expect((await exec({ argv: ["cat", "/proc/1/comm"] })).stdout.trim()).toBe("node");
+    // The kernel keeps 15 characters of a command's name.
+    expect((await exec({ argv: ["cat", "/proc/1/comm"] })).stdout.trim()).toBe("my_hypervisor-i");
     expect((await exec({ argv: ["hostname"] })).stdout.trim()).toBe("guest-one");
     expect(await serial("guest")).toMatch(/\[init\] mounted .*\/proc/);
   });

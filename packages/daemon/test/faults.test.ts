@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { DAEMON_BIN, type Daemon, eventually, Fleet, ROOT, RpcConnection, startDaemon, tempDir, vmSpec } from "./harness.js";
+import { DAEMON_BIN, type Daemon, eventually, Fleet, RpcConnection, startDaemon, tempDir, vmSpec } from "./harness.js";
 
 const fleet = new Fleet();
 afterAll(() => fleet.cleanup());
@@ -247,25 +247,6 @@ describe("signals", () => {
     d.proc.kill("SIGTERM");
     expect(await poll).toEqual({ events: [], next });
     expect((await d.proc).exitCode).toBe(0);
-  });
-});
-
-describe("my_hypervisor-init on a host", () => {
-  const INIT = path.join(ROOT, "packages/init/dist/init.cjs");
-
-  it("answers --help and --version", async () => {
-    const help = await execa(process.execPath, [INIT, "--help"], { reject: false });
-    expect(help).toMatchObject({ exitCode: 0, stdout: expect.stringMatching(/^Usage: my_hypervisor-init/) });
-    const version = await execa(process.execPath, [INIT, "--version"], { reject: false });
-    expect(version).toMatchObject({ exitCode: 0, stdout: expect.stringMatching(/^my_hypervisor-init \d+\.\d+\.\d+$/) });
-  });
-
-  it("refuses to run as anything but PID 1 or the test VMM's guest: it would be an unauthenticated root exec agent", async () => {
-    const bare = await execa(process.execPath, [INIT], { reject: false, timeout: 20_000 });
-    expect(bare.exitCode).toBe(2);
-    expect(bare.stderr).toMatch(/refusing to run/);
-    expect(bare.stdout).not.toMatch(/exec agent listening/);
-    expect((await execa(process.execPath, [INIT, "--bogus"], { reject: false })).exitCode).toBe(2);
   });
 });
 

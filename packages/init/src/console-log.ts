@@ -3,20 +3,38 @@
  * stdout is /dev/console, the serial port), one line at a time, tagged with
  * its source, so the daemon's serial log shows which is which.
  */
-export function say(tag: string, message: string): void {
-  process.stdout.write(`[${tag}] ${message}\n`);
-}
+import { strFromU8 } from "fflate";
 
-/** A line splitter for a child's output stream, tagging each line. */
-export function tagLines(tag: string): (chunk: Buffer) => void {
-  let partial = "";
+export type Say = (tag: string, message: string) => void;
+
+const NEWLINE = 0x0a;
+/** A line longer than this is printed in pieces rather than held back for ever. */
+const MAX_LINE_BYTES = 4096;
+
+/**
+ * A line splitter for a child's output stream, tagging each line. It splits
+ * bytes, not text, so a character split across two reads stays whole.
+ */
+export function tagLines(say: Say, tag: string): (chunk: Uint8Array) => void {
+  let partial = new Uint8Array(0);
   return (chunk) => {
-    const lines = (partial + chunk.toString("utf8")).split("\n");
-    partial = lines.pop() ?? "";
-    for (const line of lines) say(tag, line);
-    if (partial.length > 4096) {
-      say(tag, partial);
-      partial = "";
+    const data = partial.length === 0 ? chunk : joined(partial, chunk);
+    let start = 0;
+    for (let nl = data.indexOf(NEWLINE); nl >= 0; nl = data.indexOf(NEWLINE, start)) {
+      say(tag, strFromU8(data.subarray(start, nl)));
+      start = nl + 1;
+    }
+    partial = data.slice(start);
+    if (partial.length > MAX_LINE_BYTES) {
+      say(tag, strFromU8(partial));
+      partial = new Uint8Array(0);
     }
   };
+}
+
+function joined(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const both = new Uint8Array(a.length + b.length);
+  both.set(a);
+  both.set(b, a.length);
+  return both;
 }

@@ -2,109 +2,113 @@
  * The exec agent: one command per connection. The host sends a Request
  * frame, then optional Stdin frames and StdinEof; the agent answers Started,
  * Stdout/Stderr frames as output comes, and finally Exit (or Error if the
- * command could not run). A timeout kills the command's whole process group.
+ * command could not run). A timeout kills the command's whole process group,
+ * and so does the host going away. Output waits while the host is slow to
+ * read: the command's pipes are not read until the connection drains.
  */
-import type { Duplex } from "node:stream";
-import { type ExecExit, type ExecRequest, encodeFrame, type Frame, FrameReader, FrameType } from "@my_hypervisor/lib/exec-protocol";
-import { spawnTracked } from "./children.js";
-import { say } from "./console-log.js";
+import { decodeJson, type ExecExit, type ExecRequest, encodeFrame, type Frame, FrameReader, FrameType } from "@my_hypervisor/lib/exec-protocol";
+import type { Say } from "./console-log.js";
+import type { ByteStream, Child, ChildExit, Platform } from "./platform.js";
+import { DEFAULT_PATH } from "./workload.js";
 
-const DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
-
-export function serveExec(conn: Duplex): void {
+export function serveExec(p: Platform, say: Say, conn: ByteStream): void {
   const reader = new FrameReader();
-  let child: ReturnType<typeof spawnTracked> | undefined;
+  let child: Child | undefined;
   let finished = false;
-  const send = (type: number, payload?: Buffer | object) => {
-    if (!conn.destroyed) conn.write(encodeFrame(type, payload));
-  };
-  const fail = (message: string) => {
+  const send = (type: number, payload?: Uint8Array | object) => conn.write(encodeFrame(type, payload));
+  const finish = (type: number, payload: object) => {
     if (finished) return;
     finished = true;
-    send(FrameType.Error, { message });
+    send(type, payload);
     conn.end();
   };
+  const fail = (message: string) => finish(FrameType.Error, { message });
 
   const onFrame = (frame: Frame) => {
     if (!child) {
       if (frame.type !== FrameType.Request) return fail("the first frame must be a Request");
       let req: ExecRequest;
       try {
-        req = JSON.parse(frame.payload.toString("utf8")) as ExecRequest;
+        req = decodeJson<ExecRequest>(frame.payload);
       } catch (e) {
         return fail(`bad request JSON: ${(e as Error).message}`);
       }
       if (!Array.isArray(req.argv) || req.argv.length === 0 || !req.argv.every((a) => typeof a === "string")) {
         return fail("argv must be a non-empty array of strings");
       }
-      child = run(
-        req,
-        send,
-        (exit) => {
-          finished = true;
-          send(FrameType.Exit, exit);
-          conn.end();
-        },
-        fail,
-      );
+      try {
+        child = p.spawn({ argv: req.argv, env: { PATH: DEFAULT_PATH, ...req.env }, cwd: req.cwd ?? "/", stdio: "pipes" });
+      } catch (e) {
+        return fail(`cannot run ${req.argv[0]}: ${(e as Error).message}`);
+      }
+      say("init", `exec pid ${child.pid}: ${req.argv.join(" ").slice(0, 200)}`);
+      send(FrameType.Started, { pid: child.pid });
+      // Backpressure the other way: stop reading frames while the command is slow to read its stdin.
+      child.stdin?.onDrain(() => conn.resume());
+      relay(p, conn, child, req.timeout_ms, (exit) => finish(FrameType.Exit, exit));
       return;
     }
-    if (frame.type === FrameType.Stdin) child.stdin?.write(frame.payload);
-    else if (frame.type === FrameType.StdinEof) child.stdin?.end();
+    if (frame.type === FrameType.Stdin) {
+      if (child.stdin?.write(frame.payload) === false) conn.pause();
+    } else if (frame.type === FrameType.StdinEof) child.stdin?.end();
     else fail(`unexpected frame type ${frame.type}`);
   };
 
-  conn.on("data", (chunk: Buffer) => {
+  conn.onData((chunk) => {
+    if (chunk === null) {
+      // The host went away: nobody will read the result, so do not leave the command running.
+      if (!finished && child) {
+        p.kill(-child.pid, "SIGKILL");
+        for (const stream of [child.stdin, child.stdout, child.stderr]) stream?.destroy();
+      }
+      finished = true;
+      return conn.destroy();
+    }
+    if (finished) return;
     try {
       for (const frame of reader.push(chunk)) onFrame(frame);
     } catch (e) {
       fail((e as Error).message);
     }
   });
-  conn.on("error", () => undefined);
-  // The host went away: nobody will read the result, so do not leave the command running.
-  conn.on("close", () => {
-    if (!finished && child?.pid) killGroup(child.pid, "SIGKILL");
-  });
 }
 
-function run(req: ExecRequest, send: (type: number, payload?: Buffer | object) => void, done: (exit: ExecExit) => void, fail: (m: string) => void) {
-  const [command, ...args] = req.argv as [string, ...string[]];
-  const child = spawnTracked(command, args, {
-    cwd: req.cwd ?? "/",
-    env: { PATH: DEFAULT_PATH, ...req.env },
-    stdio: ["pipe", "pipe", "pipe"],
-    // Its own process group, so a timeout kills everything it started.
-    detached: true,
-  });
+/** The command's output to the host, and its exit once it is reaped and its output has ended. */
+function relay(p: Platform, conn: ByteStream, child: Child, timeoutMs: number | undefined, done: (exit: ExecExit) => void): void {
   let timedOut = false;
-  let timer: NodeJS.Timeout | undefined;
-  child.once("spawn", () => {
-    send(FrameType.Started, { pid: child.pid });
-    if (req.timeout_ms && req.timeout_ms > 0) {
-      timer = setTimeout(() => {
-        timedOut = true;
-        if (child.pid) killGroup(child.pid, "SIGKILL");
-      }, req.timeout_ms);
-    }
-  });
-  child.once("error", (e) => fail(`cannot run ${command}: ${e.message}`));
-  child.stdin?.on("error", () => undefined);
-  child.stdout?.on("data", (d: Buffer) => send(FrameType.Stdout, d));
-  child.stderr?.on("data", (d: Buffer) => send(FrameType.Stderr, d));
-  child.once("close", (code, signal) => {
-    clearTimeout(timer);
-    if (child.pid === undefined) return;
-    done({ exit_code: code, signal, timed_out: timedOut });
-  });
-  say("init", `exec pid ${child.pid ?? "?"}: ${req.argv.join(" ").slice(0, 200)}`);
-  return child;
-}
-
-function killGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // already gone
+  let exit: ChildExit | undefined;
+  let openOutputs = 2;
+  const cancelTimeout =
+    timeoutMs && timeoutMs > 0
+      ? p.after(timeoutMs, () => {
+          timedOut = true;
+          p.kill(-child.pid, "SIGKILL");
+        })
+      : () => undefined;
+  const maybeDone = () => {
+    if (exit === undefined || openOutputs > 0) return;
+    cancelTimeout();
+    done({ exit_code: exit.code, signal: exit.signal, timed_out: timedOut });
+  };
+  const outputs: [ByteStream | undefined, number][] = [
+    [child.stdout, FrameType.Stdout],
+    [child.stderr, FrameType.Stderr],
+  ];
+  for (const [stream, type] of outputs) {
+    stream?.onData((chunk) => {
+      if (chunk === null) {
+        openOutputs -= 1;
+        return maybeDone();
+      }
+      // Backpressure: stop reading the command's output until the host has read what is queued.
+      if (!conn.write(encodeFrame(type, chunk))) for (const [s] of outputs) s?.pause();
+    });
   }
+  conn.onDrain(() => {
+    for (const [s] of outputs) s?.resume();
+  });
+  child.onExit((e) => {
+    exit = e;
+    maybeDone();
+  });
 }

@@ -4,35 +4,32 @@
  * /dev/input/eventN; the test VMM hands the same 24-byte input_event records
  * over a pipe on the fd named by $MH_SIM_POWER_BUTTON_FD.
  */
-
-import fs from "node:fs";
 import { INPUT_EVENT_BYTES, isPowerButtonPress, SIM_POWER_BUTTON_FD_ENV } from "@my_hypervisor/lib/test-vmm-guest";
+import type { Platform } from "./platform.js";
 
 /** The event devices of every "Power Button", from /proc/bus/input/devices. */
-function powerButtonDevices(): string[] {
-  let text = "";
-  try {
-    text = fs.readFileSync("/proc/bus/input/devices", "utf8");
-  } catch {
-    return [];
-  }
-  return text
+function powerButtonDevices(p: Platform): string[] {
+  return (p.readText("/proc/bus/input/devices") ?? "")
     .split("\n\n")
     .filter((block) => /N: Name="Power Button"/.test(block))
     .flatMap((block) => [...block.matchAll(/\bevent(\d+)\b/g)].map((m) => `/dev/input/event${m[1]}`));
 }
 
-export function watchPowerButton(onPress: () => void): string[] {
-  const fdEnv = process.env[SIM_POWER_BUTTON_FD_ENV];
-  const sources: (string | number)[] = fdEnv ? [Number(fdEnv)] : powerButtonDevices();
+/** Watches every power button; returns what it watches. */
+export function watchPowerButton(p: Platform, onPress: () => void): string[] {
+  const fd = p.getenv(SIM_POWER_BUTTON_FD_ENV);
+  const sources: (string | number)[] = fd !== undefined ? [Number(fd)] : powerButtonDevices(p);
   for (const source of sources) {
-    const stream = typeof source === "number" ? fs.createReadStream("", { fd: source }) : fs.createReadStream(source);
-    let pending = Buffer.alloc(0);
-    stream.on("data", (chunk) => {
-      pending = Buffer.concat([pending, chunk as Buffer]);
-      for (; pending.length >= INPUT_EVENT_BYTES; pending = pending.subarray(INPUT_EVENT_BYTES)) if (isPowerButtonPress(pending)) onPress();
+    let pending = new Uint8Array(0);
+    p.openInput(source).onData((chunk) => {
+      if (chunk === null) return;
+      const data = new Uint8Array(pending.length + chunk.length);
+      data.set(pending);
+      data.set(chunk, pending.length);
+      let at = 0;
+      for (; data.length - at >= INPUT_EVENT_BYTES; at += INPUT_EVENT_BYTES) if (isPowerButtonPress(data, at)) onPress();
+      pending = data.slice(at);
     });
-    stream.on("error", () => undefined);
   }
   return sources.map(String);
 }

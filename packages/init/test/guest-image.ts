@@ -16,6 +16,8 @@ const has = (cmd: string) => {
 };
 
 export const isRoot = process.getuid?.() === 0;
+/** The init as `make build` leaves it (scripts/build-init.sh). */
+export const INIT_BINARY = path.join(ROOT, "packages/init/dist/my_hypervisor-init");
 export const haveCpio = has("cpio");
 export const haveQemu = has("qemu-system-x86_64");
 export const kernel = fs.existsSync("/boot") ? fs.readdirSync("/boot").find((f) => f.startsWith("vmlinuz-")) : undefined;

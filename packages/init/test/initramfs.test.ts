@@ -49,8 +49,8 @@ describe.skipIf(missingForImage !== undefined)(`the initramfs${missingForImage ?
             })
             .once("error", reject),
         );
-        const r = await runExec(conn, { argv: ["sh", "-c", "echo $$ $(hostname) $(cat /proc/1/comm); ls /proc/1/root/bin/node"] }, undefined);
-        expect(r.stdout.toString().trim().split(/\s+/).slice(1)).toEqual(["chrooted", "init", "/proc/1/root/bin/node"]);
+        const r = await runExec(conn, { argv: ["sh", "-c", "echo $$ $(hostname) $(cat /proc/1/comm); ls /proc/1/root/init"] }, undefined);
+        expect(r.stdout.toString().trim().split(/\s+/).slice(1)).toEqual(["chrooted", "init", "/proc/1/root/init"]);
         for (let i = 0; i < 60 && !/reaped orphan/.test(console); i++) await new Promise((r) => setTimeout(r, 50));
         expect(console).toMatch(/\[init\] my_hypervisor-init starting as pid 1/);
         expect(console).toMatch(/\[workload\] started/);

@@ -8,12 +8,12 @@ import { spawn } from "node:child_process";
 import path from "node:path";
 import { encodeConfig } from "@my_hypervisor/lib/init-config";
 import { expect, it } from "vitest";
-import { ROOT } from "./guest-image.js";
+import { INIT_BINARY, ROOT } from "./guest-image.js";
 
 it("exits at once when the test VMM's ends of its console are gone, even while it is writing to it", async () => {
   // A chatty workload: the init is writing to the console when the VMM's end disappears.
   const chatty = encodeConfig({ workload: { argv: ["sh", "-c", "while :; do echo tick; sleep 0.005; done"] } });
-  const init = spawn(process.execPath, [path.join(ROOT, "packages/init/dist/init.cjs"), "--under-test-vmm"], {
+  const init = spawn(INIT_BINARY, ["--under-test-vmm"], {
     env: { mh_config: chatty, MH_SIM_VSOCK_DIR: path.join(ROOT, ".run"), PATH: process.env.PATH ?? "/usr/bin:/bin" },
     stdio: ["pipe", "pipe", "pipe"],
   });

@@ -1,6 +1,6 @@
 /** The exec protocol's frame reader (docs/exec-protocol.md): frames out of any chunking of the byte stream. */
 import { describe, expect, it } from "vitest";
-import { dataFrames, encodeFrame, FrameReader, FrameType, MAX_FRAME_PAYLOAD } from "../src/domain/exec-protocol.js";
+import { dataFrames, decodeJson, encodeFrame, type Frame, FrameReader, FrameType, MAX_FRAME_PAYLOAD } from "../src/domain/exec-protocol.js";
 
 const stream = Buffer.concat([
   encodeFrame(FrameType.Request, { argv: ["true"] }),
@@ -13,14 +13,17 @@ describe("FrameReader", () => {
   it("gives the same frames whether the stream comes whole, byte by byte, or split anywhere", () => {
     const whole = new FrameReader().push(stream);
     expect(whole.map((f) => f.type)).toEqual([FrameType.Request, FrameType.Stdout, FrameType.StdinEof, FrameType.Exit]);
-    expect(whole[1]?.payload.toString()).toBe("out");
+    expect(Buffer.from(whole[1]?.payload ?? []).toString()).toBe("out");
+    expect(decodeJson(whole[3]?.payload ?? new Uint8Array())).toEqual({ exit_code: 0, signal: null, timed_out: false });
     expect(whole[2]?.payload.length).toBe(0);
+    // Compared as bytes: a Buffer in gives Buffer payloads, plain Uint8Array chunks give Uint8Array ones.
+    const bytes = (frames: Frame[]) => frames.map((f) => ({ type: f.type, payload: [...f.payload] }));
     const bytewise = new FrameReader();
-    const got = [...stream].flatMap((b) => bytewise.push(Buffer.from([b])));
-    expect(got).toEqual(whole);
+    const got = [...stream].flatMap((b) => bytewise.push(new Uint8Array([b])));
+    expect(bytes(got)).toEqual(bytes(whole));
     for (let cut = 1; cut < stream.length; cut++) {
       const r = new FrameReader();
-      expect([...r.push(stream.subarray(0, cut)), ...r.push(stream.subarray(cut))]).toEqual(whole);
+      expect(bytes([...r.push(stream.subarray(0, cut)), ...r.push(stream.subarray(cut))])).toEqual(bytes(whole));
     }
   });
 

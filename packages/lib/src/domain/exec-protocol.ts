@@ -1,9 +1,12 @@
 /**
  * The exec wire protocol between the host and my_hypervisor-init's exec
  * agent, over one stream connection (docs/exec-protocol.md). Frames are a
- * 1-byte type, a 4-byte big-endian payload length, and the payload. This file
- * imports nothing: the guest's bundle and the host share it.
+ * 1-byte type, a 4-byte big-endian payload length, and the payload. Plain
+ * Uint8Array and fflate's UTF-8 codec, no Node: the guest init (on QuickJS)
+ * and the host share it.
  */
+import { strFromU8, strToU8 } from "fflate";
+
 export const FrameType = {
   /** host → guest, first frame: JSON ExecRequest */
   Request: 0x01,
@@ -43,37 +46,51 @@ export interface ExecExit {
 
 export interface Frame {
   type: number;
-  payload: Buffer;
+  payload: Uint8Array;
 }
 
-export function encodeFrame(type: number, payload: Buffer | string | object = Buffer.alloc(0)): Buffer {
-  const body = Buffer.isBuffer(payload) ? payload : Buffer.from(typeof payload === "string" ? payload : JSON.stringify(payload));
+/** A frame: `payload` is bytes as they are, or an object sent as JSON. */
+export function encodeFrame(type: number, payload: Uint8Array | object = new Uint8Array(0)): Uint8Array {
+  const body = payload instanceof Uint8Array ? payload : strToU8(JSON.stringify(payload));
   if (body.length > MAX_FRAME_PAYLOAD) throw new Error(`exec frame payload of ${body.length} bytes exceeds ${MAX_FRAME_PAYLOAD}`);
-  const header = Buffer.alloc(HEADER_BYTES);
-  header.writeUInt8(type, 0);
-  header.writeUInt32BE(body.length, 1);
-  return Buffer.concat([header, body]);
+  const frame = new Uint8Array(HEADER_BYTES + body.length);
+  frame[0] = type;
+  new DataView(frame.buffer).setUint32(1, body.length);
+  frame.set(body, HEADER_BYTES);
+  return frame;
+}
+
+/** A JSON payload (Request, Started, Exit, Error). */
+export function decodeJson<T>(payload: Uint8Array): T {
+  return JSON.parse(strFromU8(payload)) as T;
 }
 
 /** Splits a byte stream into frames; throws on a frame over the limit. */
 export class FrameReader {
-  private buffer: Buffer = Buffer.alloc(0);
+  private buffer: Uint8Array = new Uint8Array(0);
 
-  push(chunk: Buffer): Frame[] {
-    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+  push(chunk: Uint8Array): Frame[] {
+    this.buffer = this.buffer.length === 0 ? chunk : concat(this.buffer, chunk);
     const frames: Frame[] = [];
     while (this.buffer.length >= HEADER_BYTES) {
-      const length = this.buffer.readUInt32BE(1);
+      const length = new DataView(this.buffer.buffer, this.buffer.byteOffset, HEADER_BYTES).getUint32(1);
       if (length > MAX_FRAME_PAYLOAD) throw new Error(`exec frame payload of ${length} bytes exceeds ${MAX_FRAME_PAYLOAD}`);
       if (this.buffer.length < HEADER_BYTES + length) break;
-      frames.push({ type: this.buffer.readUInt8(0), payload: this.buffer.subarray(HEADER_BYTES, HEADER_BYTES + length) });
+      frames.push({ type: this.buffer[0] as number, payload: this.buffer.subarray(HEADER_BYTES, HEADER_BYTES + length) });
       this.buffer = this.buffer.subarray(HEADER_BYTES + length);
     }
     return frames;
   }
 }
 
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const both = new Uint8Array(a.length + b.length);
+  both.set(a);
+  both.set(b, a.length);
+  return both;
+}
+
 /** Splits data into frames of at most MAX_FRAME_PAYLOAD bytes. */
-export function* dataFrames(type: number, data: Buffer): Generator<Buffer> {
+export function* dataFrames(type: number, data: Uint8Array): Generator<Uint8Array> {
   for (let i = 0; i < data.length; i += MAX_FRAME_PAYLOAD) yield encodeFrame(type, data.subarray(i, i + MAX_FRAME_PAYLOAD));
 }

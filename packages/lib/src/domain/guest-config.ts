@@ -3,9 +3,10 @@
  * it) and my_hypervisor-init (which reads it): the kernel command line
  * parameter `mh_config=<base64url of gzipped JSON>`. It has no dot in its
  * name, so the kernel hands it to PID 1 as the environment variable
- * $mh_config. Imports only node:zlib: the guest bundle uses it too.
+ * $mh_config. No Node here: the guest init (on QuickJS) decodes it with this
+ * same code, and fflate is the gzip on both sides.
  */
-import { gunzipSync, gzipSync } from "node:zlib";
+import { gunzipSync, gzipSync, strFromU8, strToU8 } from "fflate";
 import { DEFAULT_EXEC_PORT } from "./exec-protocol.js";
 
 export const CONFIG_PARAM = "mh_config";
@@ -19,6 +20,8 @@ export interface Workload {
   restart?: RestartPolicy;
   /** When the workload has ended for good (not restarted): power off, or stay up (default). */
   on_exit?: "poweroff" | "stay";
+  /** The console is its stdin, stdout and stderr, and its controlling terminal; else its output is tagged on the console. */
+  console?: boolean;
 }
 
 export interface InitConfig {
@@ -28,11 +31,12 @@ export interface InitConfig {
 }
 
 export function encodeConfig(config: Partial<InitConfig>): string {
-  return gzipSync(Buffer.from(JSON.stringify(config))).toString("base64url");
+  // mtime 0: the same config gives the same command line.
+  return toBase64url(gzipSync(strToU8(JSON.stringify(config)), { mtime: 0 }));
 }
 
 export function decodeConfig(value: string): InitConfig {
-  const raw = JSON.parse(gunzipSync(Buffer.from(value, "base64url")).toString("utf8")) as Partial<InitConfig>;
+  const raw = JSON.parse(strFromU8(gunzipSync(fromBase64url(value)))) as Partial<InitConfig>;
   const config: InitConfig = { exec_port: raw.exec_port ?? DEFAULT_EXEC_PORT };
   if (!Number.isInteger(config.exec_port) || config.exec_port < 1 || config.exec_port > 0xffffffff) throw new Error(`bad exec_port ${raw.exec_port}`);
   if (raw.hostname !== undefined) config.hostname = String(raw.hostname);
@@ -42,7 +46,39 @@ export function decodeConfig(value: string): InitConfig {
       throw new Error("workload.argv must be a non-empty array of strings");
     if (w.restart !== undefined && !["never", "on-failure", "always"].includes(w.restart)) throw new Error(`bad workload.restart ${w.restart}`);
     if (w.on_exit !== undefined && !["poweroff", "stay"].includes(w.on_exit)) throw new Error(`bad workload.on_exit ${w.on_exit}`);
+    if (w.console !== undefined && typeof w.console !== "boolean") throw new Error(`bad workload.console ${w.console}`);
     config.workload = w;
   }
   return config;
+}
+
+const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/** RFC 4648 §5, unpadded. */
+function toBase64url(bytes: Uint8Array): string {
+  let out = "";
+  for (let i = 0; i < bytes.length; i += 3) {
+    const n = ((bytes[i] as number) << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0);
+    const chars = Math.min(4, Math.ceil(((bytes.length - i) * 8) / 6));
+    for (let c = 0; c < chars; c++) out += BASE64URL[(n >> (18 - 6 * c)) & 63];
+  }
+  return out;
+}
+
+function fromBase64url(text: string): Uint8Array {
+  const bytes = new Uint8Array(Math.floor((text.length * 6) / 8));
+  let bits = 0;
+  let acc = 0;
+  let o = 0;
+  for (const ch of text) {
+    const v = BASE64URL.indexOf(ch);
+    if (v < 0) throw new Error(`bad base64url character '${ch}'`);
+    acc = ((acc << 6) | v) & 0xffffff;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      bytes[o++] = (acc >> bits) & 0xff;
+    }
+  }
+  return bytes;
 }

@@ -85,6 +85,11 @@ export const WorkloadSchema = Type.Object(
     on_exit: Type.Optional(
       Type.Union([Type.Literal("poweroff"), Type.Literal("stay")], { description: "After the workload ends for good: power off, or stay up (default)" }),
     ),
+    console: Type.Optional(
+      Type.Boolean({
+        description: "The console is the workload's stdin, stdout and stderr and its controlling terminal (default false: its output is tagged on the console)",
+      }),
+    ),
   },
   { ...strict, title: "Workload", description: "Run by my_hypervisor-init inside the guest (passed on the kernel command line)" },
 );

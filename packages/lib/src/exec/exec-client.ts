@@ -4,7 +4,7 @@
  * and returns when the guest reports the exit.
  */
 import type net from "node:net";
-import { dataFrames, type ExecExit, type ExecRequest, encodeFrame, FrameReader, FrameType } from "../domain/exec-protocol.js";
+import { dataFrames, decodeJson, type ExecExit, type ExecRequest, encodeFrame, FrameReader, FrameType } from "../domain/exec-protocol.js";
 
 export const MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
 /** How long past the command's own timeout the host waits for the guest to report. */
@@ -22,11 +22,11 @@ export class ExecAgentError extends Error {}
 export class ExecConnectionLost extends ExecAgentError {}
 
 class Capped {
-  private parts: Buffer[] = [];
+  private parts: Uint8Array[] = [];
   size = 0;
   truncated = false;
   constructor(private readonly max: number) {}
-  add(data: Buffer): void {
+  add(data: Uint8Array): void {
     const room = this.max - this.size;
     if (data.length > room) this.truncated = true;
     const kept = data.length > room ? data.subarray(0, room) : data;
@@ -66,9 +66,9 @@ export function runExec(conn: net.Socket, req: ExecRequest, stdin: Buffer | unde
       for (const f of frames) {
         if (f.type === FrameType.Stdout) out.add(f.payload);
         else if (f.type === FrameType.Stderr) err.add(f.payload);
-        else if (f.type === FrameType.Exit) return finish(() => resolve(result(JSON.parse(f.payload.toString("utf8")) as ExecExit)));
+        else if (f.type === FrameType.Exit) return finish(() => resolve(result(decodeJson<ExecExit>(f.payload))));
         else if (f.type === FrameType.Error) {
-          const { message } = JSON.parse(f.payload.toString("utf8")) as { message: string };
+          const { message } = decodeJson<{ message: string }>(f.payload);
           return finish(() => reject(new ExecAgentError(message)));
         }
       }

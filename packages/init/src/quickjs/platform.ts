@@ -157,8 +157,15 @@ export class QuickJsPlatform implements Platform {
   spawn(spec: SpawnSpec): Child {
     const env = Object.entries(spec.env).map(([k, v]) => `${k}=${v}`);
     if (spec.stdio === "console") {
-      const pid = check(mh.spawn(spec.argv, env, spec.cwd, [0, 1, 2], 1), "spawn");
-      return this.track(new QuickJsChild(pid));
+      // Where the console is a terminal, a fresh open of /dev/console: the kernel opened PID 1's before /dev was
+      // mounted over, and a terminal's name must resolve (ttyname, job control). Elsewhere (the test VMM's pipes) PID 1's own.
+      const fd = os.isatty(0) ? os.open("/dev/console", os.O_RDWR) : -1;
+      const stdio: [number, number, number] = fd >= 0 ? [fd, fd, fd] : [0, 1, 2];
+      try {
+        return this.track(new QuickJsChild(check(mh.spawn(spec.argv, env, spec.cwd, stdio, 1), "spawn")));
+      } finally {
+        if (fd >= 0) os.close(fd);
+      }
     }
     const pipes: [number, number][] = [];
     try {

@@ -19,6 +19,7 @@ import { connectGuestPort } from "../packages/lib/dist/exec/hybrid-vsock.js";
 // The project's own JSON-RPC client (packages/lib/src/jsonrpc/client.ts), so the bench measures what clients get.
 import { JsonRpcConnection as Conn } from "../packages/lib/dist/jsonrpc/client.js";
 import { readProcStat } from "../packages/lib/dist/os/proc.js";
+import { guestBoot, vmmFootprint } from "./guest.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const DAEMON = path.join(ROOT, "packages/daemon/dist/my_hypervisor-daemon.mjs");
@@ -211,7 +212,7 @@ async function lifecycle() {
 }
 
 async function scaleAndRecovery() {
-  console.log("\n3. Scale (running VMs, scripted guests) and 4. recovery");
+  console.log("\n3. Scale (running VMs, each booting the real my_hypervisor-init) and 4. recovery");
   const dir = tmp();
   let d = await startDaemon(dir);
   let c = await Conn.open(d.sock);
@@ -226,7 +227,7 @@ async function scaleAndRecovery() {
         const id = `r${running}`;
         batch.push(
           c
-            .call("compute.vm.create", spec(d, id))
+            .call("compute.vm.create", spec(d, id, ""))
             .then(() => c.call("compute.vm.start", { id }))
             .then((s) => simPids.push(s.pid)),
         );
@@ -249,6 +250,8 @@ async function scaleAndRecovery() {
     just_after: ((rssBurst[top] - rssBurst[0]) * 1.024) / top,
   });
   record(`test VMM RSS (mean of ${simPids.length})`, "MiB", [simPids.reduce((n, p) => n + rssKiB(p), 0) / simPids.length / 1024]);
+  const guests = simPids.map(vmmFootprint);
+  record(`test VMM and its guest's processes: RSS (mean of ${simPids.length})`, "MiB", [guests.reduce((n, f) => n + f.rssKiB, 0) / guests.length / 1024]);
   const l = await drive(d.sock, "compute.vm.list", {}, 1, P.seconds);
   record(`list at ${top} VMs: p50 / p99`, "ms", [l.p50], { p99: l.p99 });
 
@@ -407,8 +410,12 @@ async function dataPaths() {
   if (drops > 0) console.log(`   (the viewer was dropped in ${drops} of ${rates.length} runs: the guest outran it by more than its 16 MiB queue)`);
 
   await c.call("compute.vm.create", { ...spec(d, "exec", ""), hostname: "bench" });
-  await c.call("compute.vm.start", { id: "exec" });
+  const { pid: vmm } = await c.call("compute.vm.start", { id: "exec" });
   await c.call("compute.vm.exec", { id: "exec", argv: ["true"] });
+  // What one VM with the real init costs the host: the test VMM and everything under it.
+  const footprint = vmmFootprint(vmm);
+  record(`test-VMM VM with the real init: host RSS (${footprint.processes} processes)`, "MiB", [footprint.rssKiB / 1024]);
+  record("test-VMM VM with the real init: threads", "threads", [footprint.threads]);
   const rtt = [];
   for (let i = 0; i < P.execTrue; i++) {
     const t = performance.now();
@@ -457,7 +464,7 @@ const machine = {
 };
 console.log(`my_hypervisor benchmarks${quick ? " (quick smoke run: tiny sizes, numbers not meaningful)" : ""}`);
 console.log(`machine: ${machine.cpus} × ${machine.cpu_model}, ${machine.memory_gib} GiB, node ${machine.node}, linux ${machine.kernel}`);
-const sections = { rpc: rpcOverhead, lifecycle, scale: scaleAndRecovery, data: dataPaths };
+const sections = { rpc: rpcOverhead, lifecycle, scale: scaleAndRecovery, data: dataPaths, guest: () => guestBoot({ record, median, quick, root: ROOT }) };
 for (const [name, run] of Object.entries(sections)) if (!only || only.includes(name)) await run();
 // A partial run does not overwrite the published figures.
 if (!only) {

@@ -28,32 +28,7 @@ export function buildImage(out = path.join(fs.mkdtempSync(path.join(os.tmpdir(),
   return out;
 }
 
-/**
- * The kernel to boot under TCG: the bzImage's uncompressed vmlinux. Debian's
- * kernel has a PVH entry, so QEMU boots the ELF directly and the 4–6 s TCG
- * spends decompressing a bzImage go (the first console line comes at ~1.2 s).
- * The vmlinux is the bzImage's payload: the boot protocol header (≥ 2.08)
- * gives its offset (0x248, from the start of the protected-mode code, which
- * follows the setup sectors) and length (0x24c); Debian compresses it with xz.
- * Extracted once per kernel, beside the tests' other build outputs.
- */
+/** The kernel to boot under TCG: the bzImage's uncompressed vmlinux, booted through its PVH entry (scripts/extract-vmlinux.sh). */
 export function bootableKernel(bzImageName: string): string {
-  const source = path.join("/boot", bzImageName);
-  // Named by the bzImage's name and mtime: an upgraded kernel of the same name is extracted again.
-  const out = path.join(ROOT, ".run", `vmlinux-${bzImageName.replace(/^vmlinuz-/, "")}-${Math.trunc(fs.statSync(source).mtimeMs)}`);
-  if (fs.existsSync(out)) return out;
-  const image = fs.readFileSync(source);
-  if (image.readUInt16LE(0x206) < 0x208) throw new Error(`${bzImageName}: boot protocol older than 2.08 has no payload fields`);
-  const protectedMode = ((image[0x1f1] || 4) + 1) * 512;
-  const start = protectedMode + image.readUInt32LE(0x248);
-  const payload = image.subarray(start, start + image.readUInt32LE(0x24c));
-  // The kernel appends the uncompressed size after the xz stream: decode that one stream only.
-  const vmlinux = execFileSync("xz", ["-dc", "--single-stream"], { input: payload, maxBuffer: 512 * 1024 * 1024 });
-  if (!vmlinux.subarray(0, 4).equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))) throw new Error(`${bzImageName}: the payload is not an xz-compressed ELF`);
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  // Written under a temp name first: test files run in parallel.
-  const temp = `${out}.${process.pid}.tmp`;
-  fs.writeFileSync(temp, vmlinux);
-  fs.renameSync(temp, out);
-  return out;
+  return execFileSync(path.join(ROOT, "scripts/extract-vmlinux.sh"), [path.join("/boot", bzImageName)], { encoding: "utf8" }).trim();
 }

@@ -19,6 +19,11 @@ const has = (cmd) => {
     return false;
   }
 };
+/**
+ * PID 1's RSS, from smaps_rollup: it walks the page tables. /proc/1/status's VmRSS comes from per-task counters the
+ * kernel folds in lazily, and a process that has just started can show 4 kB there.
+ */
+const RSS_COMMAND = ["grep", "^Rss:", "/proc/1/smaps_rollup"];
 /** A kernel console line: `[    0.487149] ...`. */
 const KERNEL_LINE = /^\[\s*\d+\.\d+\]/;
 
@@ -29,7 +34,7 @@ function busyboxImage(dir) {
   fs.mkdirSync(path.join(stage, "proc"));
   fs.copyFileSync("/bin/busybox", path.join(stage, "bin/busybox"));
   fs.chmodSync(path.join(stage, "bin/busybox"), 0o755);
-  const init = "#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\necho BB-READY\n/bin/busybox grep VmRSS /proc/1/status\n/bin/busybox poweroff -f\n";
+  const init = `#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\necho BB-READY\n/bin/busybox ${RSS_COMMAND.join(" ")}\n/bin/busybox poweroff -f\n`;
   fs.writeFileSync(path.join(stage, "init"), init, { mode: 0o755 });
   const out = path.join(dir, "busybox.cpio.gz");
   execFileSync("sh", ["-c", `cd '${stage}' && find . -mindepth 1 | LC_ALL=C sort | cpio --create --format=newc --owner=0:0 --quiet | gzip -n > '${out}'`]);
@@ -55,7 +60,7 @@ function boot(vmlinux, image, append, readyLine) {
     for (const line of lines) {
       if (first === undefined && KERNEL_LINE.test(line)) first = now;
       if (ready === undefined && readyLine.test(line)) ready = now;
-      const rss = /VmRSS:\s+(\d+) kB/.exec(line);
+      const rss = /Rss:\s+(\d+) kB/.exec(line);
       if (rss) rssKiB = Number(rss[1]);
     }
   });
@@ -84,7 +89,7 @@ export async function guestBoot({ record, median, quick, root }) {
     const ours = path.join(dir, "initramfs.cpio.gz");
     execFileSync("bash", [path.join(root, "scripts/build-initramfs.sh"), "-o", ours], { stdio: "ignore" });
     const baseline = busyboxImage(dir);
-    const config = encodeConfig({ workload: { argv: ["grep", "VmRSS", "/proc/1/status"], on_exit: "poweroff" } });
+    const config = encodeConfig({ workload: { argv: RSS_COMMAND, on_exit: "poweroff" } });
     const runs = { ours: [], busybox: [] };
     // Interleaved, so that the machine's noise falls on both alike.
     for (let i = 0; i < (quick ? 1 : 7); i++) {

@@ -4,6 +4,7 @@
 # build: Debian's busybox-static), and the files of an optional extra directory. Nothing else: no
 # shared libraries, no interpreter. Reproducible: entries sorted, every mtime 0, owners 0:0, inode
 # numbers renumbered, gzip without name or time: the same inputs give the same bytes.
+# docs/guest-image.md lists what it holds.
 #   scripts/build-initramfs.sh [-o OUT] [-x EXTRA_DIR]     (default OUT: .run/initramfs.cpio.gz)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -5,6 +5,7 @@
  * runs only when told it is the test VMM's guest.
  */
 import { VERSION } from "@my_hypervisor/lib/version";
+import * as os from "os";
 import * as std from "std";
 import { Init } from "./init.js";
 import { QuickJsPlatform } from "./quickjs/platform.js";
@@ -28,9 +29,8 @@ function checkInvocation(isPid1: boolean): void {
     exit(2, `my_hypervisor-init: refusing to run: this is a guest's PID 1 (it serves exec as root, without authentication), not a host program\n${USAGE}`);
 }
 
-const platform = new QuickJsPlatform();
-checkInvocation(platform.pid === 1);
-const init = new Init(platform);
+checkInvocation(os.getpid() === 1);
+const init = new Init(new QuickJsPlatform());
 try {
   init.run();
 } catch (e) {

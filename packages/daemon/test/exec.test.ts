@@ -133,6 +133,28 @@ describe("compute.vm.exec with stream", () => {
     expect(decodeJson((frames.at(-1) as Frame).payload)).toEqual({ exit_code: 4, signal: null, timed_out: false });
   });
 
+  it("a client that stops reading stalls only its own command; the agent serves others, and the client leaving kills it", async () => {
+    const pidFile = `/tmp/stalled-${process.pid}`;
+    const { path } = await exec({ argv: ["sh", "-c", `echo $$ > ${pidFile}; exec head -c 10000000000 /dev/zero`], stream: true });
+    const stalled = net.connect(path);
+    stalled.on("error", () => undefined);
+    stalled.write(encodeFrame(FrameType.StdinEof));
+    stalled.pause();
+    const pid = (await eventually(async () => (await exec({ argv: ["cat", pidFile] })).stdout.trim() || undefined)) as string;
+    // Every buffer on the way is full once the command blocks writing to its pipe: the agent reads no more of it.
+    // (The kernel names that wait pipe_write, or anon_pipe_write since 6.16.)
+    await eventually(async () => (/pipe_write$/.test((await exec({ argv: ["cat", `/proc/${pid}/wchan`] })).stdout) ? true : undefined));
+    expect(await exec({ argv: ["echo", "still serving"] })).toMatchObject({ exit_code: 0, stdout: "still serving\n" });
+    stalled.destroy();
+    await eventually(async () => ((await exec({ argv: ["sh", "-c", `kill -0 ${pid} 2>/dev/null || echo gone`] })).stdout === "gone\n" ? true : undefined));
+    await exec({ argv: ["rm", "-f", pidFile] });
+  });
+
+  it("serves many sessions at once", async () => {
+    const runs = await Promise.all(Array.from({ length: 40 }, (_, i) => exec({ argv: ["sh", "-c", "sleep 0.1; echo $0", `run${i}`] })));
+    expect(runs.map((r) => r.stdout)).toEqual(Array.from({ length: 40 }, (_, i) => `run${i}\n`));
+  });
+
   it("serves one client only, and refuses stdin or encoding in the call", async () => {
     const { path } = await exec({ argv: ["true"], stream: true });
     await runStream(path);

@@ -222,6 +222,13 @@ describe("my_hypervisor-init as the guest", () => {
     }
   });
 
+  it("says why a workload cannot start, and applies its policy to that as to a failed run", async () => {
+    await startWith("missing", { workload: { argv: ["/no/such/workload"], restart: "on-failure" } });
+    await eventually(async () => (((await serial("missing")).match(/workload failed to start: .*No such file/g)?.length ?? 0) >= 2 ? true : undefined), 8000);
+    expect(await serial("missing")).toMatch(/restarting workload in 1000 ms \(policy on-failure\)/);
+    expect((await exec({ argv: ["true"] })).exit_code).toBe(0);
+  });
+
   it("powers off on SIGTERM, and when its workload ends with on_exit poweroff", async () => {
     await startWith("sigterm", {});
     await exec({ argv: ["true"] }).catch(() => undefined);

@@ -3,6 +3,7 @@
  * stdout is /dev/console, the serial port), one line at a time, tagged with
  * its source, so the daemon's serial log shows which is which.
  */
+import { concatBytes } from "@my_hypervisor/lib/bytes";
 import { strFromU8 } from "fflate";
 
 export type Say = (tag: string, message: string) => void;
@@ -18,7 +19,7 @@ const MAX_LINE_BYTES = 4096;
 export function tagLines(say: Say, tag: string): (chunk: Uint8Array) => void {
   let partial = new Uint8Array(0);
   return (chunk) => {
-    const data = partial.length === 0 ? chunk : joined(partial, chunk);
+    const data = partial.length === 0 ? chunk : concatBytes(partial, chunk);
     let start = 0;
     for (let nl = data.indexOf(NEWLINE); nl >= 0; nl = data.indexOf(NEWLINE, start)) {
       say(tag, strFromU8(data.subarray(start, nl)));
@@ -30,11 +31,4 @@ export function tagLines(say: Say, tag: string): (chunk: Uint8Array) => void {
       partial = new Uint8Array(0);
     }
   };
-}
-
-function joined(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const both = new Uint8Array(a.length + b.length);
-  both.set(a);
-  both.set(b, a.length);
-  return both;
 }

@@ -4,6 +4,7 @@
  * /dev/input/eventN; the test VMM hands the same 24-byte input_event records
  * over a pipe on the fd named by $MH_SIM_POWER_BUTTON_FD.
  */
+import { concatBytes } from "@my_hypervisor/lib/bytes";
 import { INPUT_EVENT_BYTES, isPowerButtonPress, SIM_POWER_BUTTON_FD_ENV } from "@my_hypervisor/lib/test-vmm-guest";
 import type { Platform } from "./platform.js";
 
@@ -23,9 +24,7 @@ export function watchPowerButton(p: Platform, onPress: () => void): string[] {
     let pending = new Uint8Array(0);
     p.openInput(source).onData((chunk) => {
       if (chunk === null) return;
-      const data = new Uint8Array(pending.length + chunk.length);
-      data.set(pending);
-      data.set(chunk, pending.length);
+      const data = concatBytes(pending, chunk);
       let at = 0;
       for (; data.length - at >= INPUT_EVENT_BYTES; at += INPUT_EVENT_BYTES) if (isPowerButtonPress(data, at)) onPress();
       pending = data.slice(at);

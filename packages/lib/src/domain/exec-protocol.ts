@@ -6,6 +6,7 @@
  * and the host share it.
  */
 import { strFromU8, strToU8 } from "fflate";
+import { concatBytes } from "./bytes.js";
 
 export const FrameType = {
   /** host → guest, first frame: JSON ExecRequest */
@@ -70,7 +71,7 @@ export class FrameReader {
   private buffer: Uint8Array = new Uint8Array(0);
 
   push(chunk: Uint8Array): Frame[] {
-    this.buffer = this.buffer.length === 0 ? chunk : concat(this.buffer, chunk);
+    this.buffer = this.buffer.length === 0 ? chunk : concatBytes(this.buffer, chunk);
     const frames: Frame[] = [];
     while (this.buffer.length >= HEADER_BYTES) {
       const length = new DataView(this.buffer.buffer, this.buffer.byteOffset, HEADER_BYTES).getUint32(1);
@@ -81,13 +82,6 @@ export class FrameReader {
     }
     return frames;
   }
-}
-
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const both = new Uint8Array(a.length + b.length);
-  both.set(a);
-  both.set(b, a.length);
-  return both;
 }
 
 /** Splits data into frames of at most MAX_FRAME_PAYLOAD bytes. */

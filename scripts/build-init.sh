@@ -46,7 +46,8 @@ fetch_quickjs() {
     -o "Dir::State::Lists=$apt/lists" -o "Dir::Cache=$apt/cache" -o "Debug::NoLocking=1" -o "APT::Sandbox::User=$(id -un)" -qq)
   say "fetching Debian's quickjs $QUICKJS_VERSION source ($QUICKJS_SUITE)"
   apt-get "${opts[@]}" update
-  (cd "$cache" && apt-get "${opts[@]}" source --download-only "quickjs=$QUICKJS_VERSION")
+  (cd "$cache" && apt-get "${opts[@]}" source --download-only "quickjs=$QUICKJS_VERSION") ||
+    { say "could not fetch quickjs $QUICKJS_VERSION from Debian's $QUICKJS_SUITE; if the suite has moved on, pin its version and the tarball's SHA-256 at the top of this script"; exit 1; }
   local orig="$cache/quickjs_$upstream.orig.tar.xz"
   echo "$QUICKJS_ORIG_SHA256  $orig" | sha256sum -c --quiet - || { say "$orig does not match the pinned SHA-256"; exit 1; }
   tar -xJf "$orig" -C "$cache"

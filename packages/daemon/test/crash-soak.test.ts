@@ -6,6 +6,7 @@
  * moments come from a seeded generator; a failure names its seed, and
  * MH_SOAK_SEED replays it. Bounded: a fixed number of rounds.
  */
+import fs from "node:fs";
 import path from "node:path";
 import { afterAll, expect, it } from "vitest";
 import { CONNECTION_LOST, type Daemon, Fleet, RpcCallError, sleep, tempDir, vmSpec } from "./harness.js";
@@ -101,7 +102,16 @@ it("survives SIGKILLs at random moments of mixed operations from several clients
     for (const { id } of (await last.rpc.call("compute.vm.list", {})).vms) await last.rpc.call("compute.vm.remove", { id, force: true });
     await last.stop();
   } catch (e) {
-    throw new Error(`crash soak failed with MH_SOAK_SEED=${seed} (daemon pid ${d?.proc.pid}: ${await exitOf(d)}): ${(e as Error).message}`, { cause: e });
+    // The daemon's last log lines: a rare failure is diagnosed from the first CI run that shows it.
+    const tail = fs.existsSync(path.join(dir, "daemon.log"))
+      ? fs.readFileSync(path.join(dir, "daemon.log"), "utf8").trim().split("\n").slice(-15).join("\n")
+      : "";
+    throw new Error(
+      `crash soak failed with MH_SOAK_SEED=${seed} (daemon pid ${d?.proc.pid}: ${await exitOf(d)}): ${(e as Error).message}\ndaemon log:\n${tail}`,
+      {
+        cause: e,
+      },
+    );
   } finally {
     // A failed run stops before its clean-up, and a start whose reply a crash took was never tracked.
     killVmmsUnder(path.join(dir, "state"));

@@ -56,13 +56,18 @@ export class RpcSocketServer {
 
   private serve(socket: net.Socket): void {
     this.connections.add(socket);
-    socket.on("close", () => this.connections.delete(socket));
     socket.on("error", (e) => this.log.debug({ err: e.message }, "RPC connection error"));
     const lines = new LineReader(MAX_LINE_BYTES);
     /** Lines read but not yet dispatched: at most one read's worth while the connection is paused. */
     const waiting: Item[] = [];
     const pending = new Set<Promise<void>>();
     let peerEnded = false;
+    let calls = 0;
+    socket.on("close", (hadError) => {
+      this.connections.delete(socket);
+      // What a client saw as a reset connection can be told from this line: who ended it, and what was left.
+      this.log.debug({ calls, peer_ended: peerEnded, had_error: hadError, undispatched: waiting.length, unanswered: pending.size }, "RPC connection closed");
+    });
     const pump = () => {
       if (socket.destroyed) {
         waiting.length = 0;
@@ -71,7 +76,10 @@ export class RpcSocketServer {
       while (waiting.length > 0 && pending.size < MAX_IN_FLIGHT && socket.writableLength <= OUTPUT_PAUSE_BYTES) {
         const item = waiting.shift() as Item;
         if (item.tooLong) this.reply(socket, TOO_LONG_REPLY);
-        else if (item.line.trim() !== "") this.track(socket, item.line, pending, pump);
+        else if (item.line.trim() !== "") {
+          calls += 1;
+          this.track(socket, item.line, pending, pump);
+        }
       }
       if (waiting.length > 0 || pending.size >= MAX_IN_FLIGHT || socket.writableLength > OUTPUT_PAUSE_BYTES) socket.pause();
       else socket.resume();

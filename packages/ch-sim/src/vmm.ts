@@ -13,7 +13,8 @@ import type { HttpRequest, HttpResponse } from "./micro-http.js";
 import { SerialPort } from "./serial-port.js";
 import type { VmmLog } from "./vmm-log.js";
 
-export const SIM_VERSION = "53.0.0";
+/** CH_SIM_VERSION: report another version (`-V`, vmm.ping), for tests of a VMM too old to drive. */
+export const SIM_VERSION = process.env.CH_SIM_VERSION ?? "53.0.0";
 /** CH_SIM_PING_DELAY_MS: answer each vmm.ping this much later (for tests of a loaded host). */
 const PING_DELAY_MS = Number(process.env.CH_SIM_PING_DELAY_MS ?? 0);
 

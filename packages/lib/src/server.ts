@@ -9,6 +9,7 @@ import path from "node:path";
 import { destination, type Logger, pino } from "pino";
 import { computeMethods } from "./api/methods.js";
 import { resolveVmmExecutable } from "./ch/vmm-binary.js";
+import { probeVmmVersion } from "./ch/vmm-version.js";
 import { onDisk } from "./domain/errors.js";
 import { EventBus } from "./events/event-bus.js";
 import { RpcAdapter } from "./jsonrpc/adapter.js";
@@ -59,6 +60,17 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
 
   const vmmExecutable = resolveVmmExecutable(opts.cloudHypervisor);
   if (!vmmExecutable) log.warn({ vmm: opts.cloudHypervisor }, "VMM binary not found; starts will fail, and the reconcile cannot recognise VMMs");
+  // In the background: re-adopting running VMs does not wait for it; a start and host.info do.
+  const vmmVersion = probeVmmVersion(opts.cloudHypervisor).then((v) => {
+    if (v.supported === false)
+      log.error(
+        { vmm: opts.cloudHypervisor, reported: v.reported, minimum: v.minimum },
+        "VMM binary is older than this daemon supports; starts will be refused",
+      );
+    else if (v.supported === null) log.warn({ vmm: opts.cloudHypervisor, err: v.error }, "VMM binary's version is unknown");
+    else log.info({ vmm: opts.cloudHypervisor, version: v.version }, "VMM binary");
+    return v;
+  });
   const events = EventBus.open(path.join(opts.stateDir, "events.jsonl"), log.child({ component: "events" }));
   const orchestrator = new Orchestrator({
     store,
@@ -74,6 +86,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     consoleLogBytes: opts.consoleLogBytes,
     log,
     reconcileIntervalMs: opts.reconcileIntervalMs,
+    vmmVersion,
   });
   await orchestrator.load();
   const socket = new RpcSocketServer(new RpcAdapter(computeMethods(orchestrator), VERSION, log.child({ component: "rpc" })), log);

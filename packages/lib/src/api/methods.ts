@@ -109,5 +109,13 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       errors: [],
       handler: () => orch.list(),
     }),
+    method({
+      name: "compute.host.info",
+      summary: "The host's CPUs, memory, hugepages, /dev/kvm, cgroup v2 controllers, the VMM binary (and whether it is supported), and what VMs have committed",
+      params: S.EmptyParams,
+      result: S.HostInfoSchema,
+      errors: [],
+      handler: () => orch.hostInfo(),
+    }),
   ];
 }

@@ -3,11 +3,12 @@
  * incoming params and generate the OpenRPC document, so the two cannot drift.
  * An `errorMessage` on a schema replaces TypeBox's generic text.
  */
-import { type Static, Type } from "@sinclair/typebox";
+import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import type { ExecRequest } from "../domain/exec-protocol.js";
 import type { Expect, Same } from "../domain/same-contract.js";
 import { EnvMap, VmId, VmSpecSchema } from "../domain/vm-spec.js";
 import { State } from "../domain/vm-status.js";
+import type { HostInfo } from "../orchestrator/host-info.js";
 
 export type { VmSpec } from "../domain/vm-spec.js";
 export { VmList, VmStatus } from "../domain/vm-status.js";
@@ -124,3 +125,37 @@ export const ExecResultSchema = Type.Object({
 });
 /** The output and exit status, or with `stream` the socket to run it on. */
 export const ExecReply = Type.Union([ExecResultSchema, ExecStreamResult]);
+
+const nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+export const HostInfoSchema = Type.Object({
+  cpus: Type.Object({ online: Type.Integer(), model: nullable(Type.String()) }),
+  memory_mib: Type.Object({ total: Type.Integer(), available: Type.Integer({ description: "MemAvailable" }) }),
+  hugepages: Type.Array(Type.Object({ size_kib: Type.Integer(), total: Type.Integer(), free: Type.Integer() }), { description: "One pool per page size" }),
+  kvm: Type.Object(
+    { device: Type.String(), usable: Type.Boolean(), reason: nullable(Type.String()) },
+    { description: "usable: the daemon can open the device read-write, as a VMM must" },
+  ),
+  cgroup_v2: Type.Object(
+    { mount: nullable(Type.String()), controllers: Type.Array(Type.String()) },
+    { description: "The cgroup v2 hierarchy's mount point and the controllers its root offers; mount null if there is none" },
+  ),
+  vmm: Type.Object({
+    binary: Type.String(),
+    reported: nullable(Type.String({ description: "What `-V` printed" })),
+    version: nullable(Type.String()),
+    minimum: Type.String({ description: "The oldest cloud-hypervisor this daemon drives" }),
+    supported: nullable(Type.Boolean({ description: "false: starts are refused; null: the version is unknown" })),
+    error: nullable(Type.String()),
+    ping: nullable(
+      Type.Object(
+        { build_version: Type.String(), version: Type.String(), features: Type.Array(Type.String()) },
+        { description: "A running VMM's vmm.ping; null while no VM runs" },
+      ),
+    ),
+  }),
+  committed: Type.Object(
+    { vms: Type.Integer(), vcpus: Type.Integer(), memory_mib: Type.Integer() },
+    { description: "What VMs whose VMM is up (starting, running, stopping) take of the host" },
+  ),
+});
+export type HostInfoContract = Expect<Same<Static<typeof HostInfoSchema>, HostInfo>>;

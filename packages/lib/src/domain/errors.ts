@@ -24,8 +24,8 @@ export const ERRORS = {
   VmmError: {
     code: -32004,
     name: "VmmError",
-    message: "VMM error: CH refused a call, or the VMM could not be started or died while starting",
-    data: "{id, call?, status?, body?}: the CH call, its HTTP status and CH's error chain",
+    message: "VMM error: CH refused a call, the VMM could not be started or died while starting, or the VMM binary is older than the daemon supports",
+    data: "{id, call?, status?, body?}: the CH call, its HTTP status and CH's error chain; {id, vmm_version, minimum} for a binary too old",
   },
   Timeout: { code: -32005, name: "Timeout", message: "Timeout", data: "{id, call?, status?, body?}" },
   SiblingError: {

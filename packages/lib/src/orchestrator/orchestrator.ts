@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import { readEvents } from "../ch/event-monitor.js";
 import type { VmmExecutable } from "../ch/vmm-binary.js";
 import type { VmmExit } from "../ch/vmm-process.js";
+import type { VmmVersion } from "../ch/vmm-version.js";
 import type { LogSlice } from "../console/serial-log.js";
 import { ErrorCode, invalidState, RpcError, vmExists, vmNotFound } from "../domain/errors.js";
 import type { ExecRequest } from "../domain/exec-protocol.js";
@@ -25,10 +26,11 @@ import type { StateStore } from "../state/store.js";
 import { type VmPaths, vmPaths } from "../state/vm-paths.js";
 import { type Adoption, adoptRecord, vmmDeathEvent } from "./adoption.js";
 import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest, execStreamInGuest } from "./guest-exec.js";
+import { type HostInfo, hostInfo } from "./host-info.js";
 import { IdQueue } from "./id-queue.js";
 import { reconcile } from "./reconcile.js";
 import { checkFilesExist, checkSocketPaths } from "./spec-checks.js";
-import { startError } from "./start-error.js";
+import { startError, unsupportedVmm } from "./start-error.js";
 import { entryFromRecord, newEntry, toStatus, unreadableEntry, type VmEntry } from "./vm-entry.js";
 import { VmRecords, type Write } from "./vm-records.js";
 import { VmServices } from "./vm-services.js";
@@ -55,6 +57,8 @@ export interface OrchestratorOptions {
   consoleLogBytes?: number;
   log: Logger;
   reconcileIntervalMs?: number;
+  /** What `-V` says of the VMM binary, probed at start-up: a start is refused if it is known to be too old. */
+  vmmVersion: Promise<VmmVersion>;
 }
 
 export class Orchestrator {
@@ -126,6 +130,11 @@ export class Orchestrator {
     return { vms: [...this.vms.values()].map((vm) => ({ id: vm.id, state: vm.lifecycle.state, pid: vm.vmm?.process.pid ?? null })) };
   }
 
+  /** The host's resources, the VMM binary, and what the VMs with a VMM have committed. */
+  async hostInfo(): Promise<HostInfo> {
+    return hostInfo(this.vms.values(), this.opts.vmmBinary, await this.opts.vmmVersion);
+  }
+
   status(id: string): VmStatus {
     return this.statusOf(this.get(id));
   }
@@ -178,6 +187,8 @@ export class Orchestrator {
   start(id: string, timeoutMs = DEFAULT_START_TIMEOUT_MS): Promise<VmStatus> {
     return this.serialize(id, async (vm) => {
       this.require(vm, "START", "start");
+      const unsupported = unsupportedVmm(vm.id, this.opts.vmmBinary, await this.opts.vmmVersion);
+      if (unsupported) throw unsupported;
       // Written with the VMM's pid in the `spawned` hook: until a VMM exists, a crash loses nothing.
       await this.transition(vm, { type: "START" }, "later");
       try {

@@ -2,6 +2,7 @@
 import fs from "node:fs";
 import { ChApiError, describeChError } from "../ch/client.js";
 import { VmmLaunchError } from "../ch/vmm-process.js";
+import type { VmmVersion } from "../ch/vmm-version.js";
 import { ErrorCode, RpcError } from "../domain/errors.js";
 
 /** The calls at which CH opens /dev/kvm: a missing /dev/kvm can explain only their failure, or a VMM that exited. */
@@ -19,6 +20,16 @@ export function startError(id: string, e: unknown): RpcError {
   // Already classified (a record that could not be written, ...): it names what failed.
   if (e instanceof RpcError) return e;
   return new RpcError(ErrorCode.VmmError, `start of VM '${id}' failed: ${(e as Error).message}`, { id });
+}
+
+/** A start refused before anything changes: the VMM binary is known to be older than the daemon supports. */
+export function unsupportedVmm(id: string, binary: string, v: VmmVersion): RpcError | undefined {
+  if (v.supported !== false) return undefined;
+  return new RpcError(
+    ErrorCode.VmmError,
+    `start of VM '${id}' refused: the VMM binary ${binary} is ${v.reported}; this daemon needs cloud-hypervisor v${v.minimum} or newer`,
+    { id, vmm_version: v.version, minimum: v.minimum },
+  );
 }
 
 function kvmHint(): string {

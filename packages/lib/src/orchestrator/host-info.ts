@@ -1,0 +1,45 @@
+/**
+ * compute.host.info: what the host has (os/host-resources), which VMM binary
+ * the daemon runs and whether it supports it, and what the VMs with a VMM
+ * have committed of the host.
+ */
+import { ChApiError } from "../ch/client.js";
+import type { VmmVersion } from "../ch/vmm-version.js";
+import { type HostResources, readHostResources } from "../os/host-resources.js";
+import type { VmEntry } from "./vm-entry.js";
+
+const PING_TIMEOUT_MS = 2000;
+
+export interface HostInfo extends HostResources {
+  vmm: VmmVersion & {
+    binary: string;
+    /** A running VMM's own vmm.ping answer (build, version, compiled-in features); null while no VM runs. */
+    ping: { build_version: string; version: string; features: string[] } | null;
+  };
+  /** What VMs whose VMM is up (starting, running, stopping) take of the host. */
+  committed: { vms: number; vcpus: number; memory_mib: number };
+}
+
+export async function hostInfo(vms: Iterable<VmEntry>, binary: string, version: VmmVersion): Promise<HostInfo> {
+  const withVmm = [...vms].filter((vm) => vm.vmm !== undefined && vm.spec !== null);
+  const committed = { vms: withVmm.length, vcpus: 0, memory_mib: 0 };
+  for (const vm of withVmm) {
+    committed.vcpus += vm.spec?.vcpus ?? 0;
+    committed.memory_mib += vm.spec?.memory_mib ?? 0;
+  }
+  return { ...readHostResources(), vmm: { binary, ...version, ping: await pingAny(withVmm) }, committed };
+}
+
+/** Asks the running VMMs in turn until one answers: the binary's features are compiled in, so any one will do. */
+async function pingAny(vms: VmEntry[]): Promise<HostInfo["vmm"]["ping"]> {
+  for (const vm of vms) {
+    try {
+      const p = await vm.vmm?.client.ping(PING_TIMEOUT_MS);
+      if (p) return { build_version: p.build_version ?? "", version: p.version, features: p.features ?? [] };
+    } catch (e) {
+      if (!(e instanceof ChApiError)) throw e;
+      // That VMM is busy or going away: try the next.
+    }
+  }
+  return null;
+}

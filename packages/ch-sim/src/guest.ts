@@ -28,6 +28,8 @@ export interface GuestBehaviour {
   poweroffAfterMs: number | undefined;
   serialIntervalMs: number;
   serialFloodBytes: number;
+  /** `sim.seccomp_violation=boot`: the VMM makes a forbidden system call while booting. */
+  seccompViolation: "boot" | undefined;
 }
 
 export function parseGuestBehaviour(cmdline: string | undefined): GuestBehaviour {
@@ -48,6 +50,7 @@ export function parseGuestBehaviour(cmdline: string | undefined): GuestBehaviour
     poweroffAfterMs: num("poweroff_after_ms"),
     serialIntervalMs: num("serial_interval_ms") ?? 1000,
     serialFloodBytes: num("serial_flood_bytes") ?? 0,
+    seccompViolation: params.get("seccomp_violation") === "boot" ? "boot" : undefined,
   };
 }
 

@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     if (apiPath !== undefined && code === 0) fs.rmSync(apiPath, { force: true });
     process.exit(code);
   };
-  const vmm = new Vmm({ events, log, noShutdown: args["no-shutdown"] === true, exit });
+  const vmm = new Vmm({ events, log, noShutdown: args["no-shutdown"] === true, seccomp: args.seccomp ?? "true", exit });
   server = new MicroHttpServer(vmm.handle);
 
   if (apiPath !== undefined) {

@@ -64,6 +64,8 @@ export interface VmmOptions {
   events: EventMonitor;
   log: VmmLog;
   noShutdown: boolean;
+  /** `--seccomp`: `true` (CH's default) kills the VMM with SIGSYS on a forbidden system call; `log` logs it; `false`/`errno` let it fail or pass. */
+  seccomp: string;
   /** Called when the VMM process must end (vmm.shutdown, guest power-off, signal). */
   exit: (code: number) => void;
 }
@@ -186,6 +188,19 @@ export class Vmm {
     return () => undefined;
   }
 
+  /**
+   * `sim.seccomp_violation=boot`: the VMM makes a system call its filter forbids, as CH would after an upgrade
+   * of its dependencies. Under `--seccomp true` the kernel kills it with SIGSYS, after CH's handler prints
+   * its line; under `log` the call is let through and logged.
+   */
+  private forbiddenSyscall(): void {
+    const syscall = 321; // bpf(2): in no VMM thread's allow-list
+    if (this.opts.seccomp === "true") {
+      process.stderr.write(`Probable seccomp violation: si_syscall=${syscall}\n`);
+      process.kill(process.pid, "SIGSYS");
+    } else if (this.opts.seccomp === "log") this.opts.log.log("WARN", `seccomp (log): system call ${syscall} is outside the filter`);
+  }
+
   private async boot(): Promise<HttpResponse> {
     if (!this.config) return apiErr(404, "The VM could not boot", "VM config is missing");
     if (this.vm) return apiErr(500, "The VM could not boot", "VM is already created");
@@ -202,6 +217,7 @@ export class Vmm {
     }
     this.opts.events.emit("vm", "booting");
     const behaviour = parseGuestBehaviour(payload.cmdline);
+    if (behaviour.seccompViolation === "boot") this.forbiddenSyscall();
     if (behaviour.bootMs > 0) await new Promise((r) => setTimeout(r, behaviour.bootMs));
     truncateConsoleFiles(this.config);
     const serialError = await this.openSerial();

@@ -69,11 +69,13 @@ export class VmmProcess {
     return this.identity.pid;
   }
 
-  static async spawn(binary: string, paths: VmPaths): Promise<VmmProcess> {
+  static async spawn(binary: string, paths: VmPaths, opts: { seccomp: "enforce" | "log" }): Promise<VmmProcess> {
     // A stale API socket would stop an older CH from binding.
     unlinkSockets([paths.apiSocket]);
     const output = await fs.open(paths.vmmOutput, "w", 0o600);
     const args = ["--api-socket", `path=${paths.apiSocket}`, "--event-monitor", `path=${paths.eventMonitor}`, "--log-file", paths.vmmLog, "-v"];
+    // Said even where it is CH's default: the filter is this daemon's decision, not the binary's.
+    args.push("--seccomp", opts.seccomp === "log" ? "log" : "true");
     try {
       // stdio is a file, not a pipe: a dead daemon must not take the VMM's output with it.
       const child = spawn(binary, args, { detached: true, stdio: ["ignore", output.fd, output.fd] });
@@ -162,10 +164,19 @@ export class VmmProcess {
   /** "exit code 1" or "killed by SIGKILL", plus the last lines the VMM printed. */
   async describeExit(): Promise<string> {
     const e = this.exit;
-    const how = !e ? "still running" : e.signal ? `killed by ${e.signal}` : e.code !== null ? `exit code ${e.code}` : "exit status unknown";
+    const how = describeStatus(e);
     const tail = await lastLines(this.outputPath, 5);
     return tail ? `${how}; VMM output: ${tail}` : how;
   }
+}
+
+function describeStatus(e: VmmExit | undefined): string {
+  if (!e) return "still running";
+  // The kernel kills a thread that breaks its seccomp filter with SIGSYS: CH's own verdict, not a crash.
+  if (e.signal === "SIGSYS")
+    return `killed by SIGSYS: a seccomp violation (the VMM made a system call its filter forbids; seccomp: "log" lets it through and logs it)`;
+  if (e.signal) return `killed by ${e.signal}`;
+  return e.code !== null ? `exit code ${e.code}` : "exit status unknown";
 }
 
 async function lastLines(file: string, n: number): Promise<string> {

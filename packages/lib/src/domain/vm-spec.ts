@@ -106,6 +106,12 @@ export const VmSpecSchema = Type.Object(
     hostname: Type.Optional(
       Type.String({ pattern: "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$", description: "The guest's hostname, set by my_hypervisor-init" }),
     ),
+    seccomp: Type.Optional(
+      Type.Union([Type.Literal("enforce"), Type.Literal("log")], {
+        description:
+          "The VMM's seccomp filters: enforce (default; a forbidden system call kills the VMM with SIGSYS) or log (let through and logged: an escape hatch to find the call)",
+      }),
+    ),
   },
   { ...strict, title: "VmSpec" },
 );

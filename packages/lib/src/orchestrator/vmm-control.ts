@@ -5,9 +5,9 @@
  * its own wait, until the process is confirmed gone.
  */
 import type { Logger } from "pino";
-import { ChClient } from "../ch/client.js";
+import { ChApiError, ChClient } from "../ch/client.js";
 import { toChVmConfig } from "../ch/vm-config.js";
-import { VmmProcess } from "../ch/vmm-process.js";
+import { VmmLaunchError, VmmProcess } from "../ch/vmm-process.js";
 import type { Resources } from "../domain/resources.js";
 import type { VmSpec } from "../domain/vm-spec.js";
 import { failpoint } from "../failpoints.js";
@@ -20,6 +20,8 @@ export interface RunningVmm {
 
 const ESCALATION_WAIT_MS = 2_000;
 const SIGKILL_WAIT_MS = 5_000;
+/** How long a VMM whose API went away mid-call is given to be seen gone (its exit is reported a moment after its socket closes). */
+const DEATH_NOTICE_MS = 1_000;
 
 export interface BootHooks {
   /** The process exists: record it before anything else can go wrong. */
@@ -32,7 +34,7 @@ export interface BootHooks {
 export async function bootVmm(binary: string, spec: VmSpec, paths: VmPaths, resources: Resources, deadline: number, hooks: BootHooks): Promise<RunningVmm> {
   // CH does not unlink before binding: a stale serial socket fails vm.create, a stale vsock socket vm.boot.
   unlinkSockets([paths.serialSocket, paths.vsockSocket]);
-  const process = await VmmProcess.spawn(binary, paths);
+  const process = await VmmProcess.spawn(binary, paths, { seccomp: spec.seccomp ?? "enforce" });
   const vmm = { process, client: new ChClient(paths.apiSocket) };
   const left = () => Math.max(1, deadline - Date.now());
   try {
@@ -48,8 +50,11 @@ export async function bootVmm(binary: string, spec: VmSpec, paths: VmPaths, reso
     if (info.state !== "Running") throw new Error(`vm.info reports ${info.state} after vm.boot`);
     return vmm;
   } catch (e) {
+    // A VMM that died on its own (SIGSYS from its seccomp filter, a crash) explains the lost call better than the call does.
+    const died = e instanceof ChApiError && e.unreachable && (await process.waitForExit(DEATH_NOTICE_MS));
+    const error = died ? new VmmLaunchError(`the VMM died during ${e.call} (${await process.describeExit()})`) : e;
     await killVmm(vmm, paths);
-    throw e;
+    throw error;
   }
 }
 

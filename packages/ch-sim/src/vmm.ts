@@ -332,6 +332,21 @@ function checkConfigShape(config: unknown): string | undefined {
   }
   if (c.memory !== undefined && c.memory.size === undefined) return "missing field `size`";
   for (const dev of ["serial", "console"]) if (c[dev] !== undefined && c[dev]?.mode === undefined) return "missing field `mode`";
+  // Nested structs: serde refuses one without a required field, as at the top level.
+  const list = (v: unknown) => (Array.isArray(v) ? (v as Record<string, unknown>[]) : []);
+  const buckets = [...list(c.disks), ...list(c.net)].flatMap((d) => {
+    const limiter = d.rate_limiter_config as Record<string, unknown> | undefined;
+    return [limiter?.bandwidth, limiter?.ops];
+  });
+  const nested: [unknown, string[]][] = [
+    ...list(c.cpus?.affinity).map((a): [unknown, string[]] => [a, ["vcpu", "host_cpus"]]),
+    ...buckets.map((b): [unknown, string[]] => [b, ["size", "refill_time"]]),
+    ...list(c.landlock_rules).map((r): [unknown, string[]] => [r, ["path", "access"]]),
+  ];
+  for (const [value, fields] of nested) {
+    const missing = value === undefined ? undefined : fields.find((f) => (value as Record<string, unknown>)[f] === undefined);
+    if (missing) return `missing field \`${missing}\``;
+  }
   return undefined;
 }
 

@@ -149,10 +149,14 @@ describe("the CH VmConfig translation (golden files in test/golden/)", () => {
         memory_mib: 2048,
         boot: { kernel: "/boot/vmlinux", initramfs: "/boot/initrd", cmdline: "console=ttyS0" },
         disks: [
-          { path: "/dev/vdb", readonly: true },
+          { path: "/dev/vdb", readonly: true, rate_limit: { bytes_per_s: 50_000_000, ops_per_s: 2000 } },
           { volume: "data", size_mib: 64 },
         ],
-        nets: [{ tap: "tap0", mac: "52:54:00:12:34:56" }, { network: "lan" }],
+        nets: [
+          { tap: "tap0", mac: "52:54:00:12:34:56" },
+          { network: "lan", rate_limit: { bytes_per_s: 12_500_000 } },
+        ],
+        cpu_affinity: [2, 3],
         workload: { argv: ["sh", "-c", "echo hi"], env: { A: "1" }, restart: "on-failure" },
         hostname: "guest",
       },

@@ -33,8 +33,18 @@ export const KernelBoot = Type.Object(
   { ...strict, title: "KernelBoot", description: "Direct kernel boot" },
 );
 export const FirmwareBoot = Type.Object({ firmware: AbsolutePath }, { ...strict, title: "FirmwareBoot", description: "Firmware boot" });
+/** An I/O limit for one disk or NIC, enforced by CH's rate limiter (a token bucket that refills each second). */
+export const RateLimit = Type.Object(
+  {
+    bytes_per_s: Type.Optional(Type.Integer({ minimum: 1, maximum: 2 ** 50, description: "Bytes per second (a second's worth may burst)" })),
+    ops_per_s: Type.Optional(Type.Integer({ minimum: 1, maximum: 2 ** 40, description: "Operations (disk requests, network frames) per second" })),
+  },
+  { ...strict, minProperties: 1, title: "RateLimit", errorMessage: "rate_limit is {bytes_per_s?, ops_per_s?} with at least one of them" },
+);
+const rateLimit = Type.Optional(RateLimit);
+
 const DiskPath = Type.Object(
-  { path: AbsolutePath, readonly: Type.Optional(Type.Boolean()) },
+  { path: AbsolutePath, readonly: Type.Optional(Type.Boolean()), rate_limit: rateLimit },
   { ...strict, title: "DiskPath", description: "A disk image or block device on this host" },
 );
 const ResourceName = Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$", errorMessage: "must match ^[a-z0-9][a-z0-9_.-]{0,62}$" });
@@ -44,10 +54,13 @@ const DiskVolume = Type.Object(
     readonly: Type.Optional(Type.Boolean()),
     size_mib: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 * 1024 * 1024, description: "Size for a volume that does not exist yet" })),
     base: Type.Optional(AbsolutePath),
+    rate_limit: rateLimit,
   },
   { ...strict, title: "DiskVolume", description: "A volume prepared by the volume sibling (--vol-socket)" },
 );
-export const Disk = Type.Union([DiskPath, DiskVolume], { errorMessage: "a disk is {path, readonly?} or {volume, readonly?, size_mib?, base?}" });
+export const Disk = Type.Union([DiskPath, DiskVolume], {
+  errorMessage: "a disk is {path, readonly?, rate_limit?} or {volume, readonly?, size_mib?, base?, rate_limit?}",
+});
 const Mac = Type.String({ pattern: "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$", errorMessage: "mac must look like 52:54:00:12:34:56" });
 const NetTap = Type.Object(
   {
@@ -57,14 +70,15 @@ const NetTap = Type.Object(
       errorMessage: "tap must be a Linux interface name (1-15 of [A-Za-z0-9_.-])",
     }),
     mac: Type.Optional(Mac),
+    rate_limit: rateLimit,
   },
   { ...strict, title: "NetTap" },
 );
 const NetRef = Type.Object(
-  { network: ResourceName, mac: Type.Optional(Mac) },
+  { network: ResourceName, mac: Type.Optional(Mac), rate_limit: rateLimit },
   { ...strict, title: "NetRef", description: "A port on a network of the network sibling (--net-socket)" },
 );
-export const Net = Type.Union([NetTap, NetRef], { errorMessage: "a net is {tap, mac?} or {network, mac?}" });
+export const Net = Type.Union([NetTap, NetRef], { errorMessage: "a net is {tap, mac?, rate_limit?} or {network, mac?, rate_limit?}" });
 
 const ENV_NAME = "^[A-Za-z_][A-Za-z0-9_]*$";
 export const EnvMap = Type.Record(
@@ -106,6 +120,14 @@ export const VmSpecSchema = Type.Object(
     hostname: Type.Optional(
       Type.String({ pattern: "^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$", description: "The guest's hostname, set by my_hypervisor-init" }),
     ),
+    cpu_affinity: Type.Optional(
+      Type.Array(Type.Integer({ minimum: 0, maximum: 8191 }), {
+        minItems: 1,
+        maxItems: 8192,
+        uniqueItems: true,
+        description: "The host CPUs every vCPU of this VM may run on (CH's cpus.affinity); each must exist on this host",
+      }),
+    ),
     seccomp: Type.Optional(
       Type.Union([Type.Literal("enforce"), Type.Literal("log")], {
         description:
@@ -116,6 +138,7 @@ export const VmSpecSchema = Type.Object(
   { ...strict, title: "VmSpec" },
 );
 export type VmSpec = Static<typeof VmSpecSchema>;
+export type RateLimit = Static<typeof RateLimit>;
 
 /** The workload a client gives is exactly what the guest init reads (domain/guest-config.ts). */
 export type WorkloadContract = Expect<Same<Static<typeof WorkloadSchema>, Workload>>;

@@ -29,7 +29,7 @@ import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest, execStreamInGuest } from "./guest
 import { type HostInfo, hostInfo } from "./host-info.js";
 import { IdQueue } from "./id-queue.js";
 import { reconcile } from "./reconcile.js";
-import { checkFilesExist, checkSocketPaths } from "./spec-checks.js";
+import { checkFilesExist, checkHostCpus, checkSocketPaths } from "./spec-checks.js";
 import { startError, unsupportedVmm } from "./start-error.js";
 import { entryFromRecord, newEntry, toStatus, unreadableEntry, type VmEntry } from "./vm-entry.js";
 import { VmRecords, type Write } from "./vm-records.js";
@@ -152,6 +152,7 @@ export class Orchestrator {
     const paths = vmPaths(this.opts.store.stateDir, spec.id);
     checkSocketPaths(spec.id, [paths.apiSocket, paths.serialSocket, paths.vsockSocket, this.consoleSocket(spec.id)]);
     await checkFilesExist(spec);
+    await checkHostCpus(spec);
     this.opts.provisioner.checkConfigured(spec);
     if (this.vms.has(spec.id)) throw vmExists(spec.id);
     const vm = newEntry(spec, paths, await this.openServices(spec.id, paths));

@@ -17,6 +17,27 @@ export async function checkFilesExist(spec: VmSpec): Promise<void> {
   }
 }
 
+/** CPUs in the kernel's list syntax, as /sys/devices/system/cpu/online writes them: "0-3,6,8-9". */
+function parseCpuList(text: string): Set<number> {
+  const cpus = new Set<number>();
+  for (const part of text.trim().split(",").filter(Boolean)) {
+    const [from, to = from] = part.split("-").map(Number) as [number, number?];
+    for (let cpu = from; cpu <= to; cpu++) cpus.add(cpu);
+  }
+  return cpus;
+}
+
+/** Each host CPU a VM is pinned to must be online here: CH would fail only at boot, with a less helpful message. */
+export async function checkHostCpus(spec: VmSpec): Promise<void> {
+  if (!spec.cpu_affinity) return;
+  const text = await fs.readFile("/sys/devices/system/cpu/online", "utf8");
+  const online = parseCpuList(text);
+  spec.cpu_affinity.forEach((cpu, i) => {
+    if (!online.has(cpu))
+      throw invalidParams(`/cpu_affinity/${i}`, `cpu_affinity: host CPU ${cpu} is not online on this host (online: ${text.trim()})`, { cpu });
+  });
+}
+
 /** Every Unix socket the VM will have must fit in sun_path. */
 export function checkSocketPaths(id: string, sockets: string[]): void {
   for (const socket of sockets) {

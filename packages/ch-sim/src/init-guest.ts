@@ -38,14 +38,14 @@ export class InitGuest {
   ) {
     removeDeadVsockDirs();
     this.vsockDir = fs.mkdtempSync(path.join(os.tmpdir(), `${VSOCK_DIR_PREFIX}${process.pid}-`));
-    const asPid1 = process.getuid?.() === 0;
-    const command = asPid1
-      ? ["setpriv", "--pdeathsig", "KILL", "unshare", "--pid", "--mount", "--uts", "--fork", "--kill-child=SIGKILL", INIT_BINARY]
+    const namespaces = guestNamespaces();
+    const command = namespaces
+      ? ["setpriv", "--pdeathsig", "KILL", "unshare", ...namespaces, "--fork", "--kill-child=SIGKILL", INIT_BINARY]
       : ["setpriv", "--pdeathsig", "KILL", INIT_BINARY, "--under-test-vmm"];
     log(
-      asPid1
-        ? "guest: my_hypervisor-init as PID 1 in new PID, mount and UTS namespaces"
-        : "guest: not root, so my_hypervisor-init runs as a plain child (no PID 1 duties)",
+      namespaces
+        ? `guest: my_hypervisor-init as PID 1 in namespaces of its own (${namespaces.join(" ")})`
+        : "guest: no namespaces for an unprivileged user here, so my_hypervisor-init runs as a plain child (no PID 1 duties)",
     );
     const env = { ...kernelEnv(cmdline), [SIM_VSOCK_DIR_ENV]: this.vsockDir, [SIM_POWER_BUTTON_FD_ENV]: "3", PATH: process.env.PATH ?? "/usr/bin:/bin" };
     this.child = spawn(command[0] as string, command.slice(1), { env, stdio: ["pipe", "pipe", "pipe", "pipe"] });
@@ -84,8 +84,31 @@ const VSOCK_DIR_PREFIX = "chsim-vsock-";
 function removeDeadVsockDirs(): void {
   for (const name of fs.readdirSync(os.tmpdir())) {
     const pid = Number(/^chsim-vsock-(\d+)-/.exec(name)?.[1]);
-    if (pid && pid !== process.pid && !fs.existsSync(`/proc/${pid}`)) fs.rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true });
+    if (!pid || pid === process.pid || fs.existsSync(`/proc/${pid}`)) continue;
+    try {
+      fs.rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true });
+    } catch {
+      // Another uid's (a VMM under its own uid): left for a VMM of that uid.
+    }
   }
+}
+
+/**
+ * As root: new PID, mount and UTS namespaces. As another user (a VMM under its own uid): the same inside a
+ * user namespace of its own, where it is root, with a network namespace too (bringing up lo needs one it
+ * owns); where unprivileged user namespaces are off, none.
+ */
+function guestNamespaces(): string[] | undefined {
+  if (process.getuid?.() === 0) return ["--pid", "--mount", "--uts"];
+  const read = (f: string) => {
+    try {
+      return fs.readFileSync(f, "utf8").trim();
+    } catch {
+      return undefined;
+    }
+  };
+  const allowed = read("/proc/sys/kernel/unprivileged_userns_clone") !== "0" && Number(read("/proc/sys/user/max_user_namespaces") ?? 0) > 0;
+  return allowed ? ["--user", "--map-root-user", "--pid", "--mount", "--uts", "--net"] : undefined;
 }
 
 /** The kernel passes `key=value` parameters without a dot to init as environment variables. */

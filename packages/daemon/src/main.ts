@@ -4,7 +4,8 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_CONSOLE_LOG_BYTES, DEFAULT_RECONCILE_INTERVAL_MS, runServer, VERSION } from "@my_hypervisor/lib";
 
-const USAGE = `Usage: my_hypervisor-daemon --rpc-socket PATH --state-dir DIR --console-dir DIR [--cloud-hypervisor BIN] [--log-level LEVEL] [--reconcile-interval-ms N] [--console-log-max-mib N] [--net-socket PATH] [--vol-socket PATH]`;
+const USAGE = `Usage: my_hypervisor-daemon --rpc-socket PATH --state-dir DIR --console-dir DIR [--cloud-hypervisor BIN] [--log-level LEVEL] [--reconcile-interval-ms N] [--console-log-max-mib N] [--net-socket PATH] [--vol-socket PATH] [--vmm-uid-range FIRST-LAST [--vmm-dir DIR]]`;
+const DEFAULT_VMM_DIR = "/run/my_hypervisor/vmm";
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 const MiB = 1024 * 1024;
 
@@ -28,6 +29,8 @@ function parse() {
         "console-log-max-mib": { type: "string", default: String(DEFAULT_CONSOLE_LOG_BYTES / MiB) },
         "net-socket": { type: "string" },
         "vol-socket": { type: "string" },
+        "vmm-uid-range": { type: "string" },
+        "vmm-dir": { type: "string" },
         version: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -35,6 +38,19 @@ function parse() {
   } catch (e) {
     return fail((e as Error).message);
   }
+}
+
+/** --vmm-uid-range FIRST-LAST: each VM's VMMs run under a uid of their own from it, in `--vmm-dir`. */
+function parseVmmUsers(range: string | undefined, dir: string | undefined) {
+  if (range === undefined) {
+    if (dir !== undefined) fail("--vmm-dir is only used with --vmm-uid-range");
+    return undefined;
+  }
+  const m = /^(\d+)-(\d+)$/.exec(range);
+  const [first, last] = [Number(m?.[1]), Number(m?.[2])];
+  if (!m || first < 1 || last < first || last > 4294967294) fail("--vmm-uid-range must be FIRST-LAST, with 1 <= FIRST <= LAST < 4294967295");
+  if (process.getuid?.() !== 0) fail("--vmm-uid-range needs the daemon to run as root: only root can start a VMM under another uid");
+  return { first, last, dir: path.resolve(dir ?? DEFAULT_VMM_DIR) };
 }
 
 const args = parse();
@@ -53,6 +69,7 @@ const reconcileIntervalMs = Number(args["reconcile-interval-ms"]);
 if (!Number.isInteger(reconcileIntervalMs) || reconcileIntervalMs < 100) fail("--reconcile-interval-ms must be an integer of at least 100");
 const consoleLogMiB = Number(args["console-log-max-mib"]);
 if (!Number.isInteger(consoleLogMiB) || consoleLogMiB < 1) fail("--console-log-max-mib must be a whole number of at least 1");
+const vmmUsers = parseVmmUsers(args["vmm-uid-range"], args["vmm-dir"]);
 // A VMM binary given as a relative path is resolved now, not against a later cwd.
 const vmm = args["cloud-hypervisor"] as string;
 
@@ -67,6 +84,7 @@ try {
     consoleLogBytes: consoleLogMiB * MiB,
     netSocket: args["net-socket"] ? path.resolve(args["net-socket"]) : undefined,
     volSocket: args["vol-socket"] ? path.resolve(args["vol-socket"]) : undefined,
+    vmmUsers,
   });
   await server.closed;
   process.exit(0);

@@ -15,6 +15,8 @@ import { EventBus } from "./events/event-bus.js";
 import { RpcAdapter } from "./jsonrpc/adapter.js";
 import { RpcSocketServer } from "./jsonrpc/socket-server.js";
 import { Orchestrator } from "./orchestrator/orchestrator.js";
+import { VmmUsers } from "./orchestrator/vmm-users.js";
+import { groupIds } from "./os/groups.js";
 import { removeLeftoverSockets } from "./os/private-socket.js";
 import { lockStateDir } from "./os/state-dir-lock.js";
 import { Provisioner } from "./provisioning/provisioner.js";
@@ -39,6 +41,8 @@ export interface ServerOptions {
   netSocket?: string;
   /** The volume sibling's socket (--vol-socket). */
   volSocket?: string;
+  /** --vmm-uid-range and --vmm-dir: VMMs under uids of their own; absent, VMMs run as the daemon's user. */
+  vmmUsers?: { first: number; last: number; dir: string };
 }
 
 export interface RunningServer {
@@ -58,6 +62,9 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   const leftovers = removeLeftoverSockets(opts.consoleDir);
   if (leftovers.length > 0) log.info({ sockets: leftovers }, "removed console and exec sockets a previous daemon left");
 
+  const vmmUsers = opts.vmmUsers && new VmmUsers({ ...opts.vmmUsers, groups: groupIds(["kvm"]) });
+  await vmmUsers?.init();
+  if (!vmmUsers) log.warn("VMMs run as the daemon's user: give --vmm-uid-range to run each under its own uid");
   const vmmExecutable = resolveVmmExecutable(opts.cloudHypervisor);
   if (!vmmExecutable) log.warn({ vmm: opts.cloudHypervisor }, "VMM binary not found; starts will fail, and the reconcile cannot recognise VMMs");
   // In the background: re-adopting running VMs does not wait for it; a start and host.info do.
@@ -87,6 +94,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     log,
     reconcileIntervalMs: opts.reconcileIntervalMs,
     vmmVersion,
+    vmmUsers,
   });
   await orchestrator.load();
   const socket = new RpcSocketServer(new RpcAdapter(computeMethods(orchestrator), VERSION, log.child({ component: "rpc" })), log);

@@ -25,6 +25,24 @@ export const EXIT_POLL_MS = 250;
 
 export class VmmLaunchError extends Error {}
 
+/** The identity a VMM runs under when it does not run as the daemon's user. */
+export interface VmmUser {
+  uid: number;
+  gid: number;
+  /** Supplementary groups: `kvm`, for /dev/kvm, and nothing else. */
+  groups: number[];
+}
+
+/**
+ * setpriv(1) switches to the VM's uid and gid before it execs the VMM: no
+ * capabilities (none effective, inheritable, ambient or in the bounding set)
+ * and no_new_privs, so nothing the VMM runs can gain any back.
+ */
+function dropPrivileges(user: VmmUser): string[] {
+  const groups = user.groups.length > 0 ? [`--groups=${user.groups.join(",")}`] : ["--clear-groups"];
+  return [`--reuid=${user.uid}`, `--regid=${user.gid}`, ...groups, "--no-new-privs", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all"];
+}
+
 /** Polls /proc for the VMMs that are not the daemon's children. */
 class ExitPoller {
   private readonly watched = new Set<VmmProcess>();
@@ -69,7 +87,7 @@ export class VmmProcess {
     return this.identity.pid;
   }
 
-  static async spawn(binary: string, paths: VmPaths, opts: { seccomp: "enforce" | "log" }): Promise<VmmProcess> {
+  static async spawn(binary: string, paths: VmPaths, opts: { seccomp: "enforce" | "log"; user?: VmmUser }): Promise<VmmProcess> {
     // A stale API socket would stop an older CH from binding.
     unlinkSockets([paths.apiSocket]);
     const output = await fs.open(paths.vmmOutput, "w", 0o600);
@@ -78,7 +96,8 @@ export class VmmProcess {
     args.push("--seccomp", opts.seccomp === "log" ? "log" : "true");
     try {
       // stdio is a file, not a pipe: a dead daemon must not take the VMM's output with it.
-      const child = spawn(binary, args, { detached: true, stdio: ["ignore", output.fd, output.fd] });
+      const [command, argv] = opts.user ? ["setpriv", [...dropPrivileges(opts.user), "--", binary, ...args]] : [binary, args];
+      const child = spawn(command, argv, { detached: true, stdio: ["ignore", output.fd, output.fd] });
       const exit = new Promise<VmmExit>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
       const spawned = await Promise.race([once(child, "spawn").then(() => true as const), once(child, "error").then(([e]) => e as Error)]);
       if (spawned !== true) throw new VmmLaunchError(`cannot run VMM binary '${binary}': ${spawned.message}`);

@@ -47,6 +47,12 @@ export const ERRORS = {
     message: "The guest agent answered but could not start the command (not found, bad cwd, ...)",
     data: "{id, argv}",
   },
+  NoVmmUid: {
+    code: -32014,
+    name: "NoVmmUid",
+    message: "Every uid of --vmm-uid-range is held by a VM: remove one, or give the daemon a wider range; nothing was changed",
+    data: "{id, uid_range}",
+  },
   StorageError: {
     code: -32013,
     name: "StorageError",

@@ -7,7 +7,7 @@ import path from "node:path";
 import type { Logger } from "pino";
 import { readEvents } from "../ch/event-monitor.js";
 import type { VmmExecutable } from "../ch/vmm-binary.js";
-import type { VmmExit } from "../ch/vmm-process.js";
+import type { VmmExit, VmmUser } from "../ch/vmm-process.js";
 import type { VmmVersion } from "../ch/vmm-version.js";
 import type { LogSlice } from "../console/serial-log.js";
 import { ErrorCode, invalidState, RpcError, vmExists, vmNotFound } from "../domain/errors.js";
@@ -35,6 +35,7 @@ import { entryFromRecord, newEntry, toStatus, unreadableEntry, type VmEntry } fr
 import { VmRecords, type Write } from "./vm-records.js";
 import { VmServices } from "./vm-services.js";
 import { bootVmm, cleanUpAfterVmm, haltVmm, type RunningVmm } from "./vmm-control.js";
+import type { VmmUsers } from "./vmm-users.js";
 
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
 export const DEFAULT_STOP_GRACE_MS = 10_000;
@@ -59,6 +60,8 @@ export interface OrchestratorOptions {
   reconcileIntervalMs?: number;
   /** What `-V` says of the VMM binary, probed at start-up: a start is refused if it is known to be too old. */
   vmmVersion: Promise<VmmVersion>;
+  /** With --vmm-uid-range: each VM's VMMs run under a uid of their own. Without it, as the daemon's user. */
+  vmmUsers?: VmmUsers;
 }
 
 export class Orchestrator {
@@ -89,12 +92,14 @@ export class Orchestrator {
     this.records.logLoadNotes(notes);
     for (const bad of unreadable) {
       this.log.error({ vm: bad.id, err: bad.error }, "cannot read VM record; the VM is Failed and its file kept as found");
-      const paths = vmPaths(this.opts.store.stateDir, bad.id);
+      const paths = this.pathsFor(bad.id);
       this.vms.set(bad.id, unreadableEntry(bad.id, bad.error, paths, await this.openServices(bad.id, paths)));
     }
     await Promise.all(
       records.map(async ({ record, migrated }) => {
-        const paths = vmPaths(this.opts.store.stateDir, record.id);
+        // A running VMM's files stay where it made them, whichever way this daemon runs VMMs now.
+        const paths = this.pathsFor(record.id, record.vmm?.api_socket);
+        if (record.vmm_uid !== undefined) this.opts.vmmUsers?.hold(record.vmm_uid);
         const vm = entryFromRecord(record, paths, await this.openServices(record.id, paths));
         this.vms.set(vm.id, vm);
         await this.applyAdoption(vm, await adoptRecord(record, vm.paths));
@@ -149,13 +154,19 @@ export class Orchestrator {
   }
 
   private async createNow(spec: VmSpec): Promise<VmStatus> {
-    const paths = vmPaths(this.opts.store.stateDir, spec.id);
+    const paths = this.pathsFor(spec.id);
     checkSocketPaths(spec.id, [paths.apiSocket, paths.serialSocket, paths.vsockSocket, this.consoleSocket(spec.id)]);
     await checkFilesExist(spec);
     await checkHostCpus(spec);
     this.opts.provisioner.checkConfigured(spec);
     if (this.vms.has(spec.id)) throw vmExists(spec.id);
-    const vm = newEntry(spec, paths, await this.openServices(spec.id, paths));
+    const vmmUid = this.opts.vmmUsers?.take(spec.id);
+    const services = await this.openServices(spec.id, paths).catch((e) => {
+      this.opts.vmmUsers?.free(vmmUid);
+      throw e;
+    });
+    const vm = newEntry(spec, paths, services);
+    if (vmmUid !== undefined) vm.vmmUid = vmmUid;
     // Nothing to ask a sibling for: Provisioning and Provisioned are written as one record.
     const mustRecordProvisioning = this.opts.provisioner.kindsOf(spec).length > 0;
     try {
@@ -163,6 +174,7 @@ export class Orchestrator {
       if (!mustRecordProvisioning) await this.transition(vm, { type: "PROVISIONED" }, "required");
     } catch (e) {
       // Not acknowledged and never visible: nothing of it may stay.
+      this.opts.vmmUsers?.free(vm.vmmUid);
       await vm.services.close();
       await this.opts.store
         .remove(vm.id)
@@ -193,7 +205,8 @@ export class Orchestrator {
       // Written with the VMM's pid in the `spawned` hook: until a VMM exists, a crash loses nothing.
       await this.transition(vm, { type: "START" }, "later");
       try {
-        vm.vmm = await bootVmm(this.opts.vmmBinary, vm.spec as VmSpec, vm.paths, vm.resources, Date.now() + timeoutMs, {
+        const user = await this.vmmUserFor(vm);
+        vm.vmm = await bootVmm(this.opts.vmmBinary, vm.spec as VmSpec, vm.paths, vm.resources, user, Date.now() + timeoutMs, {
           spawned: (vmm) => this.adoptSpawned(vm, vmm),
           created: (vmm) => vm.services.vmmUp(vmm.process.pid),
         });
@@ -225,6 +238,8 @@ export class Orchestrator {
       // The VMM is gone: now its networks and volumes can go back.
       const pending = vm.spec ? await this.release(vm, vm.spec) : 0;
       await this.opts.store.remove(vm.id);
+      await this.opts.vmmUsers?.removeDir(vm.id);
+      this.opts.vmmUsers?.free(vm.vmmUid);
       await vm.services.close();
       this.vms.delete(vm.id);
       this.opts.events.publish({ id: vm.id, type: "removed" });
@@ -353,6 +368,27 @@ export class Orchestrator {
     const left = await this.opts.provisioner.release(vm.id, spec);
     vm.resources = emptyResources();
     return left;
+  }
+
+  /** Where a VM's files go; a VMM already running keeps the directory recorded for it. */
+  private pathsFor(id: string, recordedApiSocket?: string): VmPaths {
+    const vmmDir = recordedApiSocket ? path.dirname(recordedApiSocket) : this.opts.vmmUsers?.dirOf(id);
+    return vmPaths(this.opts.store.stateDir, id, vmmDir);
+  }
+
+  /** With --vmm-uid-range: the VM's uid (given now to a VM made before), its VMM directory ready, its paths there. */
+  private async vmmUserFor(vm: VmEntry): Promise<VmmUser | undefined> {
+    const users = this.opts.vmmUsers;
+    if (!users) return undefined;
+    vm.vmmUid ??= users.take(vm.id);
+    await users.prepare(vm.id, vm.vmmUid);
+    if (vm.paths.vmmDir !== users.dirOf(vm.id)) {
+      // A VM whose last VMM ran as the daemon's user: its sockets move to the VMM directory, and its services with them.
+      await vm.services.close();
+      vm.paths = this.pathsFor(vm.id);
+      vm.services = await this.openServices(vm.id, vm.paths);
+    }
+    return users.user(vm.vmmUid);
   }
 
   private openServices(id: string, paths: VmPaths): Promise<VmServices> {

@@ -25,6 +25,8 @@ export interface VmEntry {
   vmm?: RunningVmm;
   /** Console and event monitor: up for the VM's whole life in this daemon. */
   services: VmServices;
+  /** The uid (and gid) its VMMs run under, with --vmm-uid-range; held from create to remove. */
+  vmmUid?: number;
   /** Set when state.json could not be read: the file is kept as found, never overwritten. */
   unreadable?: string;
   /**
@@ -60,6 +62,7 @@ export function entryFromRecord(record: VmRecord, paths: VmPaths, services: VmSe
     generation: record.generation,
     created_at: record.created_at,
     updated_at: record.updated_at,
+    ...(record.vmm_uid !== undefined ? { vmmUid: record.vmm_uid } : {}),
   };
 }
 
@@ -92,6 +95,7 @@ export function toRecord(vm: VmEntry & { spec: VmSpec }): VmRecord {
     generation: vm.generation,
     vmm: p ? { pid: p.pid, start_time: p.identity.start_time, api_socket: vm.paths.apiSocket, event_monitor: vm.paths.eventMonitor } : null,
     resources: vm.resources,
+    ...(vm.vmmUid !== undefined ? { vmm_uid: vm.vmmUid } : {}),
     created_at: vm.created_at,
     updated_at: vm.updated_at,
     transitions: [...vm.lifecycle.transitions],

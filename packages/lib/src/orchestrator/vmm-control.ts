@@ -7,7 +7,7 @@
 import type { Logger } from "pino";
 import { ChApiError, ChClient } from "../ch/client.js";
 import { toChVmConfig } from "../ch/vm-config.js";
-import { VmmLaunchError, VmmProcess } from "../ch/vmm-process.js";
+import { VmmLaunchError, VmmProcess, type VmmUser } from "../ch/vmm-process.js";
 import type { Resources } from "../domain/resources.js";
 import type { VmSpec } from "../domain/vm-spec.js";
 import { failpoint } from "../failpoints.js";
@@ -31,10 +31,18 @@ export interface BootHooks {
 }
 
 /** Boots the VM; on any failure the VMM is killed and its sockets removed before the error is thrown. */
-export async function bootVmm(binary: string, spec: VmSpec, paths: VmPaths, resources: Resources, deadline: number, hooks: BootHooks): Promise<RunningVmm> {
+export async function bootVmm(
+  binary: string,
+  spec: VmSpec,
+  paths: VmPaths,
+  resources: Resources,
+  user: VmmUser | undefined,
+  deadline: number,
+  hooks: BootHooks,
+): Promise<RunningVmm> {
   // CH does not unlink before binding: a stale serial socket fails vm.create, a stale vsock socket vm.boot.
   unlinkSockets([paths.serialSocket, paths.vsockSocket]);
-  const process = await VmmProcess.spawn(binary, paths, { seccomp: spec.seccomp ?? "enforce" });
+  const process = await VmmProcess.spawn(binary, paths, { seccomp: spec.seccomp ?? "enforce", user });
   const vmm = { process, client: new ChClient(paths.apiSocket) };
   const left = () => Math.max(1, deadline - Date.now());
   try {

@@ -29,6 +29,8 @@ export interface VmRecord {
   vmm: VmmRecord | null;
   /** What the siblings provided, by slot; absent in records written before issue 6 (read as none). */
   resources?: Resources;
+  /** The uid and gid its VMMs run under (--vmm-uid-range); absent when VMMs run as the daemon's user. */
+  vmm_uid?: number;
   created_at: string;
   updated_at: string;
   transitions: Transition[];

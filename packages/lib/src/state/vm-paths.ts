@@ -1,4 +1,10 @@
-/** Where each VM's files live: everything under `<state-dir>/<id>/`. */
+/**
+ * Where each VM's files live. The daemon's (record, console log, the VMM's
+ * output) under `<state-dir>/<id>/`; the VMM's own (API socket, event
+ * monitor, log, serial and vsock sockets) in its directory, which is the
+ * same one unless VMMs run under their own uids (then `<vmm-dir>/<id>/`,
+ * owned by the VM's uid: the VMM can write there and nowhere else).
+ */
 import fs from "node:fs";
 import path from "node:path";
 
@@ -7,6 +13,8 @@ export const MAX_SOCKET_PATH = 107;
 
 export interface VmPaths {
   dir: string;
+  /** Where the VMM creates its files. */
+  vmmDir: string;
   record: string;
   apiSocket: string;
   eventMonitor: string;
@@ -16,17 +24,18 @@ export interface VmPaths {
   vsockSocket: string;
 }
 
-export function vmPaths(stateDir: string, id: string): VmPaths {
+export function vmPaths(stateDir: string, id: string, vmmDir = path.join(stateDir, id)): VmPaths {
   const dir = path.join(stateDir, id);
   return {
     dir,
+    vmmDir,
     record: path.join(dir, "state.json"),
-    apiSocket: path.join(dir, "api.sock"),
-    eventMonitor: path.join(dir, "events.log"),
-    vmmLog: path.join(dir, "vmm.log"),
     vmmOutput: path.join(dir, "vmm.out"),
-    serialSocket: path.join(dir, "serial.sock"),
-    vsockSocket: path.join(dir, "vsock.sock"),
+    apiSocket: path.join(vmmDir, "api.sock"),
+    eventMonitor: path.join(vmmDir, "events.log"),
+    vmmLog: path.join(vmmDir, "vmm.log"),
+    serialSocket: path.join(vmmDir, "serial.sock"),
+    vsockSocket: path.join(vmmDir, "vsock.sock"),
   };
 }
 

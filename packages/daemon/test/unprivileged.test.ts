@@ -1,0 +1,114 @@
+/**
+ * VMMs under uids of their own (--vmm-uid-range, needs root): each VM holds a
+ * uid from create to remove, its VMM runs under it with no capabilities and
+ * no_new_privs, and can write only in its own directory. The test VMM, like
+ * CH, cannot boot a kernel its uid cannot read.
+ */
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { execa } from "execa";
+import { afterAll, describe, expect, it } from "vitest";
+import { DAEMON_BIN, type Daemon, Fleet, tempDir, vmSpec } from "./harness.js";
+
+const isRoot = process.getuid?.() === 0;
+const fleet = new Fleet();
+afterAll(() => fleet.cleanup());
+
+const FIRST = 200100;
+const kvmGid = fs
+  .readFileSync("/etc/group", "utf8")
+  .split("\n")
+  .map((l) => l.split(":"))
+  .find((f) => f[0] === "kvm")?.[2];
+
+/** A daemon whose VMMs run under uids FIRST..FIRST+count-1. Its directory must be traversable by them (0711). */
+async function unprivilegedDaemon(count: number, dir = tempDir()): Promise<Daemon> {
+  fs.chmodSync(dir, 0o711);
+  return fleet.daemon({ dir, args: ["--vmm-uid-range", `${FIRST}-${FIRST + count - 1}`, "--vmm-dir", path.join(dir, "vmm")] });
+}
+
+const status = (pid: number) => fs.readFileSync(`/proc/${pid}/status`, "utf8");
+const field = (pid: number, name: string) => new RegExp(`^${name}:\\s*(.*)$`, "m").exec(status(pid))?.[1]?.trim();
+/** Runs a shell command as `uid` (as the VMM would, without privileges); its exit code and stderr. */
+const asUid = (uid: number, script: string) =>
+  spawnSync("setpriv", [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "sh", "-c", script], { encoding: "utf8" });
+
+describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
+  it("runs each VMM under its VM's uid, with no capabilities and no_new_privs, writing only in its own directory", async () => {
+    const d = await unprivilegedDaemon(4);
+    const pids: number[] = [];
+    for (const id of ["one", "two"]) {
+      await d.rpc.call("compute.vm.create", { ...vmSpec(d, id), hostname: id });
+      const { pid } = await d.rpc.call("compute.vm.start", { id });
+      fleet.pids.add(pid);
+      pids.push(pid);
+    }
+    for (const [i, pid] of pids.entries()) {
+      const uid = FIRST + i;
+      expect(field(pid, "Uid")).toBe(`${uid}\t${uid}\t${uid}\t${uid}`);
+      expect(field(pid, "Gid")).toBe(`${uid}\t${uid}\t${uid}\t${uid}`);
+      expect(field(pid, "Groups")).toBe(kvmGid ?? "");
+      expect(field(pid, "CapEff")).toBe("0000000000000000");
+      expect(field(pid, "CapBnd")).toBe("0000000000000000");
+      expect(field(pid, "NoNewPrivs")).toBe("1");
+    }
+    const vmmDir = (id: string) => path.join(d.dir, "vmm", id);
+    expect(fs.statSync(path.join(d.dir, "vmm")).mode & 0o777).toBe(0o711);
+    expect(fs.statSync(vmmDir("one"))).toMatchObject({ uid: FIRST, gid: FIRST });
+    expect(fs.statSync(vmmDir("one")).mode & 0o777).toBe(0o700);
+    expect(fs.readdirSync(vmmDir("one")).sort()).toEqual(expect.arrayContaining(["api.sock", "serial.sock", "vsock.sock"]));
+    expect(JSON.parse(fs.readFileSync(path.join(d.stateDir, "two", "state.json"), "utf8")).vmm_uid).toBe(FIRST + 1);
+
+    // What one VM's uid can reach of another's, and of the daemon's own files: nothing.
+    const other = asUid(FIRST, `ls ${vmmDir("two")}`);
+    expect(other.status).not.toBe(0);
+    expect(other.stderr).toMatch(/Permission denied/);
+    expect(asUid(FIRST, `cat ${path.join(d.stateDir, "one", "state.json")}`).stderr).toMatch(/Permission denied/);
+    expect(asUid(FIRST, `touch ${path.join(d.dir, "vmm", "planted")}`).stderr).toMatch(/Permission denied/);
+
+    // The guest still works: the test VMM makes its namespaces in a user namespace of its own.
+    expect((await d.rpc.call("compute.vm.exec", { id: "two", argv: ["hostname"] })).stdout).toBe("two\n");
+    await d.rpc.call("compute.vm.stop", { id: "one", force: true });
+    await d.rpc.call("compute.vm.remove", { id: "one" });
+    expect(fs.existsSync(vmmDir("one"))).toBe(false);
+  });
+
+  it("gives a uid again only after its VM is removed, keeps it across restarts, and says when none is left", async () => {
+    const dir = tempDir();
+    let d = await unprivilegedDaemon(3, dir);
+    const uidOf = (id: string) => JSON.parse(fs.readFileSync(path.join(d.stateDir, id, "state.json"), "utf8")).vmm_uid;
+    for (const id of ["a", "b", "c"]) await d.rpc.call("compute.vm.create", vmSpec(d, id));
+    expect(["a", "b", "c"].map(uidOf)).toEqual([FIRST, FIRST + 1, FIRST + 2]);
+    const full = await d.rpc.callError("compute.vm.create", vmSpec(d, "d"));
+    expect(full).toMatchObject({ code: -32014, data: { id: "d", uid_range: [FIRST, FIRST + 2] } });
+    expect((await d.rpc.call("compute.vm.list", {})).vms.map((v: { id: string }) => v.id).sort()).toEqual(["a", "b", "c"]);
+    await d.rpc.call("compute.vm.remove", { id: "a" });
+    await d.stop();
+    d = await unprivilegedDaemon(3, dir);
+    await d.rpc.call("compute.vm.create", vmSpec(d, "d"));
+    expect(["b", "c", "d"].map(uidOf)).toEqual([FIRST + 1, FIRST + 2, FIRST]);
+    expect((await d.rpc.callError("compute.vm.create", vmSpec(d, "e"))).code).toBe(-32014);
+  });
+
+  it("fails the start as CH does when the VM's uid cannot read its kernel", async () => {
+    const d = await unprivilegedDaemon(2);
+    const hidden = path.join(d.dir, "private");
+    fs.mkdirSync(hidden, { mode: 0o700 });
+    fs.copyFileSync(d.kernel, path.join(hidden, "vmlinux"));
+    await d.rpc.call("compute.vm.create", { ...vmSpec(d, "unreadable"), boot: { kernel: path.join(hidden, "vmlinux") } });
+    const err = await d.rpc.callError("compute.vm.start", { id: "unreadable" });
+    expect(err).toMatchObject({ code: -32004, data: { call: "vm.boot", status: 500 } });
+    expect(err.message).toMatch(/Cannot open .*vmlinux: EACCES/);
+    expect((await d.rpc.call("compute.vm.status", { id: "unreadable" })).state).toBe("Failed");
+  });
+});
+
+it("refuses --vmm-dir without --vmm-uid-range, and a malformed range", async () => {
+  const dir = tempDir();
+  const base = ["--rpc-socket", path.join(dir, "rpc.sock"), "--state-dir", path.join(dir, "state"), "--console-dir", path.join(dir, "console")];
+  const lone = await execa(DAEMON_BIN, [...base, "--vmm-dir", dir], { reject: false });
+  expect(lone).toMatchObject({ exitCode: 2, stderr: expect.stringMatching(/--vmm-dir is only used with --vmm-uid-range/) });
+  const bad = await execa(DAEMON_BIN, [...base, "--vmm-uid-range", "5-2"], { reject: false });
+  expect(bad).toMatchObject({ exitCode: 2, stderr: expect.stringMatching(/--vmm-uid-range must be FIRST-LAST/) });
+});

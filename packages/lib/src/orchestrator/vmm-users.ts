@@ -1,0 +1,88 @@
+/**
+ * VMMs under uids of their own (`--vmm-uid-range`): each VM holds one uid
+ * (and the gid of the same number) from the range for its whole life, from
+ * create to remove, recorded in its state.json; a uid is given again only
+ * after its VM is removed. The VMM writes only in its own directory,
+ * `<vmm-dir>/<id>/`, owned by that uid with mode 0700; the base directory is
+ * root's, 0711, so no VMM can list the others.
+ */
+import fs from "node:fs/promises";
+import path from "node:path";
+import type { VmmUser } from "../ch/vmm-process.js";
+import { ErrorCode, onDisk, RpcError } from "../domain/errors.js";
+
+export interface VmmUsersConfig {
+  first: number;
+  last: number;
+  /** The base of every VM's VMM directory. */
+  dir: string;
+  /** Supplementary groups every VMM gets (`kvm`). */
+  groups: number[];
+}
+
+export class VmmUsers {
+  private readonly held = new Set<number>();
+
+  constructor(readonly config: VmmUsersConfig) {}
+
+  /** Creates the base directory: root's, 0711 (each VMM can reach its own directory, and list none). */
+  async init(): Promise<void> {
+    await onDisk("create", this.config.dir, () => fs.mkdir(this.config.dir, { recursive: true, mode: 0o711 }));
+    await onDisk("chmod", this.config.dir, () => fs.chmod(this.config.dir, 0o711));
+  }
+
+  dirOf(id: string): string {
+    return path.join(this.config.dir, id);
+  }
+
+  get inUse(): number {
+    return this.held.size;
+  }
+
+  /** A uid a loaded record holds. */
+  hold(uid: number): void {
+    this.held.add(uid);
+  }
+
+  /** The lowest uid no VM holds; -32602 naming the range when every one is taken. */
+  take(id: string): number {
+    for (let uid = this.config.first; uid <= this.config.last; uid++) {
+      if (this.held.has(uid)) continue;
+      this.held.add(uid);
+      return uid;
+    }
+    const { first, last } = this.config;
+    throw new RpcError(ErrorCode.NoVmmUid, `cannot give VM '${id}' a VMM uid: every uid of --vmm-uid-range ${first}-${last} is held by a VM`, {
+      id,
+      uid_range: [first, last],
+    });
+  }
+
+  free(uid: number | undefined): void {
+    if (uid !== undefined) this.held.delete(uid);
+  }
+
+  user(uid: number): VmmUser {
+    return { uid, gid: uid, groups: this.config.groups };
+  }
+
+  /** The VM's VMM directory, owned by its uid and 0700 (made again, or corrected, before each start). */
+  async prepare(id: string, uid: number): Promise<void> {
+    const dir = this.dirOf(id);
+    await onDisk("create", dir, async () => {
+      await fs.mkdir(dir, { mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== "EEXIST") throw e;
+      });
+      const stat = await fs.lstat(dir);
+      // Never chown through a link someone planted.
+      if (!stat.isDirectory()) throw Object.assign(new Error(`${dir} is not a directory`), { code: "ENOTDIR", errno: -20 });
+      await fs.chown(dir, uid, uid);
+      await fs.chmod(dir, 0o700);
+    });
+  }
+
+  async removeDir(id: string): Promise<void> {
+    const dir = this.dirOf(id);
+    await onDisk("remove", dir, () => fs.rm(dir, { recursive: true, force: true }));
+  }
+}

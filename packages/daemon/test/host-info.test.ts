@@ -53,6 +53,7 @@ describe("compute.host.info", () => {
       ping: null,
     });
     expect(info.committed).toEqual({ vms: 0, vcpus: 0, memory_mib: 0 });
+    expect(info.vmm_users).toBeNull();
 
     await d.rpc.call("compute.vm.create", { ...vmSpec(d, "one"), vcpus: 1, memory_mib: 64 });
     await d.rpc.call("compute.vm.create", { ...vmSpec(d, "two"), vcpus: 2, memory_mib: 128 });

@@ -80,6 +80,7 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     const uidOf = (id: string) => JSON.parse(fs.readFileSync(path.join(d.stateDir, id, "state.json"), "utf8")).vmm_uid;
     for (const id of ["a", "b", "c"]) await d.rpc.call("compute.vm.create", vmSpec(d, id));
     expect(["a", "b", "c"].map(uidOf)).toEqual([FIRST, FIRST + 1, FIRST + 2]);
+    expect((await d.rpc.call("compute.host.info", {})).vmm_users).toEqual({ first: FIRST, last: FIRST + 2, dir: path.join(dir, "vmm"), held: 3 });
     const full = await d.rpc.callError("compute.vm.create", vmSpec(d, "d"));
     expect(full).toMatchObject({ code: -32014, data: { id: "d", uid_range: [FIRST, FIRST + 2] } });
     expect((await d.rpc.call("compute.vm.list", {})).vms.map((v: { id: string }) => v.id).sort()).toEqual(["a", "b", "c"]);

@@ -18,7 +18,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       summary: "Define a VM; it is Configured when this returns",
       params: S.CreateParams,
       result: S.VmStatus,
-      errors: [E.InvalidParams, E.VmExists, E.SiblingError, E.StorageError],
+      errors: [E.InvalidParams, E.VmExists, E.SiblingError, E.StorageError, E.NoVmmUid],
       handler: (p) => orch.create(p),
     }),
     method({
@@ -26,7 +26,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       summary: "Boot the VM in a new VMM; returns once it is Running (on failure it is Failed, with the reason)",
       params: S.StartParams,
       result: S.VmStatus,
-      errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout, E.StorageError],
+      errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout, E.StorageError, E.NoVmmUid],
       handler: (p) => orch.start(p.id, p.timeout_ms),
     }),
     method({

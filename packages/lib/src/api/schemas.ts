@@ -157,5 +157,11 @@ export const HostInfoSchema = Type.Object({
     { vms: Type.Integer(), vcpus: Type.Integer(), memory_mib: Type.Integer() },
     { description: "What VMs whose VMM is up (starting, running, stopping) take of the host" },
   ),
+  vmm_users: nullable(
+    Type.Object(
+      { first: Type.Integer(), last: Type.Integer(), dir: Type.String(), held: Type.Integer() },
+      { description: "--vmm-uid-range, --vmm-dir, and how many uids VMs hold; null while VMMs run as the daemon's user" },
+    ),
+  ),
 });
 export type HostInfoContract = Expect<Same<Static<typeof HostInfoSchema>, HostInfo>>;

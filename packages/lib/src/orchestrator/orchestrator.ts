@@ -137,7 +137,7 @@ export class Orchestrator {
 
   /** The host's resources, the VMM binary, and what the VMs with a VMM have committed. */
   async hostInfo(): Promise<HostInfo> {
-    return hostInfo(this.vms.values(), this.opts.vmmBinary, await this.opts.vmmVersion);
+    return hostInfo(this.vms.values(), this.opts.vmmBinary, await this.opts.vmmVersion, this.opts.vmmUsers);
   }
 
   status(id: string): VmStatus {

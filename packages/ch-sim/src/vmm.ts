@@ -20,6 +20,7 @@ const PING_DELAY_MS = Number(process.env.CH_SIM_PING_DELAY_MS ?? 0);
 
 type VmConfig = Record<string, unknown> & {
   payload?: { kernel?: string; firmware?: string; cmdline?: string; initramfs?: string };
+  disks?: { path?: string; readonly?: boolean }[];
   memory?: { size?: number };
   serial?: { mode?: string; file?: string; socket?: string };
   vsock?: { cid?: number; socket?: string };
@@ -213,6 +214,20 @@ export class Vmm {
         fs.accessSync(file, fs.constants.R_OK);
       } catch (e) {
         return apiErr(500, "The VM could not boot", "Error creating VM", `Cannot open ${file}: ${(e as Error).message}`);
+      }
+    }
+    // CH opens each disk at boot, read-write unless it is readonly, as the user it runs as.
+    for (const [i, disk] of (this.config.disks ?? []).entries()) {
+      try {
+        fs.accessSync(disk.path ?? "", disk.readonly ? fs.constants.R_OK : fs.constants.R_OK | fs.constants.W_OK);
+      } catch (e) {
+        return apiErr(
+          500,
+          "The VM could not boot",
+          "Error creating VM",
+          "Error creating device manager",
+          `Failed to open disk _disk${i}: ${(e as Error).message}`,
+        );
       }
     }
     this.opts.events.emit("vm", "booting");

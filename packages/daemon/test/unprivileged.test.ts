@@ -92,8 +92,8 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     expect((await d.rpc.callError("compute.vm.create", vmSpec(d, "e"))).code).toBe(-32014);
   });
 
-  it("fails the start as CH does when the VM's uid cannot read its kernel", async () => {
-    const d = await unprivilegedDaemon(2);
+  it("fails the start as CH does when the VM's uid cannot open its kernel or a disk", async () => {
+    const d = await unprivilegedDaemon(3);
     const hidden = path.join(d.dir, "private");
     fs.mkdirSync(hidden, { mode: 0o700 });
     fs.copyFileSync(d.kernel, path.join(hidden, "vmlinux"));
@@ -102,6 +102,15 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     expect(err).toMatchObject({ code: -32004, data: { call: "vm.boot", status: 500 } });
     expect(err.message).toMatch(/Cannot open .*vmlinux: EACCES/);
     expect((await d.rpc.call("compute.vm.status", { id: "unreadable" })).state).toBe("Failed");
+
+    // A disk the uid may read but not write is refused read-write, and allowed read-only.
+    const disk = path.join(d.dir, "disk.raw");
+    fs.writeFileSync(disk, Buffer.alloc(4096), { mode: 0o644 });
+    await d.rpc.call("compute.vm.create", { ...vmSpec(d, "rw"), disks: [{ path: disk }] });
+    const rw = await d.rpc.callError("compute.vm.start", { id: "rw" });
+    expect(rw.message).toMatch(/Failed to open disk _disk0: EACCES/);
+    await d.rpc.call("compute.vm.create", { ...vmSpec(d, "ro"), disks: [{ path: disk, readonly: true }] });
+    fleet.pids.add((await d.rpc.call("compute.vm.start", { id: "ro" })).pid);
   });
 });
 

@@ -4,6 +4,7 @@
  */
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
+import http from "node:http";
 import type net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -230,6 +231,24 @@ export interface Sibling {
   socket: string;
   proc: ResultPromise;
   call<T = any>(method: string, params: Record<string, unknown>): Promise<T>;
+}
+
+/** `ip` in netd's network namespace, where its taps and bridges are. */
+export const ipInNetd = (netd: Sibling, ...args: string[]) => execa("nsenter", [`--net=/proc/${netd.proc.pid}/ns/net`, "ip", ...args], { reject: false });
+
+/** vm.info straight from a VM's CH API socket (in its VMM directory, wherever that is). */
+export function chVmInfo(d: Daemon, id: string, apiSocket = path.join(d.stateDir, id, "api.sock")): Promise<{ config: Record<string, any>; state: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ socketPath: apiSocket, path: "/api/v1/vm.info" }, (res) => {
+        let body = "";
+        res.on("data", (chunk) => {
+          body += chunk;
+        });
+        res.on("end", () => resolve(JSON.parse(body)));
+      })
+      .on("error", reject);
+  });
 }
 
 /** A reference sibling daemon on `<dir>/<kind>.sock`; netd in a network namespace of its own. */

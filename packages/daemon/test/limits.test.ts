@@ -4,28 +4,12 @@
  * test VMM received in vm.create is read back through its own API.
  */
 import fs from "node:fs";
-import http from "node:http";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { Fleet, vmSpec } from "./harness.js";
+import { chVmInfo, Fleet, vmSpec } from "./harness.js";
 
 const fleet = new Fleet();
 afterAll(() => fleet.cleanup());
-
-/** GET /api/v1/vm.info on a VMM's API socket. */
-function vmInfo(apiSocket: string): Promise<{ config: Record<string, any> }> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ socketPath: apiSocket, path: "/api/v1/vm.info" }, (res) => {
-        let body = "";
-        res.on("data", (d) => {
-          body += d;
-        });
-        res.on("end", () => resolve(JSON.parse(body)));
-      })
-      .on("error", reject);
-  });
-}
 
 describe("limits CH enforces", () => {
   it("rate limits, vCPU affinity and Landlock reach vm.create", async () => {
@@ -39,7 +23,7 @@ describe("limits CH enforces", () => {
       disks: [{ path: disk, rate_limit: { bytes_per_s: 10_000_000, ops_per_s: 500 } }],
     });
     fleet.pids.add((await d.rpc.call("compute.vm.start", { id: "limited" })).pid);
-    const { config } = await vmInfo(path.join(d.stateDir, "limited", "api.sock"));
+    const { config } = await chVmInfo(d, "limited");
     expect(config.cpus.affinity).toEqual([
       { vcpu: 0, host_cpus: [0] },
       { vcpu: 1, host_cpus: [0] },

@@ -8,7 +8,7 @@ import net from "node:net";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, Fleet, type Sibling, tempDir, vmSpec } from "./harness.js";
+import { chVmInfo, type Daemon, eventually, Fleet, ipInNetd, type Sibling, tempDir, vmSpec } from "./harness.js";
 
 const isRoot = process.getuid?.() === 0;
 const fleet = new Fleet();
@@ -16,32 +16,12 @@ const pids = fleet.pids;
 afterAll(() => fleet.cleanup());
 
 /** `ip` inside netd's network namespace. */
-const ipInNetd = async (netd: Sibling, ...args: string[]) => execa("nsenter", [`--net=/proc/${netd.proc.pid}/ns/net`, "ip", ...args], { reject: false });
 
 async function daemonWith(dir: string, sockets: { net?: Sibling; vol?: Sibling }): Promise<Daemon> {
   const args = ["--reconcile-interval-ms", "200"];
   if (sockets.net) args.push("--net-socket", sockets.net.socket);
   if (sockets.vol) args.push("--vol-socket", sockets.vol.socket);
   return fleet.daemon({ dir, args });
-}
-
-/** vm.info straight from the VM's CH API socket. */
-function vmInfo(d: Daemon, id: string): Promise<any> {
-  return new Promise((resolve, reject) => {
-    const s = net.connect(path.join(d.stateDir, id, "api.sock"));
-    let reply = "";
-    s.on("data", (c) => {
-      reply += c;
-      const end = reply.indexOf("\r\n\r\n");
-      const len = Number(/content-length: (\d+)/i.exec(reply)?.[1] ?? -1);
-      if (end >= 0 && len >= 0 && reply.length >= end + 4 + len) {
-        s.destroy();
-        resolve(JSON.parse(reply.slice(end + 4, end + 4 + len)));
-      }
-    });
-    s.on("error", reject);
-    s.write("GET /api/v1/vm.info HTTP/1.1\r\nHost: localhost\r\n\r\n");
-  });
 }
 
 describe("volumes through my_hypervisor-vold", () => {
@@ -67,7 +47,7 @@ describe("volumes through my_hypervisor-vold", () => {
     expect(stat.blocks * 512).toBeLessThan(1024 * 1024);
 
     pids.add((await d.rpc.call("compute.vm.start", { id: "withvol" })).pid);
-    expect((await vmInfo(d, "withvol")).config.disks).toEqual([{ path: file, readonly: false }]);
+    expect((await chVmInfo(d, "withvol")).config.disks).toEqual([{ path: file, readonly: false }]);
     await d.rpc.call("compute.vm.stop", { id: "withvol" });
     expect(await d.rpc.call("compute.vm.remove", { id: "withvol" })).toEqual({ id: "withvol", removed: true });
     expect(await vol.call("vol.list", { owner: "withvol" })).toEqual([]);
@@ -112,7 +92,7 @@ describe.skipIf(!isRoot)("networks through my_hypervisor-netd (needs root for a 
     expect((await execa("ip", ["link", "show", "dev", a.tap], { reject: false })).exitCode).not.toBe(0);
 
     pids.add((await d.rpc.call("compute.vm.start", { id: "withnet" })).pid);
-    expect((await vmInfo(d, "withnet")).config.net).toEqual([
+    expect((await chVmInfo(d, "withnet")).config.net).toEqual([
       { tap: a.tap, mac: a.mac },
       { tap: b.tap, mac: b.mac },
     ]);

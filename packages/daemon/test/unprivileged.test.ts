@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { DAEMON_BIN, type Daemon, Fleet, tempDir, vmSpec } from "./harness.js";
+import { DAEMON_BIN, type Daemon, Fleet, ipInNetd, tempDir, vmSpec } from "./harness.js";
 
 const isRoot = process.getuid?.() === 0;
 const fleet = new Fleet();
@@ -23,9 +23,9 @@ const kvmGid = fs
   .find((f) => f[0] === "kvm")?.[2];
 
 /** A daemon whose VMMs run under uids FIRST..FIRST+count-1. Its directory must be traversable by them (0711). */
-async function unprivilegedDaemon(count: number, dir = tempDir()): Promise<Daemon> {
+async function unprivilegedDaemon(count: number, dir = tempDir(), extra: string[] = []): Promise<Daemon> {
   fs.chmodSync(dir, 0o711);
-  return fleet.daemon({ dir, args: ["--vmm-uid-range", `${FIRST}-${FIRST + count - 1}`, "--vmm-dir", path.join(dir, "vmm")] });
+  return fleet.daemon({ dir, args: ["--vmm-uid-range", `${FIRST}-${FIRST + count - 1}`, "--vmm-dir", path.join(dir, "vmm"), ...extra] });
 }
 
 const status = (pid: number) => fs.readFileSync(`/proc/${pid}/status`, "utf8");
@@ -90,6 +90,38 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     await d.rpc.call("compute.vm.create", vmSpec(d, "d"));
     expect(["b", "c", "d"].map(uidOf)).toEqual([FIRST + 1, FIRST + 2, FIRST]);
     expect((await d.rpc.callError("compute.vm.create", vmSpec(d, "e"))).code).toBe(-32014);
+  });
+
+  it("has the siblings hand each VM's volume and tap to its VMM's uid alone, and take the volume back at remove", async () => {
+    const dir = tempDir();
+    const vol = await fleet.sibling("vold", dir, ["--dir", path.join(dir, "volumes")]);
+    const netd = await fleet.sibling("netd", dir);
+    const d = await unprivilegedDaemon(4, dir, ["--vol-socket", vol.socket, "--net-socket", netd.socket]);
+    const created = await d.rpc.call("compute.vm.create", {
+      ...vmSpec(d, "owned"),
+      disks: [
+        { volume: "data", size_mib: 1 },
+        { volume: "shared", size_mib: 1, readonly: true },
+      ],
+      nets: [{ network: "lan" }],
+    });
+    const { path: file } = created.resources.disks.disk0;
+    expect(fs.statSync(created.resources.disks.disk1.path).mode & 0o777).toBe(0o400);
+    const { tap } = created.resources.nets.net0;
+    expect(fs.statSync(file)).toMatchObject({ uid: FIRST, gid: FIRST });
+    expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+    expect((await ipInNetd(netd, "-d", "link", "show", "dev", tap)).stdout).toMatch(new RegExp(`user ${FIRST} group ${FIRST}`));
+    // The test VMM opens the volume read-write as the VM's uid, as CH would.
+    fleet.pids.add((await d.rpc.call("compute.vm.start", { id: "owned" })).pid);
+
+    // Read-write is anyone else's never; read-only, another VMM uid's neither: without ACLs one uid holds the file.
+    const taken = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "writer"), disks: [{ volume: "data", readonly: true }] });
+    expect(taken).toMatchObject({ code: -32006 });
+    expect(taken.message).toMatch(/is in use by owned/);
+    const shared = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "reader"), disks: [{ volume: "shared", readonly: true }] });
+    expect(shared.message).toMatch(new RegExp(`handed to owned \\(uid ${FIRST}\\): this sibling cannot share it with another VMM uid`));
+    await d.rpc.call("compute.vm.remove", { id: "owned", force: true });
+    expect(fs.statSync(file)).toMatchObject({ uid: 0, gid: 0 });
   });
 
   it("fails the start as CH does when the VM's uid cannot open its kernel or a disk", async () => {

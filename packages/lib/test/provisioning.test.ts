@@ -78,7 +78,7 @@ describe("provisioning through a sibling", () => {
     const resources = emptyResources();
     let recorded = 0;
     const failure = await provisioner
-      .provision("vm1", spec(["a", "missing"]), resources, async () => {
+      .provision("vm1", undefined, spec(["a", "missing"]), resources, async () => {
         recorded += 1;
       })
       .catch((e) => e);
@@ -97,7 +97,7 @@ describe("provisioning through a sibling", () => {
     const socket = path.join(d, "vold.sock");
     const held = await fakeVold(socket, ["a"]);
     const provisioner = new Provisioner({ vol: socket }, await ReleaseQueue.open(path.join(d, "pending.json"), log), log);
-    await provisioner.provision("vm1", spec(["a"]), emptyResources(), async () => undefined);
+    await provisioner.provision("vm1", undefined, spec(["a"]), emptyResources(), async () => undefined);
     await (servers.pop() as RpcSocketServer).close();
     expect(await provisioner.release("vm1", spec(["a"]))).toBe(1);
     expect(provisioner.pendingFor("vm1")).toEqual([expect.objectContaining({ owner: "vm1", sibling: "vol", attempts: 1 })]);

@@ -7,7 +7,7 @@
  * port. Uses iproute2; needs CAP_NET_ADMIN.
  */
 import { createHash } from "node:crypto";
-import { invalidParamsError, type MethodDef, type NetPort, NetPortSchema, OwnerSchema, RpcError, SIBLING_ERRORS } from "@my_hypervisor/lib";
+import { invalidParamsError, type MethodDef, type NetPort, NetPortSchema, OwnerSchema, OwnerUidSchema, RpcError, SIBLING_ERRORS } from "@my_hypervisor/lib";
 
 const E = SIBLING_ERRORS;
 
@@ -43,6 +43,7 @@ const methods = [
     params: Type.Object(
       {
         owner: Owner,
+        owner_uid: Type.Optional(OwnerUidSchema),
         slot: Slot,
         network: Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$" }),
         mac: Type.Optional(Type.String({ pattern: "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$" })),
@@ -51,7 +52,7 @@ const methods = [
     ),
     result: Type.Object({}, { additionalProperties: true }),
     errors: [E.InvalidParams, E.HostCommandFailed],
-    handler: (p: { owner: string; slot: string; network: string; mac?: string }) =>
+    handler: (p: { owner: string; owner_uid?: number; slot: string; network: string; mac?: string }) =>
       state.mutate(async (data) => {
         const port = `${p.owner}/${p.slot}`;
         const existing = data.ports[port];
@@ -67,10 +68,22 @@ const methods = [
         const tap = `mht${hash(port, 12)}`;
         const bridge = bridgeOf(p.network);
         await ensureBridge(bridge);
-        if (!(await linkExists(tap))) await ip("tuntap", "add", "dev", tap, "mode", "tap");
+        // Owned by the VMM's uid, a tap needs no CAP_NET_ADMIN to open; one left from before may have another owner.
+        const user = p.owner_uid === undefined ? [] : ["user", String(p.owner_uid), "group", String(p.owner_uid)];
+        if (user.length > 0 && (await linkExists(tap))) await ip("link", "del", "dev", tap);
+        if (!(await linkExists(tap))) await ip("tuntap", "add", "dev", tap, "mode", "tap", ...user);
         await ip("link", "set", tap, "master", bridge);
         await ip("link", "set", tap, "up");
-        const created: NetPort = { port, owner: p.owner, slot: p.slot, network: p.network, tap, mac: p.mac ?? macOf(p.owner, p.slot) };
+        const mac = p.mac ?? macOf(p.owner, p.slot);
+        const created: NetPort = {
+          port,
+          owner: p.owner,
+          ...(p.owner_uid !== undefined ? { owner_uid: p.owner_uid } : {}),
+          slot: p.slot,
+          network: p.network,
+          tap,
+          mac,
+        };
         data.ports[port] = created;
         opts.log.info({ port, tap, bridge }, "port created");
         return created;

@@ -5,10 +5,22 @@
  * or copied from a base image the first time it is attached. An attachment
  * ties a volume to (owner, slot); asking again returns the same one. A volume
  * attached read-write is not attached to anyone else. Detaching keeps the file.
+ * Given the owner's VMM uid, the file is handed to that uid (read-write, or
+ * read-only) and to no other, and taken back at detach; without ACLs, a
+ * volume cannot then be shared read-only with a VMM of another uid.
  */
 import fs from "node:fs/promises";
 import path from "node:path";
-import { invalidParamsError, type MethodDef, OwnerSchema, RpcError, SIBLING_ERRORS, type VolAttachment, VolAttachmentSchema } from "@my_hypervisor/lib";
+import {
+  invalidParamsError,
+  type MethodDef,
+  OwnerSchema,
+  OwnerUidSchema,
+  RpcError,
+  SIBLING_ERRORS,
+  type VolAttachment,
+  VolAttachmentSchema,
+} from "@my_hypervisor/lib";
 
 const E = SIBLING_ERRORS;
 
@@ -17,10 +29,22 @@ import { delay, JsonState, listByOwner, parseSiblingArgs, serveSibling } from ".
 
 const opts = parseSiblingArgs("my_hypervisor-vold", ["dir"]);
 const dir = path.resolve(opts.extra.dir as string);
-await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+// 0711: a VMM can reach the volume it was handed by name, and list none.
+await fs.mkdir(dir, { recursive: true, mode: 0o711 });
+await fs.chmod(dir, 0o711);
 const state = await JsonState.open<{ attachments: Record<string, VolAttachment> }>(`${opts.stateDir}/attachments.json`, { attachments: {} });
 
 const MiB = 1024 * 1024;
+
+/** The volume's file to `uid` alone (0600, or 0400 read-only), or back to root's (0600). */
+async function handOver(file: string, uid: number | undefined, readonly: boolean): Promise<void> {
+  await fs.chown(file, uid ?? 0, uid ?? 0).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== "ENOENT") throw e;
+  });
+  await fs.chmod(file, uid !== undefined && readonly ? 0o400 : 0o600).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== "ENOENT") throw e;
+  });
+}
 
 async function ensureVolume(file: string, volume: string, sizeMib?: number, base?: string): Promise<void> {
   if (await fs.stat(file).catch(() => undefined)) return;
@@ -51,6 +75,7 @@ const methods = [
     params: Type.Object(
       {
         owner: Owner,
+        owner_uid: Type.Optional(OwnerUidSchema),
         slot: Type.String({ pattern: "^[a-z0-9]{1,16}$" }),
         volume: Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$" }),
         readonly: Type.Boolean(),
@@ -61,7 +86,7 @@ const methods = [
     ),
     result: Type.Object({}, { additionalProperties: true }),
     errors: [E.InvalidParams, E.NotFound, E.InUse],
-    handler: (p: { owner: string; slot: string; volume: string; readonly: boolean; size_mib?: number; base?: string }) =>
+    handler: (p: { owner: string; owner_uid?: number; slot: string; volume: string; readonly: boolean; size_mib?: number; base?: string }) =>
       state.mutate(async (data) => {
         const attachment = `${p.owner}/${p.slot}`;
         const existing = data.attachments[attachment];
@@ -76,10 +101,25 @@ const methods = [
         if (others.some((a) => !a.readonly) || (!p.readonly && others.length > 0)) {
           throw new RpcError(E.InUse.code, `volume ${p.volume} is in use by ${others.map((a) => a.owner).join(", ")}`, { volume: p.volume });
         }
+        if (others.some((a) => a.owner_uid !== p.owner_uid)) {
+          const holders = others.map((a) => `${a.owner} (uid ${a.owner_uid ?? "of the daemon"})`).join(", ");
+          throw new RpcError(E.InUse.code, `volume ${p.volume} is handed to ${holders}: this sibling cannot share it with another VMM uid`, {
+            volume: p.volume,
+          });
+        }
         await delay(opts.latencyMs);
         const file = path.join(dir, `${p.volume}.raw`);
         await ensureVolume(file, p.volume, p.size_mib, p.base);
-        const created: VolAttachment = { attachment, owner: p.owner, slot: p.slot, volume: p.volume, path: file, readonly: p.readonly };
+        await handOver(file, p.owner_uid, p.readonly);
+        const created: VolAttachment = {
+          attachment,
+          owner: p.owner,
+          ...(p.owner_uid !== undefined ? { owner_uid: p.owner_uid } : {}),
+          slot: p.slot,
+          volume: p.volume,
+          path: file,
+          readonly: p.readonly,
+        };
         data.attachments[attachment] = created;
         opts.log.info({ attachment, file }, "volume attached");
         return created;
@@ -93,9 +133,12 @@ const methods = [
     errors: [],
     handler: (p: { attachment: string }) =>
       state.mutate(async (data) => {
-        if (!data.attachments[p.attachment]) return { attachment: p.attachment, detached: false };
+        const gone = data.attachments[p.attachment];
+        if (!gone) return { attachment: p.attachment, detached: false };
         await delay(opts.latencyMs);
         delete data.attachments[p.attachment];
+        // The last attachment gone: the file is root's again, out of reach of the VMM that had it.
+        if (!Object.values(data.attachments).some((a) => a.volume === gone.volume)) await handOver(gone.path, undefined, false);
         opts.log.info({ attachment: p.attachment }, "volume detached");
         return { attachment: p.attachment, detached: true };
       }),

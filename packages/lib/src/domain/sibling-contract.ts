@@ -9,11 +9,14 @@ import { VM_ID_PATTERN } from "./vm-spec.js";
 
 /** Whom a resource belongs to: a VM id. */
 export const OwnerSchema = Type.String({ pattern: VM_ID_PATTERN, description: "The VM the resource belongs to" });
+/** The uid (and gid) the owner's VMM runs under: the sibling makes what it hands over usable by it, and by no other. */
+export const OwnerUidSchema = Type.Integer({ minimum: 1, maximum: 4294967294, description: "The uid and gid of the owner's VMM" });
 
 /** A port on a network: the tap made for it and the guest's MAC. */
 export const NetPortSchema = Type.Object({
   port: Type.String(),
   owner: Type.String(),
+  owner_uid: Type.Optional(Type.Integer()),
   slot: Type.String(),
   network: Type.String(),
   tap: Type.String(),
@@ -25,6 +28,7 @@ export type NetPort = Static<typeof NetPortSchema>;
 export const VolAttachmentSchema = Type.Object({
   attachment: Type.String(),
   owner: Type.String(),
+  owner_uid: Type.Optional(Type.Integer()),
   slot: Type.String(),
   volume: Type.String(),
   path: Type.String(),

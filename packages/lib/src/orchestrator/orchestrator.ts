@@ -185,7 +185,7 @@ export class Orchestrator {
     this.publishTransitions(vm);
     if (!mustRecordProvisioning) return this.statusOf(vm);
     try {
-      await this.opts.provisioner.provision(vm.id, spec, vm.resources, () => this.records.write(vm, "required"));
+      await this.opts.provisioner.provision(vm.id, vm.vmmUid, spec, vm.resources, () => this.records.write(vm, "required"));
     } catch (e) {
       // Roll back what was obtained; the VM stays, Failed with the sibling's error, until removed.
       const error = provisioningFailure(vm.id, e);

@@ -51,11 +51,15 @@ export class Provisioner {
     }
   }
 
-  /** Asks for each reference in order; `record` is called after each, so nothing obtained goes unrecorded. */
-  async provision(owner: string, spec: VmSpec, resources: Resources, record: () => Promise<void>): Promise<void> {
+  /**
+   * Asks for each reference in order; `record` is called after each, so nothing obtained goes unrecorded.
+   * `ownerUid`: the uid the VM's VMMs run under, to whom the sibling hands the tap or volume.
+   */
+  async provision(owner: string, ownerUid: number | undefined, spec: VmSpec, resources: Resources, record: () => Promise<void>): Promise<void> {
     for (const ref of references(spec)) {
       const client = this.clients[ref.kind] as SiblingClient;
-      const got = await client.call<NetPort | VolAttachment>(SIBLING_METHODS[ref.kind].create, { owner, slot: ref.slot, ...ref.params });
+      const params = { owner, ...(ownerUid !== undefined ? { owner_uid: ownerUid } : {}), slot: ref.slot, ...ref.params };
+      const got = await client.call<NetPort | VolAttachment>(SIBLING_METHODS[ref.kind].create, params);
       failpoint("sibling.provisioned");
       if (ref.kind === "net") resources.nets[ref.slot] = got as NetPort;
       else resources.disks[ref.slot] = got as VolAttachment;

@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { DAEMON_BIN, type Daemon, Fleet, ipInNetd, tempDir, vmSpec } from "./harness.js";
+import { DAEMON_BIN, type Daemon, eventually, Fleet, ipInNetd, tempDir, vmSpec } from "./harness.js";
 
 const isRoot = process.getuid?.() === 0;
 const fleet = new Fleet();
@@ -72,6 +72,27 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     await d.rpc.call("compute.vm.stop", { id: "one", force: true });
     await d.rpc.call("compute.vm.remove", { id: "one" });
     expect(fs.existsSync(vmmDir("one"))).toBe(false);
+  });
+
+  it("re-adopts a VMM under its uid after a crash, and the reconcile kills one no record owns", async () => {
+    const dir = tempDir();
+    const first = await unprivilegedDaemon(4, dir);
+    for (const id of ["kept", "orphaned"]) await first.rpc.call("compute.vm.create", vmSpec(first, id));
+    const kept = (await first.rpc.call("compute.vm.start", { id: "kept" })).pid;
+    const orphan = (await first.rpc.call("compute.vm.start", { id: "orphaned" })).pid;
+    fleet.pids.add(kept);
+    fleet.pids.add(orphan);
+    first.proc.kill("SIGKILL");
+    await first.proc;
+    // As if the daemon died between spawning the VMM and recording its pid.
+    const file = path.join(first.stateDir, "orphaned", "state.json");
+    fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, "utf8")), state: "Starting", vmm: null }));
+    const second = await unprivilegedDaemon(4, dir);
+    expect(await second.rpc.call("compute.vm.status", { id: "kept" })).toMatchObject({ state: "Running", pid: kept });
+    expect((await second.rpc.call("compute.vm.exec", { id: "kept", argv: ["true"] })).exit_code).toBe(0);
+    expect((await second.rpc.call("compute.vm.status", { id: "orphaned" })).state).toBe("Failed");
+    await eventually(() => (fs.existsSync(`/proc/${orphan}`) ? undefined : true));
+    expect(fs.existsSync(path.join(dir, "vmm", "orphaned", "api.sock"))).toBe(false);
   });
 
   it("gives a uid again only after its VM is removed, keeps it across restarts, and says when none is left", async () => {

@@ -288,7 +288,7 @@ export class Orchestrator {
   /** One sweep at a time; a failing sweep is logged, never fatal. */
   reconcileNow(): Promise<unknown> {
     this.reconciling = this.reconciling
-      .then(() => reconcile(this.opts.store.stateDir, this.vms, this.opts.vmmExecutable, (id) => this.ops.busy(id), this.log))
+      .then(() => reconcile(this.vmmRoots(), this.vms, this.opts.vmmExecutable, (id) => this.ops.busy(id), this.log))
       .then(() => this.records.catchUp(this.vms.values(), (id) => this.ops.busy(id)))
       .then(() => this.opts.provisioner.retryPending())
       .catch((e) => this.log.error({ err: (e as Error).message }, "reconcile sweep failed"));
@@ -368,6 +368,12 @@ export class Orchestrator {
     const left = await this.opts.provisioner.release(vm.id, spec);
     vm.resources = emptyResources();
     return left;
+  }
+
+  /** Where VMMs' directories are: the state dir (VMMs as the daemon's user, and any from before), and the VMM dir. */
+  private vmmRoots(): string[] {
+    const users = this.opts.vmmUsers;
+    return users ? [this.opts.store.stateDir, users.config.dir] : [this.opts.store.stateDir];
   }
 
   /** Where a VM's files go; a VMM already running keeps the directory recorded for it. */

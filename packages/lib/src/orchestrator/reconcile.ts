@@ -22,19 +22,45 @@ export interface Drift {
 const BUSY = new Set(["Starting", "Stopping"]);
 
 /**
+ * `vmmRoots`: where VMMs' API sockets live, as `<root>/<id>/api.sock` (the
+ * state dir, and the VMM dir when VMMs run under uids of their own).
  * `busy(id)`: an operation on the id runs or waits (a create may be about to
  * make the VM, a start to spawn its VMM): the sweep leaves that id alone.
  */
 export async function reconcile(
-  stateDir: string,
+  vmmRoots: string[],
   vms: ReadonlyMap<string, VmEntry>,
   vmm: VmmExecutable | undefined,
   busy: (id: string) => boolean,
   log: Logger,
 ): Promise<Drift> {
   const drift: Drift = { orphansKilled: [], staleSockets: [] };
-  const apiArg = new RegExp(`^path=${escapeRegExp(stateDir)}/([^/]+)/api\\.sock$`);
-  for (const { identity, arg, argv } of findProcessesByArg(`path=${stateDir}/`)) {
+  for (const root of vmmRoots) killOrphans(root, vms, vmm, busy, log, drift);
+  for (const vm of vms.values()) {
+    if (vm.vmm || BUSY.has(vm.lifecycle.state) || busy(vm.id)) continue;
+    const removed = await fs.rm(vm.paths.apiSocket).then(
+      () => true,
+      () => false,
+    );
+    if (removed) {
+      drift.staleSockets.push(vm.paths.apiSocket);
+      log.info({ vm: vm.id, socket: path.basename(vm.paths.apiSocket) }, "removed a stale API socket");
+    }
+  }
+  return drift;
+}
+
+/** Kills each process running the VMM binary for an API socket under `root` that no record owns. */
+function killOrphans(
+  root: string,
+  vms: ReadonlyMap<string, VmEntry>,
+  vmm: VmmExecutable | undefined,
+  busy: (id: string) => boolean,
+  log: Logger,
+  drift: Drift,
+): void {
+  const apiArg = new RegExp(`^path=${escapeRegExp(root)}/([^/]+)/api\\.sock$`);
+  for (const { identity, arg, argv } of findProcessesByArg(`path=${root}/`)) {
     const id = apiArg.exec(arg)?.[1];
     if (id === undefined || busy(id)) continue;
     if (!vmm || !isVmmProcess(identity.pid, vmm, argv)) {
@@ -53,18 +79,6 @@ export async function reconcile(
     drift.orphansKilled.push(identity.pid);
     log.warn({ vm: id, pid: identity.pid, state: vm?.lifecycle.state ?? "no record" }, "killed a VMM no record owns");
   }
-  for (const vm of vms.values()) {
-    if (vm.vmm || BUSY.has(vm.lifecycle.state) || busy(vm.id)) continue;
-    const removed = await fs.rm(vm.paths.apiSocket).then(
-      () => true,
-      () => false,
-    );
-    if (removed) {
-      drift.staleSockets.push(vm.paths.apiSocket);
-      log.info({ vm: vm.id, socket: path.basename(vm.paths.apiSocket) }, "removed a stale API socket");
-    }
-  }
-  return drift;
 }
 
 const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");

@@ -74,7 +74,7 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     expect(fs.existsSync(vmmDir("one"))).toBe(false);
   });
 
-  it("re-adopts a VMM under its uid after a crash, and the reconcile kills one no record owns", async () => {
+  it("re-adopts a VMM under its uid after a crash, says so if the uid is not its VM's, and kills one no record owns", async () => {
     const dir = tempDir();
     const first = await unprivilegedDaemon(4, dir);
     for (const id of ["kept", "orphaned"]) await first.rpc.call("compute.vm.create", vmSpec(first, id));
@@ -87,8 +87,13 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     // As if the daemon died between spawning the VMM and recording its pid.
     const file = path.join(first.stateDir, "orphaned", "state.json");
     fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, "utf8")), state: "Starting", vmm: null }));
+    // A record that names another uid than the one its VMM runs under (edited by hand, or a bug).
+    const keptFile = path.join(first.stateDir, "kept", "state.json");
+    fs.writeFileSync(keptFile, JSON.stringify({ ...JSON.parse(fs.readFileSync(keptFile, "utf8")), vmm_uid: FIRST + 3 }));
     const second = await unprivilegedDaemon(4, dir);
     expect(await second.rpc.call("compute.vm.status", { id: "kept" })).toMatchObject({ state: "Running", pid: kept });
+    const log = fs.readFileSync(path.join(dir, "daemon.log"), "utf8");
+    expect(log).toMatch(new RegExp(`"vm":"kept","pid":${kept},"uid":${FIRST},"expected":${FIRST + 3}.*another uid than its VM's`));
     expect((await second.rpc.call("compute.vm.exec", { id: "kept", argv: ["true"] })).exit_code).toBe(0);
     expect((await second.rpc.call("compute.vm.status", { id: "orphaned" })).state).toBe("Failed");
     await eventually(() => (fs.existsSync(`/proc/${orphan}`) ? undefined : true));

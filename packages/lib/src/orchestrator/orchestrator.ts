@@ -21,6 +21,7 @@ import { execStreamSocket } from "../exec/exec-stream.js";
 import { failpoint } from "../failpoints.js";
 import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
 import type { Transition } from "../lifecycle/vm-lifecycle.js";
+import { readUid } from "../os/proc.js";
 import { type Provisioner, provisioningFailure } from "../provisioning/provisioner.js";
 import type { StateStore } from "../state/store.js";
 import { type VmPaths, vmPaths } from "../state/vm-paths.js";
@@ -301,6 +302,7 @@ export class Orchestrator {
     vm.vmm = adoption.vmm;
     this.adoptedAwaitingServices.push([vm, adoption.vmm]);
     this.log.info({ vm: vm.id, pid: adoption.vmm.process.pid }, "re-adopted VMM");
+    this.checkVmmUid(vm, adoption.vmm);
     if (adoption.kind === "finish-stop") {
       // The stop the restart interrupted goes on in the background, in the VM's queue.
       void this.serialize(vm.id, () => this.finishStop(vm, adoption.vmm)).catch((e) =>
@@ -311,6 +313,14 @@ export class Orchestrator {
     this.watchExit(vm, adoption.vmm);
     failpoint("adopt.identified");
     if (adoption.event) await this.transition(vm, adoption.event);
+  }
+
+  /** A re-adopted VMM under another uid than its VM's is said, not killed: the guest goes on. */
+  private checkVmmUid(vm: VmEntry, vmm: RunningVmm): void {
+    const uid = readUid(vmm.process.pid);
+    const expected = vm.vmmUid ?? (this.opts.vmmUsers ? undefined : process.getuid?.());
+    if (uid === undefined || expected === undefined || uid === expected) return;
+    this.log.error({ vm: vm.id, pid: vmm.process.pid, uid, expected }, "re-adopted VMM runs under another uid than its VM's");
   }
 
   private async finishStop(vm: VmEntry, vmm: RunningVmm): Promise<void> {

@@ -46,6 +46,16 @@ export function isAlive(identity: ProcessIdentity): boolean {
   return stat !== undefined && stat.state !== "Z" && stat.state !== "X" && stat.startTime === identity.start_time;
 }
 
+/** The real uid a process runs under (/proc/<pid>/status), or undefined if it is gone. */
+export function readUid(pid: number): number | undefined {
+  try {
+    const uid = /^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return uid === undefined ? undefined : Number(uid);
+  } catch {
+    return undefined;
+  }
+}
+
 export function readCmdline(pid: number): string[] {
   try {
     return fs

@@ -80,19 +80,35 @@ async function startDaemon(dir) {
   const [cmd, pre] = daemonNodeArgs.length > 0 ? [process.execPath, [...shebangFlags(DAEMON), ...daemonNodeArgs, DAEMON]] : [DAEMON, []];
   const proc = spawn(
     cmd,
-    [...pre, "--rpc-socket", sock, "--state-dir", path.join(dir, "state"), "--console-dir", path.join(dir, "console"), "--cloud-hypervisor", SIM],
+    [
+      ...pre,
+      "--rpc-socket",
+      sock,
+      "--state-dir",
+      path.join(dir, "state"),
+      "--console-dir",
+      path.join(dir, "console"),
+      "--cloud-hypervisor",
+      SIM,
+      ...vmmDirArgs(dir),
+    ],
     // The default log level (info), to a file as a service manager would take it: logging is part of the cost.
     { stdio: ["ignore", "ignore", fs.openSync(path.join(dir, "daemon.log"), "a")] },
   );
   await waitSocket(sock);
-  return { proc, sock, dir, kernel: path.join(dir, "vmlinux") };
+  return { proc, sock, dir, kernel: path.join(dir, "vmlinux"), vmmDir: isRoot ? path.join(dir, "vmm") : path.join(dir, "state") };
 }
+/** As root each VMM runs under a uid of its own (ADR 0009), its files in `<dir>/vmm/<id>/`. */
+const isRoot = process.getuid?.() === 0;
+const vmmDirArgs = (dir) => (isRoot ? ["--vmm-dir", path.join(dir, "vmm")] : []);
 /** The node flags on a script's `#!/usr/bin/env -S node ...` line. */
 function shebangFlags(file) {
   return fs.readFileSync(file, "utf8").split("\n", 1)[0].split(" ").slice(3);
 }
 function tmp() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mhb-"));
+  // VMMs under their own uids reach their directories and the kernel through it.
+  fs.chmodSync(dir, 0o711);
   fs.writeFileSync(path.join(dir, "vmlinux"), "k");
   return dir;
 }
@@ -434,7 +450,7 @@ async function dataPaths() {
     exRaw.push(await rawCopy(P.execBytes));
     // The same exec through the exec protocol straight on the VMM's vsock socket: guest, agent and VMM, no daemon.
     t = performance.now();
-    const conn = await connectGuestPort(path.join(d.dir, "state", "exec", "vsock.sock"), 1024, Date.now() + 5000);
+    const conn = await connectGuestPort(path.join(d.vmmDir, "exec", "vsock.sock"), 1024, Date.now() + 5000);
     await runExec(conn, { argv, timeout_ms: 60_000 }, undefined);
     exDirect.push(P.execBytes / ((performance.now() - t) / 1000) / (1 << 20));
   }

@@ -12,6 +12,27 @@ kernel="$run_dir/vmlinux"
 [ -f "$kernel" ] || echo "placeholder kernel for cloud-hypervisor-sim" >"$kernel"
 sock="$run_dir/rpc.sock"
 
+# As root, each VMM runs under a uid of its own (ADR 0009): it must reach the test VMM, the init and the kernel,
+# so every directory above them must let others through. A checkout under a private home (/root is 0700) does
+# not: VMMs then run as root, and this says so.
+vmm_flags=()
+if [ "$(id -u)" = 0 ]; then
+  private=""
+  for d in "$PWD" "$run_dir"; do
+    while [ "$d" != / ]; do
+      [ "$(( $(stat -c %a "$d" | tail -c 2 | head -c 1) & 1 ))" = 1 ] || private="$d"
+      d=$(dirname "$d")
+    done
+  done
+  if [ -n "$private" ]; then
+    echo "($private is closed to other users: VMMs run as root here; clone elsewhere (/srv, /tmp) to run them under their own uids)"
+    vmm_flags=(--vmm-uid-range off)
+  else
+    chmod 0711 "$run_dir"
+    vmm_flags=(--vmm-dir "$run_dir/vmm")
+  fi
+fi
+
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 sibling_flags=()
@@ -54,4 +75,4 @@ packages/daemon/dist/my_hypervisor-daemon.mjs \
   --state-dir "$run_dir/state" \
   --console-dir "$run_dir/console" \
   --cloud-hypervisor "$PWD/packages/ch-sim/dist/main.js" \
-  "${sibling_flags[@]}"
+  "${sibling_flags[@]}" "${vmm_flags[@]}"

@@ -4,8 +4,10 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_CONSOLE_LOG_BYTES, DEFAULT_RECONCILE_INTERVAL_MS, runServer, VERSION } from "@my_hypervisor/lib";
 
-const USAGE = `Usage: my_hypervisor-daemon --rpc-socket PATH --state-dir DIR --console-dir DIR [--cloud-hypervisor BIN] [--log-level LEVEL] [--reconcile-interval-ms N] [--console-log-max-mib N] [--net-socket PATH] [--vol-socket PATH] [--vmm-uid-range FIRST-LAST [--vmm-dir DIR]]`;
+const USAGE = `Usage: my_hypervisor-daemon --rpc-socket PATH --state-dir DIR --console-dir DIR [--cloud-hypervisor BIN] [--log-level LEVEL] [--reconcile-interval-ms N] [--console-log-max-mib N] [--net-socket PATH] [--vol-socket PATH] [--vmm-uid-range FIRST-LAST|off] [--vmm-dir DIR]`;
 const DEFAULT_VMM_DIR = "/run/my_hypervisor/vmm";
+/** As root, VMMs run under uids of their own from this range unless told otherwise (ADR 0009). */
+const DEFAULT_VMM_UID_RANGE = "200000-299999";
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 const MiB = 1024 * 1024;
 
@@ -40,10 +42,14 @@ function parse() {
   }
 }
 
-/** --vmm-uid-range FIRST-LAST: each VM's VMMs run under a uid of their own from it, in `--vmm-dir`. */
-function parseVmmUsers(range: string | undefined, dir: string | undefined) {
-  if (range === undefined) {
-    if (dir !== undefined) fail("--vmm-dir is only used with --vmm-uid-range");
+/**
+ * --vmm-uid-range FIRST-LAST: each VM's VMMs run under a uid of their own from it, in `--vmm-dir`. The default
+ * as root; `off` (and the default for a daemon that is not root) runs them as the daemon's user.
+ */
+function parseVmmUsers(given: string | undefined, dir: string | undefined) {
+  const range = given ?? (process.getuid?.() === 0 ? DEFAULT_VMM_UID_RANGE : "off");
+  if (range === "off") {
+    if (dir !== undefined) fail("--vmm-dir is only used when VMMs run under uids of their own (--vmm-uid-range is off)");
     return undefined;
   }
   const m = /^(\d+)-(\d+)$/.exec(range);

@@ -3,7 +3,7 @@ import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, Fleet, vmSpec } from "./harness.js";
+import { type Daemon, eventually, Fleet, vmmFile, vmSpec } from "./harness.js";
 
 const fleet = new Fleet();
 const pids = fleet.pids;
@@ -54,7 +54,7 @@ async function createAndStart(d: Daemon, id: string, cmdline: string): Promise<n
 /** A raw HTTP request to the VM's CH API socket, as an operator with ch-remote would. */
 function chApi(d: Daemon, id: string, method: string, route: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const s = net.connect(path.join(d.stateDir, id, "api.sock"));
+    const s = net.connect(vmmFile(d, id, "api.sock"));
     let reply = "";
     s.on("data", (c) => {
       reply += c;

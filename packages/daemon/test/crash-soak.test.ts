@@ -114,6 +114,6 @@ it("survives SIGKILLs at random moments of mixed operations from several clients
     );
   } finally {
     // A failed run stops before its clean-up, and a start whose reply a crash took was never tracked.
-    killVmmsUnder(path.join(dir, "state"));
+    killVmmsUnder(dir);
   }
 }, 180_000);

@@ -74,7 +74,7 @@ async function crashOnce(failpoint: string, n: number): Promise<boolean> {
     return true;
   } finally {
     // A failed check stops before the clean-up, and a start whose reply the crash took was never tracked.
-    killVmmsUnder(path.join(dir, "state"));
+    killVmmsUnder(dir);
   }
   await d.stop();
   return false;

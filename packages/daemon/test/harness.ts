@@ -100,8 +100,13 @@ export interface Daemon {
   rpc: RpcConnection;
   /** A file that passes for a kernel with the test VMM. */
   kernel: string;
+  /** Where the VMMs' own files are, `<vmmDir>/<id>/`: the VMM dir when they run under uids of their own, else the state dir. */
+  vmmDir: string;
   stop(): Promise<void>;
 }
+
+/** A file a VM's VMM made (api.sock, serial.sock, vsock.sock, vmm.log, events.log). */
+export const vmmFile = (d: Daemon, id: string, name: string) => path.join(d.vmmDir, id, name);
 
 /** A short temp dir: socket paths are limited to 107 bytes. */
 export function tempDir(): string {
@@ -125,6 +130,12 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
   const stateDir = opts.stateDir ?? path.join(dir, "state");
   const kernel = path.join(dir, "vmlinux");
   if (!fs.existsSync(kernel)) fs.writeFileSync(kernel, "not a real kernel: the test VMM only checks it can be read\n");
+  // As root the daemon runs each VMM under a uid of its own (ADR 0009): it must reach its directory and the kernel.
+  fs.chmodSync(dir, 0o711);
+  const args = opts.args ?? [];
+  const flag = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
+  const ownUids = process.getuid?.() === 0 && flag("--vmm-uid-range") !== "off";
+  const vmmDir = flag("--vmm-dir") ?? path.join(dir, "vmm");
   // Run as installed: the file itself, so the node flags on its #! line apply.
   const proc = execa(
     DAEMON_BIN,
@@ -139,7 +150,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
       opts.vmm ?? SIM_BIN,
       "--log-level",
       "debug",
-      ...(opts.args ?? []),
+      ...(ownUids && !flag("--vmm-dir") ? ["--vmm-dir", vmmDir] : []),
+      ...args,
     ],
     { reject: false, stdout: "ignore", stderr: { file: path.join(dir, "daemon.log"), append: true }, env: opts.env },
   );
@@ -148,6 +160,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
   return {
     dir,
     socket,
+    vmmDir: ownUids ? vmmDir : stateDir,
     stateDir,
     proc,
     rpc,
@@ -237,7 +250,7 @@ export interface Sibling {
 export const ipInNetd = (netd: Sibling, ...args: string[]) => execa("nsenter", [`--net=/proc/${netd.proc.pid}/ns/net`, "ip", ...args], { reject: false });
 
 /** vm.info straight from a VM's CH API socket (in its VMM directory, wherever that is). */
-export function chVmInfo(d: Daemon, id: string, apiSocket = path.join(d.stateDir, id, "api.sock")): Promise<{ config: Record<string, any>; state: string }> {
+export function chVmInfo(d: Daemon, id: string, apiSocket = vmmFile(d, id, "api.sock")): Promise<{ config: Record<string, any>; state: string }> {
   return new Promise((resolve, reject) => {
     http
       .get({ socketPath: apiSocket, path: "/api/v1/vm.info" }, (res) => {
@@ -254,6 +267,8 @@ export function chVmInfo(d: Daemon, id: string, apiSocket = path.join(d.stateDir
 /** A reference sibling daemon on `<dir>/<kind>.sock`; netd in a network namespace of its own. */
 export async function startSibling(kind: "netd" | "vold", dir: string, extra: string[] = []): Promise<Sibling> {
   const socket = path.join(dir, `${kind}.sock`);
+  // VMMs under their own uids open the volumes vold keeps under it.
+  fs.chmodSync(dir, 0o711);
   const args = [path.join(SIBLINGS, `${kind}.js`), "--socket", socket, "--state-dir", path.join(dir, `${kind}-state`), ...extra];
   // netd gets a network namespace of its own: its bridges and taps never touch the host's interfaces.
   const proc = kind === "netd" ? execa("unshare", ["--net", "node", ...args], { reject: false }) : execa("node", args, { reject: false });

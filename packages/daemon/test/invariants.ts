@@ -9,7 +9,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "vitest";
-import { type Daemon, eventually, SIM_BIN, type Sibling, startTimeOf } from "./harness.js";
+import { type Daemon, eventually, SIM_BIN, type Sibling, startTimeOf, vmmFile } from "./harness.js";
 
 export interface Acknowledged {
   /** VMs whose create was answered and whose removal has not been asked for. */
@@ -46,7 +46,7 @@ export async function checkInvariants(d: Daemon, acked: Acknowledged, vol?: Sibl
 
   // No VMM without a record that owns it (an orphan is killed by the sweep at start-up; it may take a moment to go).
   const owned = new Set(vms.filter((v) => v.state === "Running").map((v) => v.pid));
-  await eventually(() => (vmmsUnder(d.stateDir).every((pid) => owned.has(pid)) ? true : undefined));
+  await eventually(() => (vmmsUnder(d.dir).every((pid) => owned.has(pid)) ? true : undefined));
 
   const leftovers = await eventually(() => (strayFiles(d, vms).length === 0 ? [] : undefined)).catch(() => strayFiles(d, vms));
   expect(leftovers).toEqual([]);
@@ -60,8 +60,8 @@ export async function checkInvariants(d: Daemon, acked: Acknowledged, vol?: Sibl
   }
 }
 
-/** Live test VMMs whose API socket is under `stateDir`. */
-export function vmmsUnder(stateDir: string): number[] {
+/** Live test VMMs whose API socket is anywhere under `root` (a test's directory: its state dir and its VMM dir). */
+export function vmmsUnder(root: string): number[] {
   const pids: number[] = [];
   for (const entry of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
@@ -71,7 +71,7 @@ export function vmmsUnder(stateDir: string): number[] {
     } catch {
       continue;
     }
-    if (argv[1] === SIM_BIN && argv.some((a) => a.startsWith(`path=${stateDir}/`)) && startTimeOf(Number(entry)) !== undefined) pids.push(Number(entry));
+    if (argv[1] === SIM_BIN && argv.some((a) => a.startsWith(`path=${root}/`)) && startTimeOf(Number(entry)) !== undefined) pids.push(Number(entry));
   }
   return pids;
 }
@@ -90,12 +90,12 @@ function strayFiles(d: Daemon, vms: { id: string; state: string }[]): string[] {
       continue;
     }
     for (const f of fs.readdirSync(file)) if (f.endsWith(".tmp")) stray.push(path.join(file, f));
-    if (vm.state !== "Running" && fs.existsSync(path.join(file, "api.sock"))) stray.push(path.join(file, "api.sock"));
+    if (vm.state !== "Running" && fs.existsSync(vmmFile(d, name, "api.sock"))) stray.push(vmmFile(d, name, "api.sock"));
   }
   return stray;
 }
 
-/** Kills every test VMM whose API socket is under `stateDir`: what a failed crash test may leave running. */
-export function killVmmsUnder(stateDir: string): void {
-  for (const pid of vmmsUnder(stateDir)) process.kill(pid, "SIGKILL");
+/** Kills every test VMM whose API socket is under `root`: what a failed crash test may leave running. */
+export function killVmmsUnder(root: string): void {
+  for (const pid of vmmsUnder(root)) process.kill(pid, "SIGKILL");
 }

@@ -2,7 +2,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, isAlive, startDaemon, VmmPids, vmSpec } from "./harness.js";
+import { type Daemon, eventually, isAlive, startDaemon, VmmPids, vmmFile, vmSpec } from "./harness.js";
 
 let d: Daemon;
 const pids = new VmmPids();
@@ -27,7 +27,7 @@ describe("create, start, stop, start, stop, remove", () => {
     expect(running.state).toBe("Running");
     expect(isAlive(running.pid)).toBe(true);
     pids.add(running.pid);
-    const apiSocket = path.join(d.stateDir, "walk", "api.sock");
+    const apiSocket = vmmFile(d, "walk", "api.sock");
     expect(fs.existsSync(apiSocket)).toBe(true);
 
     const stopped = await d.rpc.call("compute.vm.stop", { id: "walk" });
@@ -140,7 +140,7 @@ describe("application errors", () => {
     expect(status.state).toBe("Failed");
     expect(status.transitions.at(-1)).toMatchObject({ from: "Starting", to: "Failed", event: "START_FAILED" });
     expect(status.transitions.at(-1).reason).toContain("vm.boot");
-    expect(fs.existsSync(path.join(d.stateDir, "bootfail", "api.sock"))).toBe(false);
+    expect(fs.existsSync(vmmFile(d, "bootfail", "api.sock"))).toBe(false);
 
     fs.writeFileSync(kernel, "k");
     const retried = await d.rpc.call("compute.vm.start", { id: "bootfail" });
@@ -184,7 +184,7 @@ describe("the VMM on its own", () => {
     });
     expect(status.transitions.at(-1)).toMatchObject({ from: "Running", to: "Failed", event: "VMM_EXITED" });
     expect(status.transitions.at(-1).reason).toContain("SIGKILL");
-    expect(fs.existsSync(path.join(d.stateDir, "killed", "api.sock"))).toBe(false);
+    expect(fs.existsSync(vmmFile(d, "killed", "api.sock"))).toBe(false);
   });
 
   it("a guest that ignores the power button is stopped by escalation after timeout_ms", async () => {

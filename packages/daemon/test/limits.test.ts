@@ -16,6 +16,8 @@ describe("limits CH enforces", () => {
     const d = await fleet.daemon();
     const disk = path.join(d.dir, "disk.raw");
     fs.writeFileSync(disk, Buffer.alloc(4096));
+    // The VM's VMM opens it read-write under its own uid.
+    fs.chmodSync(disk, 0o666);
     await d.rpc.call("compute.vm.create", {
       ...vmSpec(d, "limited"),
       vcpus: 2,

@@ -6,7 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { Fleet, vmSpec } from "./harness.js";
+import { Fleet, vmmFile, vmSpec } from "./harness.js";
 
 const fleet = new Fleet();
 afterAll(() => fleet.cleanup());
@@ -38,7 +38,7 @@ describe("seccomp", () => {
     fleet.pids.add(pid);
     expect(state).toBe("Running");
     expect(argvOf(pid).join(" ")).toContain("--seccomp log");
-    expect(fs.readFileSync(path.join(d.stateDir, "lenient", "vmm.log"), "utf8")).toMatch(/seccomp \(log\): system call 321/);
+    expect(fs.readFileSync(vmmFile(d, "lenient", "vmm.log"), "utf8")).toMatch(/seccomp \(log\): system call 321/);
     expect((await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "bad"), seccomp: "off" })).code).toBe(-32602);
   });
 });

@@ -6,12 +6,14 @@ import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, Fleet, isAlive, SIM_BIN, staleSocket, vmSpec } from "./harness.js";
+import { type Daemon, eventually, Fleet, isAlive, SIM_BIN, staleSocket, vmmFile, vmSpec } from "./harness.js";
 
 const fleet = new Fleet();
 const pids = fleet.pids;
 afterAll(() => fleet.cleanup());
-const daemon = (dir?: string) => fleet.daemon({ dir, args: ["--reconcile-interval-ms", "200"] });
+const daemon = (dir?: string, extra: string[] = []) => fleet.daemon({ dir, args: ["--reconcile-interval-ms", "200", ...extra] });
+/** As the daemons of version 1 records ran VMMs: as themselves, with every file in the state dir. */
+const OLD_LAYOUT = ["--vmm-uid-range", "off"];
 
 async function crash(d: Daemon): Promise<void> {
   d.rpc.close();
@@ -32,7 +34,7 @@ const writeRecord = (d: Daemon, id: string, record: unknown) => fs.writeFileSync
 
 /** Live VMM processes serving this VM's API socket. */
 async function vmmsFor(d: Daemon, id: string): Promise<number[]> {
-  const { stdout } = await execa("pgrep", ["-f", `path=${path.join(d.stateDir, id, "api.sock")}`], { reject: false });
+  const { stdout } = await execa("pgrep", ["-f", `path=${vmmFile(d, id, "api.sock")}`], { reject: false });
   return stdout
     .split("\n")
     .filter(Boolean)
@@ -82,7 +84,7 @@ describe("re-adoption after a daemon SIGKILL", () => {
     const failed = await waitForState(second, "victim", "Failed");
     expect(failed.transitions.at(-1)).toMatchObject({ from: "Running", to: "Failed", event: "VMM_EXITED" });
     expect(failed.transitions.at(-1).reason).toContain(String(pid));
-    expect(fs.existsSync(path.join(second.stateDir, "victim", "api.sock"))).toBe(false);
+    expect(fs.existsSync(vmmFile(second, "victim", "api.sock"))).toBe(false);
 
     const off = await waitForState(second, "selfoff", "Stopped");
     expect(off.transitions.at(-1)).toMatchObject({ from: "Running", event: "GUEST_POWERED_OFF" });
@@ -170,14 +172,14 @@ describe("a daemon killed in the middle of an operation", () => {
     const status = await second.rpc.call("compute.vm.status", { id: "orphaned" });
     expect(status.state).toBe("Failed");
     await eventually(() => (isAlive(pid) ? undefined : true));
-    expect(fs.existsSync(path.join(second.stateDir, "orphaned", "api.sock"))).toBe(false);
+    expect(fs.existsSync(vmmFile(second, "orphaned", "api.sock"))).toBe(false);
     await second.stop();
   });
 });
 
 describe("state.json", () => {
   it("a v1 record is read, its VMM adopted by argv, and the file rewritten as v2", async () => {
-    const first = await daemon();
+    const first = await daemon(undefined, OLD_LAYOUT);
     const pid = await startVm(first, "legacy");
     await first.rpc.call("compute.vm.create", vmSpec(first, "legacyidle"));
     await crash(first);
@@ -185,7 +187,7 @@ describe("state.json", () => {
       const { vmm, generation: _g, ...rest } = readRecord(first, id);
       writeRecord(first, id, { ...rest, version: 1, pid: vmm?.pid ?? null });
     }
-    const second = await daemon(first.dir);
+    const second = await daemon(first.dir, OLD_LAYOUT);
     expect(await second.rpc.call("compute.vm.status", { id: "legacy" })).toMatchObject({ state: "Running", pid });
     const record = readRecord(second, "legacy");
     expect(record).toMatchObject({ version: 2, state: "Running", vmm: { pid, start_time: expect.stringMatching(/^\d+$/) } });
@@ -249,7 +251,8 @@ describe("the periodic reconcile", () => {
   it("kills a VMM started behind the daemon's back", async () => {
     const d = await daemon();
     await d.rpc.call("compute.vm.create", vmSpec(d, "drift"));
-    const socket = path.join(d.stateDir, "drift", "api.sock");
+    const socket = vmmFile(d, "drift", "api.sock");
+    fs.mkdirSync(path.dirname(socket), { recursive: true });
     const rogue = execa(SIM_BIN, ["--api-socket", `path=${socket}`], { reject: false });
     pids.add(rogue.pid as number);
     // Whether or not it got as far as binding its socket: the sweep kills it, and removes the socket if there was one.
@@ -262,7 +265,8 @@ describe("the periodic reconcile", () => {
   it("removes a stale API socket of a VM with no VMM", async () => {
     const d = await daemon();
     await d.rpc.call("compute.vm.create", vmSpec(d, "stale"));
-    const socket = path.join(d.stateDir, "stale", "api.sock");
+    const socket = vmmFile(d, "stale", "api.sock");
+    fs.mkdirSync(path.dirname(socket), { recursive: true });
     staleSocket(socket);
     await eventually(() => (fs.existsSync(socket) ? undefined : true));
     await d.stop();
@@ -270,8 +274,8 @@ describe("the periodic reconcile", () => {
 
   it("kills only the VMM, never a wrapper whose argv names the socket (timeout, strace, systemd-run)", async () => {
     const d = await daemon();
-    const socket = path.join(d.stateDir, "wrapped", "api.sock");
-    fs.mkdirSync(path.dirname(socket));
+    const socket = vmmFile(d, "wrapped", "api.sock");
+    fs.mkdirSync(path.dirname(socket), { recursive: true });
     // A wrapper (here: node -e) with the VMM's arguments in its own argv, running the VMM as its child.
     const script = `const c = require("child_process").spawn(${JSON.stringify(SIM_BIN)}, process.argv.slice(1)); c.on("exit", (code, sig) => console.log(sig))`;
     const wrapper = execa(process.execPath, ["-e", script, "--", "--api-socket", `path=${socket}`], { reject: false });

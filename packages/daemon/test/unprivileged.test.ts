@@ -172,11 +172,11 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
   });
 });
 
-it("refuses --vmm-dir without --vmm-uid-range, and a malformed range", async () => {
+it("refuses --vmm-dir when VMMs run as the daemon's user, and a malformed range", async () => {
   const dir = tempDir();
   const base = ["--rpc-socket", path.join(dir, "rpc.sock"), "--state-dir", path.join(dir, "state"), "--console-dir", path.join(dir, "console")];
-  const lone = await execa(DAEMON_BIN, [...base, "--vmm-dir", dir], { reject: false });
-  expect(lone).toMatchObject({ exitCode: 2, stderr: expect.stringMatching(/--vmm-dir is only used with --vmm-uid-range/) });
+  const lone = await execa(DAEMON_BIN, [...base, "--vmm-uid-range", "off", "--vmm-dir", dir], { reject: false });
+  expect(lone).toMatchObject({ exitCode: 2, stderr: expect.stringMatching(/--vmm-dir is only used when VMMs run under uids of their own/) });
   const bad = await execa(DAEMON_BIN, [...base, "--vmm-uid-range", "5-2"], { reject: false });
   expect(bad).toMatchObject({ exitCode: 2, stderr: expect.stringMatching(/--vmm-uid-range must be FIRST-LAST/) });
 });

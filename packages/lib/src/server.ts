@@ -64,7 +64,8 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
 
   const vmmUsers = opts.vmmUsers && new VmmUsers({ ...opts.vmmUsers, groups: groupIds(["kvm"]) });
   await vmmUsers?.init();
-  if (!vmmUsers) log.warn("VMMs run as the daemon's user: give --vmm-uid-range to run each under its own uid");
+  if (!vmmUsers)
+    log.warn("VMMs run as the daemon's user (--vmm-uid-range off, or the daemon is not root): a guest that escapes its VMM has that user's rights");
   const vmmExecutable = resolveVmmExecutable(opts.cloudHypervisor);
   if (!vmmExecutable) log.warn({ vmm: opts.cloudHypervisor }, "VMM binary not found; starts will fail, and the reconcile cannot recognise VMMs");
   // In the background: re-adopting running VMs does not wait for it; a start and host.info do.

@@ -4,7 +4,6 @@
  * host) and my_hypervisor-vold on a temporary directory.
  */
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";

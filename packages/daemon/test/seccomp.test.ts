@@ -4,7 +4,6 @@
  * violation, not as a crash.
  */
 import fs from "node:fs";
-import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { Fleet, vmmFile, vmSpec } from "./harness.js";
 

@@ -21,10 +21,9 @@ import { execStreamSocket } from "../exec/exec-stream.js";
 import { failpoint } from "../failpoints.js";
 import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
 import type { Transition } from "../lifecycle/vm-lifecycle.js";
-import { readUid } from "../os/proc.js";
 import { type Provisioner, provisioningFailure } from "../provisioning/provisioner.js";
 import type { StateStore } from "../state/store.js";
-import { type VmPaths, vmPaths } from "../state/vm-paths.js";
+import type { VmPaths } from "../state/vm-paths.js";
 import { type Adoption, adoptRecord, vmmDeathEvent } from "./adoption.js";
 import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest, execStreamInGuest } from "./guest-exec.js";
 import { type HostInfo, hostInfo } from "./host-info.js";
@@ -36,7 +35,7 @@ import { entryFromRecord, newEntry, toStatus, unreadableEntry, type VmEntry } fr
 import { VmRecords, type Write } from "./vm-records.js";
 import { VmServices } from "./vm-services.js";
 import { bootVmm, cleanUpAfterVmm, haltVmm, type RunningVmm } from "./vmm-control.js";
-import type { VmmUsers } from "./vmm-users.js";
+import { pathsFor, type VmmUsers, vmmRoots, wrongUid } from "./vmm-users.js";
 
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
 export const DEFAULT_STOP_GRACE_MS = 10_000;
@@ -302,7 +301,9 @@ export class Orchestrator {
     vm.vmm = adoption.vmm;
     this.adoptedAwaitingServices.push([vm, adoption.vmm]);
     this.log.info({ vm: vm.id, pid: adoption.vmm.process.pid }, "re-adopted VMM");
-    this.checkVmmUid(vm, adoption.vmm);
+    // Said, not killed: the guest goes on.
+    const wrong = wrongUid(vm.vmmUid, adoption.vmm.process.pid, this.opts.vmmUsers);
+    if (wrong) this.log.error({ vm: vm.id, pid: adoption.vmm.process.pid, ...wrong }, "re-adopted VMM runs under another uid than its VM's");
     if (adoption.kind === "finish-stop") {
       // The stop the restart interrupted goes on in the background, in the VM's queue.
       void this.serialize(vm.id, () => this.finishStop(vm, adoption.vmm)).catch((e) =>
@@ -313,14 +314,6 @@ export class Orchestrator {
     this.watchExit(vm, adoption.vmm);
     failpoint("adopt.identified");
     if (adoption.event) await this.transition(vm, adoption.event);
-  }
-
-  /** A re-adopted VMM under another uid than its VM's is said, not killed: the guest goes on. */
-  private checkVmmUid(vm: VmEntry, vmm: RunningVmm): void {
-    const uid = readUid(vmm.process.pid);
-    const expected = vm.vmmUid ?? (this.opts.vmmUsers ? undefined : process.getuid?.());
-    if (uid === undefined || expected === undefined || uid === expected) return;
-    this.log.error({ vm: vm.id, pid: vmm.process.pid, uid, expected }, "re-adopted VMM runs under another uid than its VM's");
   }
 
   private async finishStop(vm: VmEntry, vmm: RunningVmm): Promise<void> {
@@ -380,16 +373,12 @@ export class Orchestrator {
     return left;
   }
 
-  /** Where VMMs' directories are: the state dir (VMMs as the daemon's user, and any from before), and the VMM dir. */
   private vmmRoots(): string[] {
-    const users = this.opts.vmmUsers;
-    return users ? [this.opts.store.stateDir, users.config.dir] : [this.opts.store.stateDir];
+    return vmmRoots(this.opts.store.stateDir, this.opts.vmmUsers);
   }
 
-  /** Where a VM's files go; a VMM already running keeps the directory recorded for it. */
   private pathsFor(id: string, recordedApiSocket?: string): VmPaths {
-    const vmmDir = recordedApiSocket ? path.dirname(recordedApiSocket) : this.opts.vmmUsers?.dirOf(id);
-    return vmPaths(this.opts.store.stateDir, id, vmmDir);
+    return pathsFor(this.opts.store.stateDir, this.opts.vmmUsers, id, recordedApiSocket);
   }
 
   /** With --vmm-uid-range: the VM's uid (given now to a VM made before), its VMM directory ready, its paths there. */

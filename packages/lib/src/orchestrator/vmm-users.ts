@@ -10,6 +10,8 @@ import fs from "node:fs/promises";
 import path from "node:path";
 import type { VmmUser } from "../ch/vmm-process.js";
 import { ErrorCode, onDisk, RpcError } from "../domain/errors.js";
+import { readUid } from "../os/proc.js";
+import { type VmPaths, vmPaths } from "../state/vm-paths.js";
 
 export interface VmmUsersConfig {
   first: number;
@@ -85,4 +87,23 @@ export class VmmUsers {
     const dir = this.dirOf(id);
     await onDisk("remove", dir, () => fs.rm(dir, { recursive: true, force: true }));
   }
+}
+
+/** Where a VM's files go: its VMM's in the VMM dir, or with the record when VMMs run as the daemon's user; a VMM already running keeps the directory recorded for it. */
+export function pathsFor(stateDir: string, users: VmmUsers | undefined, id: string, recordedApiSocket?: string): VmPaths {
+  const vmmDir = recordedApiSocket ? path.dirname(recordedApiSocket) : users?.dirOf(id);
+  return vmPaths(stateDir, id, vmmDir);
+}
+
+/** Where VMMs' directories are: the state dir (VMMs as the daemon's user, and any from before), and the VMM dir. */
+export function vmmRoots(stateDir: string, users: VmmUsers | undefined): string[] {
+  return users ? [stateDir, users.config.dir] : [stateDir];
+}
+
+/** The uid a running VMM has and the one it should have, if they differ. */
+export function wrongUid(vmmUid: number | undefined, pid: number, users: VmmUsers | undefined): { uid: number; expected: number } | undefined {
+  const uid = readUid(pid);
+  // A VM made before VMMs ran under their own uids may still have a VMM of the daemon's user: nothing to compare.
+  const expected = vmmUid ?? (users ? undefined : process.getuid?.());
+  return uid === undefined || expected === undefined || uid === expected ? undefined : { uid, expected };
 }

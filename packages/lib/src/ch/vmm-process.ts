@@ -100,7 +100,7 @@ export class VmmProcess {
       const child = spawn(command, argv, { detached: true, stdio: ["ignore", output.fd, output.fd] });
       const exit = new Promise<VmmExit>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
       const spawned = await Promise.race([once(child, "spawn").then(() => true as const), once(child, "error").then(([e]) => e as Error)]);
-      if (spawned !== true) throw new VmmLaunchError(`cannot run VMM binary '${binary}': ${spawned.message}`);
+      if (spawned !== true) throw new VmmLaunchError(`cannot run ${command === binary ? "" : `${command} for `}VMM binary '${binary}': ${spawned.message}`);
       child.unref();
       const pid = child.pid as number;
       const stat = readProcStat(pid);

@@ -59,6 +59,7 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     expect(fs.statSync(vmmDir("one")).mode & 0o777).toBe(0o700);
     expect(fs.readdirSync(vmmDir("one")).sort()).toEqual(expect.arrayContaining(["api.sock", "serial.sock", "vsock.sock"]));
     expect(JSON.parse(fs.readFileSync(path.join(d.stateDir, "two", "state.json"), "utf8")).vmm_uid).toBe(FIRST + 1);
+    expect((await d.rpc.call("compute.vm.status", { id: "two" })).vmm_uid).toBe(FIRST + 1);
 
     // What one VM's uid can reach of another's, and of the daemon's own files: nothing.
     const other = asUid(FIRST, `ls ${vmmDir("two")}`);

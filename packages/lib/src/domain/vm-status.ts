@@ -41,6 +41,7 @@ export const VmStatus = Type.Object(
       { lost_bytes: Type.Integer({ description: "Serial output that could not be written to the log (full or read-only disk) since the daemon started" }) },
       { description: "The serial log's health" },
     ),
+    vmm_uid: Type.Optional(Type.Integer({ description: "The uid and gid the VM's VMMs run under (ADR 0009); absent when they run as the daemon's user" })),
     unsaved: Type.Optional(
       Type.Object(
         { error: Type.String(), since: Type.String({ format: "date-time" }) },

@@ -116,6 +116,7 @@ export function toStatus(vm: VmEntry, pendingReleases: PendingRelease[]): VmStat
     pending_releases: pendingReleases,
     agent: vm.services.agent.current,
     console: { lost_bytes: vm.services.console.lostBytes },
+    ...(vm.vmmUid !== undefined ? { vmm_uid: vm.vmmUid } : {}),
     ...(vm.unsaved ? { unsaved: vm.unsaved } : {}),
   };
 }

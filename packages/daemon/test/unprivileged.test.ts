@@ -176,8 +176,9 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
 it("refuses --vmm-dir when VMMs run as the daemon's user, and a malformed range", async () => {
   const dir = tempDir();
   const base = ["--rpc-socket", path.join(dir, "rpc.sock"), "--state-dir", path.join(dir, "state"), "--console-dir", path.join(dir, "console")];
-  const lone = await execa(DAEMON_BIN, [...base, "--vmm-uid-range", "off", "--vmm-dir", dir], { reject: false });
+  // A daemon that wrongly accepted the flags would run: the timeout ends it rather than leave it behind.
+  const lone = await execa(DAEMON_BIN, [...base, "--vmm-uid-range", "off", "--vmm-dir", dir], { reject: false, timeout: 20_000 });
   expect(lone).toMatchObject({ exitCode: 2, stderr: expect.stringMatching(/--vmm-dir is only used when VMMs run under uids of their own/) });
-  const bad = await execa(DAEMON_BIN, [...base, "--vmm-uid-range", "5-2"], { reject: false });
+  const bad = await execa(DAEMON_BIN, [...base, "--vmm-uid-range", "5-2"], { reject: false, timeout: 20_000 });
   expect(bad).toMatchObject({ exitCode: 2, stderr: expect.stringMatching(/--vmm-uid-range must be FIRST-LAST/) });
 });

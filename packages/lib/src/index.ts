@@ -1,6 +1,6 @@
 export { ErrorCode, RpcError } from "./domain/errors.js";
 export type { NetPort, VolAttachment } from "./domain/sibling-contract.js";
-export { NetPortSchema, OwnerSchema, OwnerUidSchema, SIBLING_ERRORS, VolAttachmentSchema } from "./domain/sibling-contract.js";
+export { NetPortSchema, OwnerSchema, OwnerUidSchema, ownership, SIBLING_ERRORS, VolAttachmentSchema } from "./domain/sibling-contract.js";
 export { RpcAdapter } from "./jsonrpc/adapter.js";
 export { type MethodDef, method } from "./jsonrpc/method.js";
 export { invalidParamsError } from "./jsonrpc/rpc-error.js";

@@ -7,7 +7,17 @@
  * port. Uses iproute2; needs CAP_NET_ADMIN.
  */
 import { createHash } from "node:crypto";
-import { invalidParamsError, type MethodDef, type NetPort, NetPortSchema, OwnerSchema, OwnerUidSchema, RpcError, SIBLING_ERRORS } from "@my_hypervisor/lib";
+import {
+  invalidParamsError,
+  type MethodDef,
+  type NetPort,
+  NetPortSchema,
+  OwnerSchema,
+  OwnerUidSchema,
+  ownership,
+  RpcError,
+  SIBLING_ERRORS,
+} from "@my_hypervisor/lib";
 
 const E = SIBLING_ERRORS;
 
@@ -77,9 +87,7 @@ const methods = [
         const mac = p.mac ?? macOf(p.owner, p.slot);
         const created: NetPort = {
           port,
-          owner: p.owner,
-          ...(p.owner_uid !== undefined ? { owner_uid: p.owner_uid } : {}),
-          slot: p.slot,
+          ...ownership(p),
           network: p.network,
           tap,
           mac,

@@ -16,6 +16,7 @@ import {
   type MethodDef,
   OwnerSchema,
   OwnerUidSchema,
+  ownership,
   RpcError,
   SIBLING_ERRORS,
   type VolAttachment,
@@ -113,9 +114,7 @@ const methods = [
         await handOver(file, p.owner_uid, p.readonly);
         const created: VolAttachment = {
           attachment,
-          owner: p.owner,
-          ...(p.owner_uid !== undefined ? { owner_uid: p.owner_uid } : {}),
-          slot: p.slot,
+          ...ownership(p),
           volume: p.volume,
           path: file,
           readonly: p.readonly,

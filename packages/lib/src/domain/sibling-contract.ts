@@ -12,12 +12,18 @@ export const OwnerSchema = Type.String({ pattern: VM_ID_PATTERN, description: "T
 /** The uid (and gid) the owner's VMM runs under: the sibling makes what it hands over usable by it, and by no other. */
 export const OwnerUidSchema = Type.Integer({ minimum: 1, maximum: 4294967294, description: "The uid and gid of the owner's VMM" });
 
+/** Whose a resource is, as every resource says it: the owner, its VMM's uid if any, and the slot. */
+const Owned = { owner: Type.String(), owner_uid: Type.Optional(Type.Integer()), slot: Type.String() };
+
+/** The ownership fields of a create's params, as the resource made for them repeats them. */
+export function ownership(p: { owner: string; owner_uid?: number; slot: string }): { owner: string; owner_uid?: number; slot: string } {
+  return { owner: p.owner, ...(p.owner_uid !== undefined ? { owner_uid: p.owner_uid } : {}), slot: p.slot };
+}
+
 /** A port on a network: the tap made for it and the guest's MAC. */
 export const NetPortSchema = Type.Object({
   port: Type.String(),
-  owner: Type.String(),
-  owner_uid: Type.Optional(Type.Integer()),
-  slot: Type.String(),
+  ...Owned,
   network: Type.String(),
   tap: Type.String(),
   mac: Type.String(),
@@ -27,9 +33,7 @@ export type NetPort = Static<typeof NetPortSchema>;
 /** A volume attached to an owner's slot: the path CH opens. */
 export const VolAttachmentSchema = Type.Object({
   attachment: Type.String(),
-  owner: Type.String(),
-  owner_uid: Type.Optional(Type.Integer()),
-  slot: Type.String(),
+  ...Owned,
   volume: Type.String(),
   path: Type.String(),
   readonly: Type.Boolean(),

@@ -7,7 +7,7 @@ import path from "node:path";
 import type { Logger } from "pino";
 import { readEvents } from "../ch/event-monitor.js";
 import type { VmmExecutable } from "../ch/vmm-binary.js";
-import type { VmmExit, VmmUser } from "../ch/vmm-process.js";
+import type { VmmExit } from "../ch/vmm-process.js";
 import type { VmmVersion } from "../ch/vmm-version.js";
 import type { LogSlice } from "../console/serial-log.js";
 import { ErrorCode, invalidState, RpcError, vmExists, vmNotFound } from "../domain/errors.js";
@@ -205,7 +205,7 @@ export class Orchestrator {
       // Written with the VMM's pid in the `spawned` hook: until a VMM exists, a crash loses nothing.
       await this.transition(vm, { type: "START" }, "later");
       try {
-        const user = await this.vmmUserFor(vm);
+        const user = await this.opts.vmmUsers?.readyFor(vm, this.opts.store.stateDir, (paths) => this.openServices(vm.id, paths));
         vm.vmm = await bootVmm(this.opts.vmmBinary, vm.spec as VmSpec, vm.paths, vm.resources, user, Date.now() + timeoutMs, {
           spawned: (vmm) => this.adoptSpawned(vm, vmm),
           created: (vmm) => vm.services.vmmUp(vmm.process.pid),
@@ -379,21 +379,6 @@ export class Orchestrator {
 
   private pathsFor(id: string, recordedApiSocket?: string): VmPaths {
     return pathsFor(this.opts.store.stateDir, this.opts.vmmUsers, id, recordedApiSocket);
-  }
-
-  /** With --vmm-uid-range: the VM's uid (given now to a VM made before), its VMM directory ready, its paths there. */
-  private async vmmUserFor(vm: VmEntry): Promise<VmmUser | undefined> {
-    const users = this.opts.vmmUsers;
-    if (!users) return undefined;
-    vm.vmmUid ??= users.take(vm.id);
-    await users.prepare(vm.id, vm.vmmUid);
-    if (vm.paths.vmmDir !== users.dirOf(vm.id)) {
-      // A VM whose last VMM ran as the daemon's user: its sockets move to the VMM directory, and its services with them.
-      await vm.services.close();
-      vm.paths = this.pathsFor(vm.id);
-      vm.services = await this.openServices(vm.id, vm.paths);
-    }
-    return users.user(vm.vmmUid);
   }
 
   private openServices(id: string, paths: VmPaths): Promise<VmServices> {

@@ -12,6 +12,8 @@ import type { VmmUser } from "../ch/vmm-process.js";
 import { ErrorCode, onDisk, RpcError } from "../domain/errors.js";
 import { readUid } from "../os/proc.js";
 import { type VmPaths, vmPaths } from "../state/vm-paths.js";
+import type { VmEntry } from "./vm-entry.js";
+import type { VmServices } from "./vm-services.js";
 
 export interface VmmUsersConfig {
   first: number;
@@ -81,6 +83,21 @@ export class VmmUsers {
       await fs.chown(dir, uid, uid);
       await fs.chmod(dir, 0o700);
     });
+  }
+
+  /**
+   * Before a start: the VM's uid (given now to a VM made before), its VMM directory ready, and its paths there.
+   * A VM whose last VMM ran as the daemon's user has its sockets move, and its services (`reopen`) with them.
+   */
+  async readyFor(vm: VmEntry, stateDir: string, reopen: (paths: VmPaths) => Promise<VmServices>): Promise<VmmUser> {
+    vm.vmmUid ??= this.take(vm.id);
+    await this.prepare(vm.id, vm.vmmUid);
+    if (vm.paths.vmmDir !== this.dirOf(vm.id)) {
+      await vm.services.close();
+      vm.paths = pathsFor(stateDir, this, vm.id);
+      vm.services = await reopen(vm.paths);
+    }
+    return this.user(vm.vmmUid);
   }
 
   async removeDir(id: string): Promise<void> {

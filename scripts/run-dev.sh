@@ -29,7 +29,8 @@ if [ "$(id -u)" = 0 ]; then
     vmm_flags=(--vmm-uid-range off)
   else
     chmod 0711 "$run_dir"
-    vmm_flags=(--vmm-dir "$run_dir/vmm")
+    # The jailed test VMM must see the checkout: its own modules and the guest init it runs.
+    vmm_flags=(--vmm-dir "$run_dir/vmm" --vmm-jail-bind "$PWD")
   fi
 fi
 

@@ -213,14 +213,14 @@ describe("the daemon's directories are not trusted blindly", () => {
   });
 
   it("the test VMM's guest directories do not outlive VMMs that were SIGKILLed", async () => {
-    const d = await fleet.daemon();
+    // Unjailed: a jailed VMM's /tmp is its own, and goes with its mount namespace.
+    const d = await fleet.daemon({ args: ["--vmm-uid-range", "off"] });
     await d.rpc.call("compute.vm.create", vmSpec(d, "k1"));
     const { pid } = await d.rpc.call("compute.vm.start", { id: "k1" });
     const dirOf = (p: number) => fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith(`chsim-vsock-${p}-`));
     await eventually(() => (dirOf(pid).length === 1 ? true : undefined));
     process.kill(pid, "SIGKILL");
     await eventually(async () => ((await d.rpc.call("compute.vm.status", { id: "k1" })).state === "Failed" ? true : undefined));
-    // Under uids of their own (as root), a VMM may remove only its own uid's leftovers: k2 gets k1's uid once k1 is gone.
     await d.rpc.call("compute.vm.remove", { id: "k1" });
     await d.rpc.call("compute.vm.create", vmSpec(d, "k2"));
     fleet.pids.add((await d.rpc.call("compute.vm.start", { id: "k2" })).pid);

@@ -151,6 +151,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
       "--log-level",
       "debug",
       ...(ownUids && !flag("--vmm-dir") ? ["--vmm-dir", vmmDir] : []),
+      // The jailed test VMM must see the checkout: its own modules and the guest init it runs.
+      ...(ownUids ? ["--vmm-jail-bind", ROOT] : []),
       ...args,
     ],
     { reject: false, stdout: "ignore", stderr: { file: path.join(dir, "daemon.log"), append: true }, env: opts.env },

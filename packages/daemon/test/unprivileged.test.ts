@@ -34,7 +34,48 @@ const field = (pid: number, name: string) => new RegExp(`^${name}:\\s*(.*)$`, "m
 const asUid = (uid: number, script: string) =>
   spawnSync("setpriv", [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "sh", "-c", script], { encoding: "utf8" });
 
+/** Runs a shell command as `uid` in the mount namespace of process `pid`: what that VMM sees. */
+const inJailOf = (pid: number, uid: number, script: string) =>
+  spawnSync("nsenter", [`--target=${pid}`, "--mount", "--", "setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "sh", "-c", script], {
+    encoding: "utf8",
+  });
+
 describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
+  it("jails each VMM: it sees its own files, the system's programs and its devices, and nothing else of the host", async () => {
+    const d = await unprivilegedDaemon(2);
+    // World-readable, so only the jail keeps it out of sight.
+    const planted = path.join(d.dir, "planted");
+    fs.writeFileSync(planted, "a tenant must not read this\n", { mode: 0o644 });
+    const pids: number[] = [];
+    for (const id of ["one", "two"]) {
+      await d.rpc.call("compute.vm.create", vmSpec(d, id));
+      pids.push((await d.rpc.call("compute.vm.start", { id })).pid);
+      fleet.pids.add(pids.at(-1) as number);
+    }
+    const [one, two] = pids as [number, number];
+    expect(fs.readlinkSync(`/proc/${one}/ns/mnt`)).not.toBe(fs.readlinkSync("/proc/self/ns/mnt"));
+    const seen = inJailOf(one, FIRST, `cat ${planted}; ls ${d.stateDir}; ls ${path.join(d.dir, "vmm", "two")}; ls /proc; ls /etc; cat ${d.kernel}; ls /dev`);
+    expect(seen.stderr).toMatch(new RegExp(`${planted}: No such file or directory`));
+    expect(seen.stderr).toMatch(new RegExp(`${d.stateDir}.*No such file or directory`));
+    expect(seen.stderr).toMatch(/vmm\/two.*No such file or directory/);
+    expect(seen.stderr).toMatch(/\/etc.*No such file or directory/);
+    expect(seen.stdout).toMatch(/not a real kernel/);
+    // Its own /proc shows only its own uid's processes: not the other VMM, not the daemon.
+    const procs = seen.stdout
+      .split("\n")
+      .filter((l) => /^\d+$/.test(l))
+      .map(Number);
+    expect(procs).toContain(one);
+    expect(procs).not.toContain(two);
+    expect(procs).not.toContain(d.proc.pid);
+    expect(seen.stdout).toMatch(/^kvm$/m);
+    // Its kernel is read-only there, its own directory writable.
+    expect(inJailOf(one, FIRST, `: > ${d.kernel}`).stderr).toMatch(/Read-only file system|Permission denied/);
+    expect(inJailOf(one, FIRST, `touch ${path.join(d.dir, "vmm", "one", "scratch")}`).status).toBe(0);
+    // The guest runs as before.
+    expect((await d.rpc.call("compute.vm.exec", { id: "two", argv: ["true"] })).exit_code).toBe(0);
+  });
+
   it("runs each VMM under its VM's uid, with no capabilities and no_new_privs, writing only in its own directory", async () => {
     const d = await unprivilegedDaemon(4);
     const pids: number[] = [];

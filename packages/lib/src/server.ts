@@ -41,8 +41,8 @@ export interface ServerOptions {
   netSocket?: string;
   /** The volume sibling's socket (--vol-socket). */
   volSocket?: string;
-  /** --vmm-uid-range and --vmm-dir: VMMs under uids of their own; absent, VMMs run as the daemon's user. */
-  vmmUsers?: { first: number; last: number; dir: string };
+  /** --vmm-uid-range, --vmm-dir and --vmm-jail-bind: VMMs under uids of their own, jailed; absent, VMMs run as the daemon's user. */
+  vmmUsers?: { first: number; last: number; dir: string; jailBinds: string[] };
 }
 
 export interface RunningServer {

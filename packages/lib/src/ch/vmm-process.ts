@@ -8,7 +8,9 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import fs from "node:fs/promises";
+import { type JailView, jailCommand } from "../os/mount-jail.js";
 import { isAlive, type ProcessIdentity, readProcStat } from "../os/proc.js";
+import { setprivArgs, type UnprivilegedUser } from "../os/unprivileged-user.js";
 import { waitForPath } from "../os/wait-for-path.js";
 import { unlinkSockets, type VmPaths } from "../state/vm-paths.js";
 import { ChApiError, type ChClient } from "./client.js";
@@ -24,24 +26,6 @@ const API_POLL_MS = 10;
 export const EXIT_POLL_MS = 250;
 
 export class VmmLaunchError extends Error {}
-
-/** The identity a VMM runs under when it does not run as the daemon's user. */
-export interface VmmUser {
-  uid: number;
-  gid: number;
-  /** Supplementary groups: `kvm`, for /dev/kvm, and nothing else. */
-  groups: number[];
-}
-
-/**
- * setpriv(1) switches to the VM's uid and gid before it execs the VMM: no
- * capabilities (none effective, inheritable, ambient or in the bounding set)
- * and no_new_privs, so nothing the VMM runs can gain any back.
- */
-function dropPrivileges(user: VmmUser): string[] {
-  const groups = user.groups.length > 0 ? [`--groups=${user.groups.join(",")}`] : ["--clear-groups"];
-  return [`--reuid=${user.uid}`, `--regid=${user.gid}`, ...groups, "--no-new-privs", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all"];
-}
 
 /** Polls /proc for the VMMs that are not the daemon's children. */
 class ExitPoller {
@@ -87,7 +71,8 @@ export class VmmProcess {
     return this.identity.pid;
   }
 
-  static async spawn(binary: string, paths: VmPaths, opts: { seccomp: "enforce" | "log"; user?: VmmUser }): Promise<VmmProcess> {
+  /** With `user`, the VMM runs under that uid with no privileges; with `jail` too, in a mount namespace that shows only `jail`. */
+  static async spawn(binary: string, paths: VmPaths, opts: { seccomp: "enforce" | "log"; user?: UnprivilegedUser; jail?: JailView }): Promise<VmmProcess> {
     // A stale API socket would stop an older CH from binding.
     unlinkSockets([paths.apiSocket]);
     const output = await fs.open(paths.vmmOutput, "w", 0o600);
@@ -96,7 +81,8 @@ export class VmmProcess {
     args.push("--seccomp", opts.seccomp === "log" ? "log" : "true");
     try {
       // stdio is a file, not a pipe: a dead daemon must not take the VMM's output with it.
-      const [command, argv] = opts.user ? ["setpriv", [...dropPrivileges(opts.user), "--", binary, ...args]] : [binary, args];
+      const line = opts.user ? ["setpriv", ...setprivArgs(opts.user), "--", binary, ...args] : [binary, ...args];
+      const [command, argv] = opts.jail ? jailCommand(opts.jail, line) : [line[0] as string, line.slice(1)];
       const child = spawn(command, argv, { detached: true, stdio: ["ignore", output.fd, output.fd] });
       const exit = new Promise<VmmExit>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
       const spawned = await Promise.race([once(child, "spawn").then(() => true as const), once(child, "error").then(([e]) => e as Error)]);

@@ -205,8 +205,9 @@ export class Orchestrator {
       // Written with the VMM's pid in the `spawned` hook: until a VMM exists, a crash loses nothing.
       await this.transition(vm, { type: "START" }, "later");
       try {
-        const user = await this.opts.vmmUsers?.readyFor(vm, this.opts.store.stateDir, (paths) => this.openServices(vm.id, paths));
-        vm.vmm = await bootVmm(this.opts.vmmBinary, vm.spec as VmSpec, vm.paths, vm.resources, user, Date.now() + timeoutMs, {
+        const confined = await this.opts.vmmUsers?.readyFor(vm, this.opts.store.stateDir, (paths) => this.openServices(vm.id, paths));
+        const launch = { binary: this.opts.vmmBinary, executable: this.opts.vmmExecutable, ...confined };
+        vm.vmm = await bootVmm(launch, vm.spec as VmSpec, vm.paths, vm.resources, Date.now() + timeoutMs, {
           spawned: (vmm) => this.adoptSpawned(vm, vmm),
           created: (vmm) => vm.services.vmmUp(vmm.process.pid),
         });

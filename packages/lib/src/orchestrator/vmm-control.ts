@@ -7,10 +7,13 @@
 import type { Logger } from "pino";
 import { ChApiError, ChClient } from "../ch/client.js";
 import { toChVmConfig } from "../ch/vm-config.js";
-import { VmmLaunchError, VmmProcess, type VmmUser } from "../ch/vmm-process.js";
+import type { VmmExecutable } from "../ch/vmm-binary.js";
+import { type VmmJailConfig, vmmJailView } from "../ch/vmm-jail.js";
+import { VmmLaunchError, VmmProcess } from "../ch/vmm-process.js";
 import type { Resources } from "../domain/resources.js";
 import type { VmSpec } from "../domain/vm-spec.js";
 import { failpoint } from "../failpoints.js";
+import type { UnprivilegedUser } from "../os/unprivileged-user.js";
 import { unlinkSockets, type VmPaths } from "../state/vm-paths.js";
 
 export interface RunningVmm {
@@ -23,6 +26,14 @@ const SIGKILL_WAIT_MS = 5_000;
 /** How long a VMM whose API went away mid-call is given to be seen gone (its exit is reported a moment after its socket closes). */
 const DEATH_NOTICE_MS = 1_000;
 
+/** How a VMM is started: which binary, under which uid, in which jail. */
+export interface VmmLaunch {
+  binary: string;
+  executable: VmmExecutable | undefined;
+  user?: UnprivilegedUser;
+  jail?: VmmJailConfig;
+}
+
 export interface BootHooks {
   /** The process exists: record it before anything else can go wrong. */
   spawned(vmm: RunningVmm): Promise<void>;
@@ -31,25 +42,20 @@ export interface BootHooks {
 }
 
 /** Boots the VM; on any failure the VMM is killed and its sockets removed before the error is thrown. */
-export async function bootVmm(
-  binary: string,
-  spec: VmSpec,
-  paths: VmPaths,
-  resources: Resources,
-  user: VmmUser | undefined,
-  deadline: number,
-  hooks: BootHooks,
-): Promise<RunningVmm> {
+export async function bootVmm(launch: VmmLaunch, spec: VmSpec, paths: VmPaths, resources: Resources, deadline: number, hooks: BootHooks): Promise<RunningVmm> {
   // CH does not unlink before binding: a stale serial socket fails vm.create, a stale vsock socket vm.boot.
   unlinkSockets([paths.serialSocket, paths.vsockSocket]);
-  const process = await VmmProcess.spawn(binary, paths, { seccomp: spec.seccomp ?? "enforce", user });
+  const config = toChVmConfig(spec, paths, resources);
+  const { binary, executable, user } = launch;
+  const jail = launch.jail && user && (await vmmJailView(launch.jail, config, paths, user, { binary, executable }));
+  const process = await VmmProcess.spawn(binary, paths, { seccomp: spec.seccomp ?? "enforce", user, jail });
   const vmm = { process, client: new ChClient(paths.apiSocket) };
   const left = () => Math.max(1, deadline - Date.now());
   try {
     failpoint("vmm.spawned");
     await hooks.spawned(vmm);
     await process.waitForApi(vmm.client, deadline);
-    await vmm.client.createVm(toChVmConfig(spec, paths, resources), left());
+    await vmm.client.createVm(config, left());
     failpoint("vmm.created");
     hooks.created(vmm);
     await vmm.client.boot(left());

@@ -8,9 +8,10 @@
  */
 import fs from "node:fs/promises";
 import path from "node:path";
-import type { VmmUser } from "../ch/vmm-process.js";
+import type { VmmJailConfig } from "../ch/vmm-jail.js";
 import { ErrorCode, onDisk, RpcError } from "../domain/errors.js";
 import { readUid } from "../os/proc.js";
+import type { UnprivilegedUser } from "../os/unprivileged-user.js";
 import { type VmPaths, vmPaths } from "../state/vm-paths.js";
 import type { VmEntry } from "./vm-entry.js";
 import type { VmServices } from "./vm-services.js";
@@ -22,17 +23,30 @@ export interface VmmUsersConfig {
   dir: string;
   /** Supplementary groups every VMM gets (`kvm`). */
   groups: number[];
+  /** --vmm-jail-bind: more paths every jailed VMM sees, read-only. */
+  jailBinds: string[];
 }
+
+/** Each VMM's jail mounts its root here, in its own mount namespace. Not a VM id: those never start with a dot. */
+const JAIL_MOUNT_POINT = ".jail";
 
 export class VmmUsers {
   private readonly held = new Set<number>();
 
   constructor(readonly config: VmmUsersConfig) {}
 
-  /** Creates the base directory: root's, 0711 (each VMM can reach its own directory, and list none). */
+  /** Creates the base directory: root's, 0711 (each VMM can reach its own directory, and list none), and the jails' mount point. */
   async init(): Promise<void> {
     await onDisk("create", this.config.dir, () => fs.mkdir(this.config.dir, { recursive: true, mode: 0o711 }));
     await onDisk("chmod", this.config.dir, () => fs.chmod(this.config.dir, 0o711));
+    const mountPoint = this.jail.mountPoint;
+    await onDisk("create", mountPoint, () =>
+      fs.mkdir(mountPoint, { mode: 0o700 }).catch((e: NodeJS.ErrnoException) => (e.code === "EEXIST" ? undefined : Promise.reject(e))),
+    );
+  }
+
+  get jail(): VmmJailConfig {
+    return { mountPoint: path.join(this.config.dir, JAIL_MOUNT_POINT), extra: this.config.jailBinds };
   }
 
   dirOf(id: string): string {
@@ -66,7 +80,7 @@ export class VmmUsers {
     if (uid !== undefined) this.held.delete(uid);
   }
 
-  user(uid: number): VmmUser {
+  user(uid: number): UnprivilegedUser {
     return { uid, gid: uid, groups: this.config.groups };
   }
 
@@ -86,10 +100,11 @@ export class VmmUsers {
   }
 
   /**
-   * Before a start: the VM's uid (given now to a VM made before), its VMM directory ready, and its paths there.
-   * A VM whose last VMM ran as the daemon's user has its sockets move, and its services (`reopen`) with them.
+   * Before a start: the VM's uid (given now to a VM made before), its VMM directory ready, and its paths there;
+   * returns the uid and the jail its VMM runs in. A VM whose last VMM ran as the daemon's user has its sockets
+   * move, and its services (`reopen`) with them.
    */
-  async readyFor(vm: VmEntry, stateDir: string, reopen: (paths: VmPaths) => Promise<VmServices>): Promise<VmmUser> {
+  async readyFor(vm: VmEntry, stateDir: string, reopen: (paths: VmPaths) => Promise<VmServices>): Promise<{ user: UnprivilegedUser; jail: VmmJailConfig }> {
     vm.vmmUid ??= this.take(vm.id);
     await this.prepare(vm.id, vm.vmmUid);
     if (vm.paths.vmmDir !== this.dirOf(vm.id)) {
@@ -97,7 +112,7 @@ export class VmmUsers {
       vm.paths = pathsFor(stateDir, this, vm.id);
       vm.services = await reopen(vm.paths);
     }
-    return this.user(vm.vmmUid);
+    return { user: this.user(vm.vmmUid), jail: this.jail };
   }
 
   async removeDir(id: string): Promise<void> {

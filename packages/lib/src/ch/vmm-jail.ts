@@ -1,0 +1,53 @@
+/**
+ * What a jailed VMM sees (ADR 0009): the system's programs and libraries
+ * (os/mount-jail.ts adds those), the VMM binary and its interpreter, the
+ * files its VM config names (kernel, initramfs or firmware, disks: writable
+ * only if the disk is), its own directory (writable: its sockets and logs),
+ * the devices a VM needs, and what the operator adds with --vmm-jail-bind.
+ * Nothing else of the host: not the daemon's state, not other VMs' files.
+ * The jail narrows what the VMM can reach, never widens it: a file of the
+ * config its uid could not open outside (a directory above it closed to
+ * others) it cannot open inside either, and CH reports that as it would.
+ */
+import type { JailView } from "../os/mount-jail.js";
+import { canOpenAs, type UnprivilegedUser } from "../os/unprivileged-user.js";
+import type { VmPaths } from "../state/vm-paths.js";
+import type { ChVmConfig } from "./client.js";
+import type { VmmExecutable } from "./vmm-binary.js";
+
+/** /dev/kvm for the VM, /dev/net/tun for its taps, the rest for CH's entropy source and stdio. */
+const DEVICES = ["/dev/kvm", "/dev/net/tun", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random"];
+
+export interface VmmJailConfig {
+  /** Where each jail mounts its root (an empty directory of root's). */
+  mountPoint: string;
+  /** --vmm-jail-bind: more paths every VMM sees, read-only. */
+  extra: string[];
+}
+
+export async function vmmJailView(
+  jail: VmmJailConfig,
+  vm: ChVmConfig,
+  paths: VmPaths,
+  user: UnprivilegedUser,
+  vmm: { binary: string; executable: VmmExecutable | undefined },
+): Promise<JailView> {
+  const { payload, disks } = vm;
+  const files = [payload.kernel, payload.initramfs, payload.firmware, ...(disks ?? []).filter((d) => d.readonly).map((d) => d.path)].map((p) => ({
+    p,
+    write: false,
+  }));
+  files.push(...(disks ?? []).filter((d) => !d.readonly).map((d) => ({ p: d.path, write: true })));
+  const view: JailView = {
+    mountPoint: jail.mountPoint,
+    readOnly: [vmm.binary, vmm.executable?.exe, vmm.executable?.script, ...jail.extra].filter(absolute),
+    writable: [paths.vmmDir],
+    devices: DEVICES,
+    denied: [],
+  };
+  const checked = await Promise.all(files.filter((f) => absolute(f.p)).map(async (f) => ({ ...f, ok: await canOpenAs(user, f.p as string, f.write) })));
+  for (const { p, write, ok } of checked) (ok ? (write ? view.writable : view.readOnly) : view.denied).push(p as string);
+  return { ...view, readOnly: [...new Set(view.readOnly)], writable: [...new Set(view.writable)], denied: [...new Set(view.denied)] };
+}
+
+const absolute = (p: string | undefined | null): p is string => typeof p === "string" && p.startsWith("/");

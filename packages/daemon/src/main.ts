@@ -4,7 +4,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_CONSOLE_LOG_BYTES, DEFAULT_RECONCILE_INTERVAL_MS, runServer, VERSION } from "@my_hypervisor/lib";
 
-const USAGE = `Usage: my_hypervisor-daemon --rpc-socket PATH --state-dir DIR --console-dir DIR [--cloud-hypervisor BIN] [--log-level LEVEL] [--reconcile-interval-ms N] [--console-log-max-mib N] [--net-socket PATH] [--vol-socket PATH] [--vmm-uid-range FIRST-LAST|off] [--vmm-dir DIR] [--vmm-jail-bind PATH]...`;
+const USAGE = `Usage: my_hypervisor-daemon --rpc-socket PATH --state-dir DIR --console-dir DIR [--cloud-hypervisor BIN] [--log-level LEVEL] [--reconcile-interval-ms N] [--console-log-max-mib N] [--net-socket PATH] [--vol-socket PATH] [--vmm-uid-range FIRST-LAST|off] [--vmm-dir DIR] [--vmm-jail-bind PATH]... [--allow-unenforced-limits]`;
 const DEFAULT_VMM_DIR = "/run/my_hypervisor/vmm";
 /** As root, VMMs run under uids of their own from this range unless told otherwise (ADR 0009). */
 const DEFAULT_VMM_UID_RANGE = "200000-299999";
@@ -34,6 +34,7 @@ function parse() {
         "vmm-uid-range": { type: "string" },
         "vmm-dir": { type: "string" },
         "vmm-jail-bind": { type: "string", multiple: true },
+        "allow-unenforced-limits": { type: "boolean" },
         version: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
@@ -96,6 +97,7 @@ try {
     netSocket: args["net-socket"] ? path.resolve(args["net-socket"]) : undefined,
     volSocket: args["vol-socket"] ? path.resolve(args["vol-socket"]) : undefined,
     vmmUsers,
+    allowUnenforcedLimits: args["allow-unenforced-limits"] ?? false,
   });
   await server.closed;
   process.exit(0);

@@ -122,6 +122,11 @@ export interface DaemonOptions {
   /** Instead of `<dir>/state` and `<dir>/console`: to put them on a small or read-only filesystem. */
   stateDir?: string;
   consoleDir?: string;
+  /**
+   * Refuse starts where limits cannot be enforced, as a daemon does unless told otherwise. Off by default here:
+   * this machine's cgroups are v1, and a daemon under vitest shares vitest's cgroup (limits.test.ts covers both).
+   */
+  enforceLimits?: boolean;
 }
 
 export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
@@ -153,6 +158,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
       ...(ownUids && !flag("--vmm-dir") ? ["--vmm-dir", vmmDir] : []),
       // The jailed test VMM must see the checkout: its own modules and the guest init it runs.
       ...(ownUids ? ["--vmm-jail-bind", ROOT] : []),
+      ...(opts.enforceLimits ? [] : ["--allow-unenforced-limits"]),
       ...args,
     ],
     { reject: false, stdout: "ignore", stderr: { file: path.join(dir, "daemon.log"), append: true }, env: opts.env },

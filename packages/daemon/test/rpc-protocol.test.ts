@@ -146,6 +146,7 @@ describe("rpc.discover", () => {
         "compute.vm.logs",
         "compute.vm.events.tail",
         "compute.vm.exec",
+        "compute.vm.stats",
         "compute.host.info",
         "rpc.discover",
       ].sort(),

@@ -15,6 +15,8 @@ import { EventBus } from "./events/event-bus.js";
 import { RpcAdapter } from "./jsonrpc/adapter.js";
 import { RpcSocketServer } from "./jsonrpc/socket-server.js";
 import { Orchestrator } from "./orchestrator/orchestrator.js";
+import { VmCgroups } from "./orchestrator/vm-cgroups.js";
+import { VmmConfinement } from "./orchestrator/vmm-confinement.js";
 import { VmmUsers } from "./orchestrator/vmm-users.js";
 import { groupIds } from "./os/groups.js";
 import { removeLeftoverSockets } from "./os/private-socket.js";
@@ -43,6 +45,8 @@ export interface ServerOptions {
   volSocket?: string;
   /** --vmm-uid-range, --vmm-dir and --vmm-jail-bind: VMMs under uids of their own, jailed; absent, VMMs run as the daemon's user. */
   vmmUsers?: { first: number; last: number; dir: string; jailBinds: string[] };
+  /** --allow-unenforced-limits: start VMs even where the host cannot hold them to their limits. */
+  allowUnenforcedLimits?: boolean;
 }
 
 export interface RunningServer {
@@ -79,6 +83,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     else log.info({ vmm: opts.cloudHypervisor, version: v.version }, "VMM binary");
     return v;
   });
+  const cgroups = await VmCgroups.open(opts.allowUnenforcedLimits ?? false, log.child({ component: "cgroups" }));
   const events = EventBus.open(path.join(opts.stateDir, "events.jsonl"), log.child({ component: "events" }));
   const orchestrator = new Orchestrator({
     store,
@@ -95,7 +100,13 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     log,
     reconcileIntervalMs: opts.reconcileIntervalMs,
     vmmVersion,
-    vmmUsers,
+    confinement: new VmmConfinement(
+      { binary: opts.cloudHypervisor, executable: vmmExecutable },
+      vmmUsers,
+      cgroups,
+      opts.stateDir,
+      log.child({ component: "orchestrator" }),
+    ),
   });
   await orchestrator.load();
   const socket = new RpcSocketServer(new RpcAdapter(computeMethods(orchestrator), VERSION, log.child({ component: "rpc" })), log);

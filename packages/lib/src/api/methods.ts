@@ -5,6 +5,7 @@
  * here exists.
  */
 import { ERRORS, invalidParams } from "../domain/errors.js";
+import { VmStatsSchema } from "../domain/vm-stats.js";
 import { type MethodDef, method } from "../jsonrpc/method.js";
 import type { Orchestrator } from "../orchestrator/orchestrator.js";
 import * as S from "./schemas.js";
@@ -26,7 +27,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       summary: "Boot the VM in a new VMM; returns once it is Running (on failure it is Failed, with the reason)",
       params: S.StartParams,
       result: S.VmStatus,
-      errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout, E.StorageError, E.NoVmmUid],
+      errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout, E.StorageError, E.NoVmmUid, E.LimitsNotEnforceable],
       handler: (p) => orch.start(p.id, p.timeout_ms),
     }),
     method({
@@ -52,6 +53,14 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       result: S.VmStatus,
       errors: [E.VmNotFound],
       handler: (p) => orch.status(p.id),
+    }),
+    method({
+      name: "compute.vm.stats",
+      summary: "What the running VM's VMM uses of the host: CPU time, memory (with OOM kills), tasks and I/O, from its cgroup (or /proc where it has none)",
+      params: S.IdParams,
+      result: VmStatsSchema,
+      errors: [E.VmNotFound, E.InvalidState],
+      handler: (p) => orch.stats(p.id),
     }),
     method({
       name: "compute.vm.console.endpoint",

@@ -163,5 +163,15 @@ export const HostInfoSchema = Type.Object({
       { description: "--vmm-uid-range, --vmm-dir, and how many uids VMs hold; null while VMMs run as the daemon's user" },
     ),
   ),
+  limits: Type.Object(
+    {
+      base: nullable(Type.String({ description: "The daemon's cgroup subtree; each VM's cgroup is <base>/vms/<id>" })),
+      controllers: Type.Array(Type.String(), { description: "The controllers each VM's cgroup has" }),
+      missing: Type.Array(Type.String(), { description: "Controllers every VM's limits need that this host does not give the daemon" }),
+      problem: nullable(Type.String({ description: "Why limits cannot be enforced here; null when they are" })),
+      unenforced_allowed: Type.Boolean({ description: "--allow-unenforced-limits: VMs start anyway where limits cannot be enforced" }),
+    },
+    { description: "How VMs are held to their CPU, memory and pid limits (a cgroup v2 each), or why they cannot be" },
+  ),
 });
 export type HostInfoContract = Expect<Same<Static<typeof HostInfoSchema>, HostInfo>>;

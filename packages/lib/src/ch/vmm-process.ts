@@ -8,6 +8,7 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import fs from "node:fs/promises";
+import { inCgroup } from "../os/cgroup2.js";
 import { type JailView, jailCommand } from "../os/mount-jail.js";
 import { isAlive, type ProcessIdentity, readProcStat } from "../os/proc.js";
 import { setprivArgs, type UnprivilegedUser } from "../os/unprivileged-user.js";
@@ -71,8 +72,15 @@ export class VmmProcess {
     return this.identity.pid;
   }
 
-  /** With `user`, the VMM runs under that uid with no privileges; with `jail` too, in a mount namespace that shows only `jail`. */
-  static async spawn(binary: string, paths: VmPaths, opts: { seccomp: "enforce" | "log"; user?: UnprivilegedUser; jail?: JailView }): Promise<VmmProcess> {
+  /**
+   * With `user`, the VMM runs under that uid with no privileges; with `jail` too, in a mount namespace that shows
+   * only `jail`; with `cgroup`, in that cgroup from its first instruction.
+   */
+  static async spawn(
+    binary: string,
+    paths: VmPaths,
+    opts: { seccomp: "enforce" | "log"; user?: UnprivilegedUser; jail?: JailView; cgroup?: string },
+  ): Promise<VmmProcess> {
     // A stale API socket would stop an older CH from binding.
     unlinkSockets([paths.apiSocket]);
     const output = await fs.open(paths.vmmOutput, "w", 0o600);
@@ -82,8 +90,9 @@ export class VmmProcess {
     try {
       // stdio is a file, not a pipe: a dead daemon must not take the VMM's output with it.
       const line = opts.user ? ["setpriv", ...setprivArgs(opts.user), "--", binary, ...args] : [binary, ...args];
-      const [command, argv] = opts.jail ? jailCommand(opts.jail, line) : [line[0] as string, line.slice(1)];
-      const child = spawn(command, argv, { detached: true, stdio: ["ignore", output.fd, output.fd] });
+      const jailed = opts.jail ? jailCommand(opts.jail, line) : line;
+      const [command, ...argv] = opts.cgroup ? inCgroup(opts.cgroup, jailed) : jailed;
+      const child = spawn(command as string, argv, { detached: true, stdio: ["ignore", output.fd, output.fd] });
       const exit = new Promise<VmmExit>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
       const spawned = await Promise.race([once(child, "spawn").then(() => true as const), once(child, "error").then(([e]) => e as Error)]);
       if (spawned !== true) throw new VmmLaunchError(`cannot run ${command === binary ? "" : `${command} for `}VMM binary '${binary}': ${spawned.message}`);

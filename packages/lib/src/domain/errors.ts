@@ -53,6 +53,13 @@ export const ERRORS = {
     message: "Every uid of --vmm-uid-range is held by a VM: remove one, or give the daemon a wider range; nothing was changed",
     data: "{id, uid_range}",
   },
+  LimitsNotEnforceable: {
+    code: -32015,
+    name: "LimitsNotEnforceable",
+    message:
+      "This host cannot hold the VM to its CPU, memory and pid limits (no cgroup v2, or a controller missing); compute.host.info says why. Nothing was changed. --allow-unenforced-limits starts VMs anyway",
+    data: "{id, missing}",
+  },
   StorageError: {
     code: -32013,
     name: "StorageError",

@@ -6,6 +6,7 @@
  */
 import { type Static, Type } from "@sinclair/typebox";
 import { PendingReleaseSchema, ResourcesSchema } from "./resources.js";
+import { VmLimitsSchema } from "./vm-limits.js";
 import { VmId, VmSpecSchema } from "./vm-spec.js";
 import { VM_STATES } from "./vm-states.js";
 
@@ -42,6 +43,7 @@ export const VmStatus = Type.Object(
       { description: "The serial log's health" },
     ),
     vmm_uid: Type.Optional(Type.Integer({ description: "The uid and gid the VM's VMMs run under (ADR 0009); absent when they run as the daemon's user" })),
+    limits: Type.Union([VmLimitsSchema, Type.Null()], { description: "What the host holds the VM to (ADR 0009); null only when the spec could not be read" }),
     unsaved: Type.Optional(
       Type.Object(
         { error: Type.String(), since: Type.String({ format: "date-time" }) },

@@ -6,6 +6,7 @@
 import { ChApiError } from "../ch/client.js";
 import type { VmmVersion } from "../ch/vmm-version.js";
 import { type HostResources, readHostResources } from "../os/host-resources.js";
+import type { CgroupSupport, VmCgroups } from "./vm-cgroups.js";
 import type { VmEntry } from "./vm-entry.js";
 import type { VmmUsers } from "./vmm-users.js";
 
@@ -21,9 +22,17 @@ export interface HostInfo extends HostResources {
   committed: { vms: number; vcpus: number; memory_mib: number };
   /** With --vmm-uid-range: the range, the VMM directory, and how many uids VMs hold; null while VMMs run as the daemon's user. */
   vmm_users: { first: number; last: number; dir: string; held: number } | null;
+  /** Where VMs' cgroups are and which controllers they get, or why limits cannot be enforced here. */
+  limits: CgroupSupport;
 }
 
-export async function hostInfo(vms: Iterable<VmEntry>, binary: string, version: VmmVersion, users: VmmUsers | undefined): Promise<HostInfo> {
+export async function hostInfo(
+  vms: Iterable<VmEntry>,
+  binary: string,
+  version: VmmVersion,
+  users: VmmUsers | undefined,
+  cgroups: VmCgroups,
+): Promise<HostInfo> {
   const withVmm = [...vms].filter((vm) => vm.vmm !== undefined && vm.spec !== null);
   const committed = { vms: withVmm.length, vcpus: 0, memory_mib: 0 };
   for (const vm of withVmm) {
@@ -31,7 +40,7 @@ export async function hostInfo(vms: Iterable<VmEntry>, binary: string, version: 
     committed.memory_mib += vm.spec?.memory_mib ?? 0;
   }
   const vmmUsers = users ? { first: users.config.first, last: users.config.last, dir: users.config.dir, held: users.inUse } : null;
-  return { ...readHostResources(), vmm: { binary, ...version, ping: await pingAny(withVmm) }, committed, vmm_users: vmmUsers };
+  return { ...readHostResources(), vmm: { binary, ...version, ping: await pingAny(withVmm) }, committed, vmm_users: vmmUsers, limits: cgroups.support };
 }
 
 /** Asks the running VMMs in turn until one answers: the binary's features are compiled in, so any one will do. */

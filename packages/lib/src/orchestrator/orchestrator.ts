@@ -14,6 +14,7 @@ import { ErrorCode, invalidState, RpcError, vmExists, vmNotFound } from "../doma
 import type { ExecRequest } from "../domain/exec-protocol.js";
 import { emptyResources } from "../domain/resources.js";
 import type { VmSpec } from "../domain/vm-spec.js";
+import type { VmStats } from "../domain/vm-stats.js";
 import type { VmList, VmStatus } from "../domain/vm-status.js";
 import type { EventBus, VmEvent } from "../events/event-bus.js";
 import type { ExecResult } from "../exec/exec-client.js";
@@ -34,8 +35,10 @@ import { startError, unsupportedVmm } from "./start-error.js";
 import { entryFromRecord, newEntry, toStatus, unreadableEntry, type VmEntry } from "./vm-entry.js";
 import { VmRecords, type Write } from "./vm-records.js";
 import { VmServices } from "./vm-services.js";
+import { readVmStats } from "./vm-stats.js";
+import type { VmmConfinement } from "./vmm-confinement.js";
 import { bootVmm, cleanUpAfterVmm, haltVmm, type RunningVmm } from "./vmm-control.js";
-import { pathsFor, type VmmUsers, vmmRoots, wrongUid } from "./vmm-users.js";
+import { pathsFor, vmmRoots } from "./vmm-users.js";
 
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
 export const DEFAULT_STOP_GRACE_MS = 10_000;
@@ -60,8 +63,8 @@ export interface OrchestratorOptions {
   reconcileIntervalMs?: number;
   /** What `-V` says of the VMM binary, probed at start-up: a start is refused if it is known to be too old. */
   vmmVersion: Promise<VmmVersion>;
-  /** With --vmm-uid-range: each VM's VMMs run under a uid of their own. Without it, as the daemon's user. */
-  vmmUsers?: VmmUsers;
+  /** Each VM's VMM's uid, jail and cgroup. */
+  confinement: VmmConfinement;
 }
 
 export class Orchestrator {
@@ -99,7 +102,7 @@ export class Orchestrator {
       records.map(async ({ record, migrated }) => {
         // A running VMM's files stay where it made them, whichever way this daemon runs VMMs now.
         const paths = this.pathsFor(record.id, record.vmm?.api_socket);
-        if (record.vmm_uid !== undefined) this.opts.vmmUsers?.hold(record.vmm_uid);
+        if (record.vmm_uid !== undefined) this.users?.hold(record.vmm_uid);
         const vm = entryFromRecord(record, paths, await this.openServices(record.id, paths));
         this.vms.set(vm.id, vm);
         await this.applyAdoption(vm, await adoptRecord(record, vm.paths));
@@ -137,15 +140,23 @@ export class Orchestrator {
 
   /** The host's resources, the VMM binary, and what the VMs with a VMM have committed. */
   async hostInfo(): Promise<HostInfo> {
-    return hostInfo(this.vms.values(), this.opts.vmmBinary, await this.opts.vmmVersion, this.opts.vmmUsers);
+    return hostInfo(this.vms.values(), this.opts.vmmBinary, await this.opts.vmmVersion, this.users, this.opts.confinement.cgroups);
   }
 
   status(id: string): VmStatus {
     return this.statusOf(this.get(id));
   }
 
+  /** The running VMM's usage; -32003 while the VM has none. */
+  stats(id: string): VmStats {
+    const vm = this.get(id);
+    const pid = vm.vmm?.process.pid;
+    if (pid === undefined) throw invalidState(vm.id, vm.lifecycle.state, "read the usage of", "only a VM with a running VMM has any");
+    return readVmStats(vm.id, pid, this.opts.confinement.cgroupOf(vm));
+  }
+
   private statusOf(vm: VmEntry): VmStatus {
-    return toStatus(vm, this.opts.provisioner.pendingFor(vm.id));
+    return toStatus(vm, this.opts.provisioner.pendingFor(vm.id), this.opts.confinement.cgroupOf(vm));
   }
 
   /** In the id's queue from the first moment: an operation on this id sent while the create runs waits for it. */
@@ -160,9 +171,9 @@ export class Orchestrator {
     await checkHostCpus(spec);
     this.opts.provisioner.checkConfigured(spec);
     if (this.vms.has(spec.id)) throw vmExists(spec.id);
-    const vmmUid = this.opts.vmmUsers?.take(spec.id);
+    const vmmUid = this.users?.take(spec.id);
     const services = await this.openServices(spec.id, paths).catch((e) => {
-      this.opts.vmmUsers?.free(vmmUid);
+      this.users?.free(vmmUid);
       throw e;
     });
     const vm = newEntry(spec, paths, services);
@@ -174,7 +185,7 @@ export class Orchestrator {
       if (!mustRecordProvisioning) await this.transition(vm, { type: "PROVISIONED" }, "required");
     } catch (e) {
       // Not acknowledged and never visible: nothing of it may stay.
-      this.opts.vmmUsers?.free(vm.vmmUid);
+      this.users?.free(vm.vmmUid);
       await vm.services.close();
       await this.opts.store
         .remove(vm.id)
@@ -200,13 +211,12 @@ export class Orchestrator {
   start(id: string, timeoutMs = DEFAULT_START_TIMEOUT_MS): Promise<VmStatus> {
     return this.serialize(id, async (vm) => {
       this.require(vm, "START", "start");
-      const unsupported = unsupportedVmm(vm.id, this.opts.vmmBinary, await this.opts.vmmVersion);
-      if (unsupported) throw unsupported;
+      const refused = unsupportedVmm(vm.id, this.opts.vmmBinary, await this.opts.vmmVersion) ?? this.opts.confinement.refusal(vm.id);
+      if (refused) throw refused;
       // Written with the VMM's pid in the `spawned` hook: until a VMM exists, a crash loses nothing.
       await this.transition(vm, { type: "START" }, "later");
       try {
-        const confined = await this.opts.vmmUsers?.readyFor(vm, this.opts.store.stateDir, (paths) => this.openServices(vm.id, paths));
-        const launch = { binary: this.opts.vmmBinary, executable: this.opts.vmmExecutable, ...confined };
+        const launch = await this.opts.confinement.launchFor(vm, (paths) => this.openServices(vm.id, paths));
         vm.vmm = await bootVmm(launch, vm.spec as VmSpec, vm.paths, vm.resources, Date.now() + timeoutMs, {
           spawned: (vmm) => this.adoptSpawned(vm, vmm),
           created: (vmm) => vm.services.vmmUp(vmm.process.pid),
@@ -239,8 +249,8 @@ export class Orchestrator {
       // The VMM is gone: now its networks and volumes can go back.
       const pending = vm.spec ? await this.release(vm, vm.spec) : 0;
       await this.opts.store.remove(vm.id);
-      await this.opts.vmmUsers?.removeDir(vm.id);
-      this.opts.vmmUsers?.free(vm.vmmUid);
+      await this.users?.removeDir(vm.id);
+      this.users?.free(vm.vmmUid);
       await vm.services.close();
       this.vms.delete(vm.id);
       this.opts.events.publish({ id: vm.id, type: "removed" });
@@ -290,6 +300,7 @@ export class Orchestrator {
   reconcileNow(): Promise<unknown> {
     this.reconciling = this.reconciling
       .then(() => reconcile(this.vmmRoots(), this.vms, this.opts.vmmExecutable, (id) => this.ops.busy(id), this.log))
+      .then(() => Promise.all([...this.vms.values()].filter((vm) => !this.ops.busy(vm.id)).map((vm) => this.opts.confinement.check(vm, "running VMM"))))
       .then(() => this.records.catchUp(this.vms.values(), (id) => this.ops.busy(id)))
       .then(() => this.opts.provisioner.retryPending())
       .catch((e) => this.log.error({ err: (e as Error).message }, "reconcile sweep failed"));
@@ -302,9 +313,7 @@ export class Orchestrator {
     vm.vmm = adoption.vmm;
     this.adoptedAwaitingServices.push([vm, adoption.vmm]);
     this.log.info({ vm: vm.id, pid: adoption.vmm.process.pid }, "re-adopted VMM");
-    // Said, not killed: the guest goes on.
-    const wrong = wrongUid(vm.vmmUid, adoption.vmm.process.pid, this.opts.vmmUsers);
-    if (wrong) this.log.error({ vm: vm.id, pid: adoption.vmm.process.pid, ...wrong }, "re-adopted VMM runs under another uid than its VM's");
+    await this.opts.confinement.check(vm, "re-adopted VMM");
     if (adoption.kind === "finish-stop") {
       // The stop the restart interrupted goes on in the background, in the VM's queue.
       void this.serialize(vm.id, () => this.finishStop(vm, adoption.vmm)).catch((e) =>
@@ -361,10 +370,11 @@ export class Orchestrator {
     });
   }
 
-  /** The VMM is confirmed gone: detach the console and read its last events. */
+  /** The VMM is confirmed gone: detach the console, read its last events, remove its cgroup. */
   private async vmmGone(vm: VmEntry): Promise<void> {
     vm.vmm = undefined;
     await vm.services.vmmDown();
+    await this.opts.confinement.vmmGone(vm.id);
   }
 
   /** Gives back everything the VM holds at the siblings its spec uses; returns how many releases are left pending. */
@@ -374,12 +384,16 @@ export class Orchestrator {
     return left;
   }
 
+  private get users() {
+    return this.opts.confinement.users;
+  }
+
   private vmmRoots(): string[] {
-    return vmmRoots(this.opts.store.stateDir, this.opts.vmmUsers);
+    return vmmRoots(this.opts.store.stateDir, this.users);
   }
 
   private pathsFor(id: string, recordedApiSocket?: string): VmPaths {
-    return pathsFor(this.opts.store.stateDir, this.opts.vmmUsers, id, recordedApiSocket);
+    return pathsFor(this.opts.store.stateDir, this.users, id, recordedApiSocket);
   }
 
   private openServices(id: string, paths: VmPaths): Promise<VmServices> {

@@ -1,6 +1,7 @@
 /** What the orchestrator holds for one VM while the daemon runs. */
 
 import { emptyResources, isProvisioned, type Resources } from "../domain/resources.js";
+import { vmLimits } from "../domain/vm-limits.js";
 import type { VmSpec } from "../domain/vm-spec.js";
 import type { VmStatus } from "../domain/vm-status.js";
 import { VmLifecycle } from "../lifecycle/vm-lifecycle.js";
@@ -102,7 +103,8 @@ export function toRecord(vm: VmEntry & { spec: VmSpec }): VmRecord {
   };
 }
 
-export function toStatus(vm: VmEntry, pendingReleases: PendingRelease[]): VmStatus {
+/** `cgroup`: the VMM's, while it runs in one. */
+export function toStatus(vm: VmEntry, pendingReleases: PendingRelease[], cgroup: string | undefined): VmStatus {
   return {
     id: vm.id,
     state: vm.lifecycle.state,
@@ -117,6 +119,7 @@ export function toStatus(vm: VmEntry, pendingReleases: PendingRelease[]): VmStat
     agent: vm.services.agent.current,
     console: { lost_bytes: vm.services.console.lostBytes },
     ...(vm.vmmUid !== undefined ? { vmm_uid: vm.vmmUid } : {}),
+    limits: vm.spec ? { ...vmLimits(vm.spec), cgroup: cgroup ?? null } : null,
     ...(vm.unsaved ? { unsaved: vm.unsaved } : {}),
   };
 }

@@ -32,6 +32,8 @@ export interface VmmLaunch {
   executable: VmmExecutable | undefined;
   user?: UnprivilegedUser;
   jail?: VmmJailConfig;
+  /** The VM's cgroup, limits written: the VMM is in it from its first instruction. */
+  cgroup?: string;
 }
 
 export interface BootHooks {
@@ -48,7 +50,7 @@ export async function bootVmm(launch: VmmLaunch, spec: VmSpec, paths: VmPaths, r
   const config = toChVmConfig(spec, paths, resources);
   const { binary, executable, user } = launch;
   const jail = launch.jail && user && (await vmmJailView(launch.jail, config, paths, user, { binary, executable }));
-  const process = await VmmProcess.spawn(binary, paths, { seccomp: spec.seccomp ?? "enforce", user, jail });
+  const process = await VmmProcess.spawn(binary, paths, { seccomp: spec.seccomp ?? "enforce", user, jail, cgroup: launch.cgroup });
   const vmm = { process, client: new ChClient(paths.apiSocket) };
   const left = () => Math.max(1, deadline - Date.now());
   try {

@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { cgroup2Mount, controllersOf } from "./cgroup2.js";
 
 export interface HugepagePool {
   size_kib: number;
@@ -68,16 +69,10 @@ function kvm(): HostResources["kvm"] {
   }
 }
 
-/** The first cgroup2 mount in this process's mount namespace, and the controllers its root offers. */
+/** The cgroup2 mount, and the controllers its root offers. */
 function cgroupV2(): HostResources["cgroup_v2"] {
-  // mountinfo: ... mount-point ... - fstype source options
-  const mount = (readText("/proc/self/mountinfo") ?? "")
-    .split("\n")
-    .map((line) => line.split(" "))
-    .find((fields) => fields[fields.indexOf("-") + 1] === "cgroup2")?.[4];
-  if (mount === undefined) return { mount: null, controllers: [] };
-  const controllers = (readText(path.join(mount, "cgroup.controllers")) ?? "").trim().split(/\s+/).filter(Boolean);
-  return { mount, controllers };
+  const mount = cgroup2Mount();
+  return mount === undefined ? { mount: null, controllers: [] } : { mount, controllers: controllersOf(mount) };
 }
 
 function readText(file: string): string | undefined {

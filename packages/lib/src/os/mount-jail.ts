@@ -78,12 +78,12 @@ exec "$@"
 `;
 
 /** The command line that runs `command` inside a jail showing `view`. */
-export function jailCommand(view: JailView, command: string[]): [string, string[]] {
+export function jailCommand(view: JailView, command: string[]): string[] {
   const entries = [
     ...view.readOnly.map((p) => `r:${p}`),
     ...view.writable.map((p) => `w:${p}`),
     ...view.devices.map((p) => `d:${p}`),
     ...view.denied.map((p) => `x:${p}`),
   ];
-  return ["unshare", ["--mount", "--propagation", "private", "--", "/bin/sh", "-c", SCRIPT, "jail", view.mountPoint, ...entries, "--", ...command]];
+  return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", SCRIPT, "jail", view.mountPoint, ...entries, "--", ...command];
 }

@@ -91,6 +91,8 @@ async function startDaemon(dir) {
       "--cloud-hypervisor",
       SIM,
       ...vmmDirArgs(dir),
+      // What is measured is the daemon's cost; on a host without cgroup v2 (this one) limits cannot be enforced.
+      "--allow-unenforced-limits",
     ],
     // The default log level (info), to a file as a service manager would take it: logging is part of the cost.
     { stdio: ["ignore", "ignore", fs.openSync(path.join(dir, "daemon.log"), "a")] },
@@ -98,9 +100,9 @@ async function startDaemon(dir) {
   await waitSocket(sock);
   return { proc, sock, dir, kernel: path.join(dir, "vmlinux"), vmmDir: isRoot ? path.join(dir, "vmm") : path.join(dir, "state") };
 }
-/** As root each VMM runs under a uid of its own (ADR 0009), its files in `<dir>/vmm/<id>/`. */
+/** As root each VMM runs jailed under a uid of its own (ADR 0009), its files in `<dir>/vmm/<id>/`; its jail shows the checkout. */
 const isRoot = process.getuid?.() === 0;
-const vmmDirArgs = (dir) => (isRoot ? ["--vmm-dir", path.join(dir, "vmm")] : []);
+const vmmDirArgs = (dir) => (isRoot ? ["--vmm-dir", path.join(dir, "vmm"), "--vmm-jail-bind", ROOT] : []);
 /** The node flags on a script's `#!/usr/bin/env -S node ...` line. */
 function shebangFlags(file) {
   return fs.readFileSync(file, "utf8").split("\n", 1)[0].split(" ").slice(3);

@@ -18,15 +18,18 @@ import { ROOT } from "./harness.js";
 
 const MiB = 1024 * 1024;
 const HERE = path.dirname(fileURLToPath(import.meta.url));
+const modulesDir = kernel && path.join("/lib/modules", kernel.replace(/^vmlinuz-/, ""));
 const missing = !haveCpio
   ? "cpio is not installed"
   : !haveQemu
     ? "qemu-system-x86_64 is not installed"
     : !kernel
       ? "no kernel in /boot (linux-image-amd64)"
-      : process.getuid?.() !== 0
-        ? "building the image needs root's view of util-linux and node"
-        : undefined;
+      : !fs.existsSync(path.join(modulesDir as string, "kernel/drivers/block/virtio_blk.ko"))
+        ? `no virtio_blk module in ${modulesDir}`
+        : process.getuid?.() !== 0
+          ? "building the image needs root's view of util-linux and node"
+          : undefined;
 
 /**
  * What the guest needs from this host: the programs, their shared libraries and the dynamic loader. dash is
@@ -53,6 +56,8 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs dev /dev
 mount -t tmpfs -o mode=1777 tmp /tmp
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# virtio-blk is a module in Debian's kernel: the disk whose io.max the proof checks.
+for m in virtio_ring virtio virtio_mmio virtio_blk; do insmod /opt/mh/$m.ko; done
 node /opt/mh/cgroup-proof.mjs
 poweroff -f
 `;
@@ -90,6 +95,9 @@ async function buildProofImage(): Promise<string> {
     logLevel: "error",
   });
   fs.chmodSync(path.join(stage, "opt/mh/ch-sim.mjs"), 0o755);
+  const modules = path.join("/lib/modules", (kernel as string).replace(/^vmlinuz-/, ""), "kernel/drivers");
+  for (const m of ["virtio/virtio", "virtio/virtio_ring", "virtio/virtio_mmio", "block/virtio_blk"])
+    put(path.join(modules, `${m}.ko`), `opt/mh/${path.basename(m)}.ko`);
   fs.writeFileSync(path.join(stage, "opt/mh/vmlinux"), "not a real kernel: the test VMM only checks it can be read\n");
   fs.writeFileSync(path.join(stage, "init"), GUEST_INIT, { mode: 0o755 });
   fs.writeFileSync(path.join(stage, "stage2"), GUEST_STAGE2, { mode: 0o755 });
@@ -101,24 +109,13 @@ async function buildProofImage(): Promise<string> {
   return image;
 }
 
-/** Boots the image until the guest powers off; its console output. */
+/** Boots the image, with a small virtio disk, until the guest powers off; its console output. */
 async function boot(image: string): Promise<string> {
-  const args = [
-    "-accel",
-    "tcg",
-    "-M",
-    "microvm",
-    "-m",
-    "2048",
-    "-smp",
-    "2",
-    "-nographic",
-    "-no-reboot",
-    "-kernel",
-    bootableKernel(kernel as string),
-    "-initrd",
-    image,
-  ];
+  const disk = `${image}.disk`;
+  fs.writeFileSync(disk, Buffer.alloc(16 * MiB));
+  const machine = ["-accel", "tcg", "-M", "microvm", "-m", "2048", "-smp", "2", "-nographic", "-no-reboot"];
+  const drive = ["-drive", `file=${disk},if=none,id=disk0,format=raw`, "-device", "virtio-blk-device,drive=disk0"];
+  const args = [...machine, "-kernel", bootableKernel(kernel as string), "-initrd", image, ...drive];
   // As the guest image tests: the TSC rate and loops-per-jiffy given, not measured (a busy host can hang that).
   const cmdline = "console=ttyS0 panic=-1 quiet tsc_early_khz=2000000 lpj=4000000";
   const qemu = spawn("qemu-system-x86_64", [...args, "-append", cmdline], { stdio: ["ignore", "pipe", "pipe"] });
@@ -130,11 +127,12 @@ async function boot(image: string): Promise<string> {
   await new Promise((resolve) => qemu.once("exit", resolve));
   clearTimeout(guard);
   fs.rmSync(image, { force: true });
+  fs.rmSync(disk, { force: true });
   return out;
 }
 
 describe.skipIf(missing !== undefined)(`cgroup v2 limits in a real kernel${missing ? ` (skipped: ${missing})` : ""}`, () => {
-  it("puts each VMM in its cgroup with its limits written, stops a memory hog at memory.max, and puts a strayed VMM back", async () => {
+  it("puts each VMM in its cgroup with its limits written (io.max on its disk's device), stops a memory hog at memory.max, and puts a strayed VMM back", async () => {
     const out = await boot(await buildProofImage());
     const line = /^CGROUP-PROOF (.*)$/m.exec(out)?.[1];
     expect(line, `no proof line on the console:\n${out.slice(-3000)}`).toBeDefined();
@@ -163,6 +161,10 @@ describe.skipIf(missing !== undefined)(`cgroup v2 limits in a real kernel${missi
     expect(seen.stats.memory.max_events).toBeGreaterThanOrEqual(1);
     expect(seen.stats.memory.peak_bytes).toBeLessThanOrEqual(memoryMax);
     expect(seen.stats.cpu.usage_us).toBeGreaterThan(0);
+    // The rate-limited disk's whole device gets io.max; what the workload read from it is counted.
+    expect(seen.io_max).toBe(`${seen.disk_device} rbps=1048576 wbps=1048576 riops=200 wiops=200`);
+    expect(seen.stats.io.read_bytes).toBeGreaterThanOrEqual(64 * 4096);
+    expect(seen.stats.io.read_ops).toBeGreaterThan(0);
     expect(seen.vmm_alive_after_oom).toBe(true);
     expect(seen.state_after_oom).toBe("Running");
 

@@ -69,13 +69,18 @@ try {
   await until("the daemon's socket", () => fs.existsSync(SOCKET));
   seen.limits = (await call("compute.host.info")).limits;
 
-  // A VM whose workload tries to take 400 MiB at once: far past memory.max (64 MiB of RAM plus CH's share).
-  const hog = "echo hog starting; dd if=/dev/zero of=/dev/null bs=400M count=1; echo hog exit $?; exec sleep 3600";
+  // A VM whose workload reads its rate-limited disk, then tries to take 400 MiB at once: far past memory.max (64 MiB
+  // of RAM plus CH's share).
+  fs.chmodSync("/dev/vda", 0o666);
+  seen.disk_device = read("/sys/block/vda/dev");
+  const hog =
+    "dd if=/dev/vda of=/dev/null bs=4096 count=64; echo hog starting; dd if=/dev/zero of=/dev/null bs=400M count=1; echo hog exit $?; exec sleep 3600";
   await call("compute.vm.create", {
     id: "hog",
     vcpus: 1,
     memory_mib: 64,
     boot: { kernel: "/opt/mh/vmlinux" },
+    disks: [{ path: "/dev/vda", rate_limit: { bytes_per_s: 1048576, ops_per_s: 200 } }],
     workload: { argv: ["sh", "-c", hog] },
   });
   const started = await call("compute.vm.start", { id: "hog" });
@@ -84,6 +89,7 @@ try {
   seen.status_limits = started.limits;
   seen.vmm_cgroup = read(`/proc/${pid}/cgroup`);
   seen.cgroup_procs_has_vmm = read(`${cgroup}/cgroup.procs`).split("\n").map(Number).includes(pid);
+  seen.io_max = read(`${cgroup}/io.max`);
   seen.files = Object.fromEntries(["cpu.max", "cpu.weight", "memory.max", "memory.high", "pids.max"].map((f) => [f, read(`${cgroup}/${f}`)]));
 
   // The kernel stops the hog at memory.max: an OOM kill inside the VM's cgroup, and the VMM lives on.

@@ -27,11 +27,7 @@ export function toChVmConfig(spec: VmSpec, paths: VmPaths, resources: Resources)
     payload,
     cpus: { boot_vcpus: spec.vcpus, max_vcpus: spec.vcpus, affinity: affinity(spec) },
     memory: { size: spec.memory_mib * MiB },
-    disks: spec.disks?.map((d, i) => ({
-      path: "path" in d ? d.path : resolved(resources.disks, slotOf("vol", i)).path,
-      readonly: d.readonly ?? false,
-      rate_limiter_config: rateLimiter(d.rate_limit),
-    })),
+    disks: spec.disks && vmDisks(spec, resources).map((d) => ({ path: d.path, readonly: d.readonly, rate_limiter_config: rateLimiter(d.rate_limit) })),
     net: spec.nets?.map((n, i) => {
       const { tap, mac } = "tap" in n ? n : resolved(resources.nets, slotOf("net", i));
       return { tap, mac, rate_limiter_config: rateLimiter(n.rate_limit) };
@@ -46,6 +42,15 @@ export function toChVmConfig(spec: VmSpec, paths: VmPaths, resources: Resources)
     // CH confines itself to the paths in this config (kernel, disks, sockets, ...): nothing else on the host.
     landlock_enable: true,
   };
+}
+
+/** The VM's disks as files: a path given, or the one the volume sibling handed over. */
+export function vmDisks(spec: VmSpec, resources: Resources): { path: string; readonly: boolean; rate_limit?: RateLimit }[] {
+  return (spec.disks ?? []).map((d, i) => ({
+    path: "path" in d ? d.path : resolved(resources.disks, slotOf("vol", i)).path,
+    readonly: d.readonly ?? false,
+    ...(d.rate_limit ? { rate_limit: d.rate_limit } : {}),
+  }));
 }
 
 /** Every vCPU may run on the same host CPUs. */

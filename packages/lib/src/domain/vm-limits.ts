@@ -58,6 +58,22 @@ export function vmLimits(spec: VmSpec): Omit<VmLimits, "cgroup"> {
   };
 }
 
+/** A per-second rate on a disk, as a VM spec gives it. */
+export interface IoRate {
+  bytes_per_s?: number;
+  ops_per_s?: number;
+}
+
+/**
+ * io.max for one whole block device: the sum of the rates of the VM's disks on it, in both directions; a kind no
+ * disk there limits is "max". One line of the file.
+ */
+export function ioMaxLine(device: string, rates: IoRate[]): string {
+  const sum = (key: keyof IoRate) => (rates.every((r) => r[key] !== undefined) ? String(rates.reduce((n, r) => n + (r[key] ?? 0), 0)) : "max");
+  const [bps, iops] = [sum("bytes_per_s"), sum("ops_per_s")];
+  return `${device} rbps=${bps} wbps=${bps} riops=${iops} wiops=${iops}`;
+}
+
 /** The cgroup v2 interface files and what each gets. */
 export function cgroupSettings(limits: Omit<VmLimits, "cgroup">): [file: string, value: string][] {
   return [

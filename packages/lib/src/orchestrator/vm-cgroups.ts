@@ -12,13 +12,30 @@
 import path from "node:path";
 import type { Logger } from "pino";
 import { ErrorCode, RpcError } from "../domain/errors.js";
-import { cgroupSettings, vmLimits } from "../domain/vm-limits.js";
+import { cgroupSettings, type IoRate, ioMaxLine, vmLimits } from "../domain/vm-limits.js";
 import type { VmSpec } from "../domain/vm-spec.js";
-import { cgroup2Mount, cgroupOf, controllersOf, enableControllers, makeCgroup, moveInto, readSetting, removeCgroup, writeSetting } from "../os/cgroup2.js";
+import {
+  cgroup2Mount,
+  cgroupOf,
+  controllersOf,
+  enableControllers,
+  makeCgroup,
+  moveInto,
+  readSetting,
+  removeCgroup,
+  wholeDiskOf,
+  writeSetting,
+} from "../os/cgroup2.js";
+
+/** A disk of the VM as a file, and its rate limit if it has one. */
+export interface LimitedDisk {
+  path: string;
+  rate_limit?: IoRate;
+}
 
 /** What every VM's limits need. */
 export const REQUIRED_CONTROLLERS = ["cpu", "memory", "pids"];
-/** Used where present: io.max for disks with a rate limit (CH's own rate limiter holds them regardless). */
+/** Used where present: io.max on the whole disks under rate-limited disks (CH's own rate limiters hold them regardless). */
 const OPTIONAL_CONTROLLERS = ["io"];
 const ROOT_BASE = "/my_hypervisor";
 
@@ -70,11 +87,11 @@ export class VmCgroups {
   }
 
   /** Before the VMM is spawned: the VM's cgroup, empty, with its limits written. Returns its directory. */
-  async prepare(id: string, spec: VmSpec): Promise<string | undefined> {
+  async prepare(id: string, spec: VmSpec, disks: LimitedDisk[]): Promise<string | undefined> {
     const dir = this.dirOf(id);
     if (!dir) return undefined;
     await makeCgroup(dir);
-    await this.writeLimits(dir, spec);
+    for (const [file, value] of this.settings(spec, disks)) await writeSetting(dir, file, value);
     return dir;
   }
 
@@ -82,13 +99,15 @@ export class VmCgroups {
    * For a VMM that was already running (re-adoption, the reconcile): puts it back in its cgroup if it left, and
    * writes again any limit that differs. Returns what had to be corrected.
    */
-  async check(id: string, pid: number, spec: VmSpec): Promise<string[]> {
+  async check(id: string, pid: number, spec: VmSpec, disks: LimitedDisk[]): Promise<string[]> {
     const dir = this.dirOf(id);
     if (!dir) return [];
     const fixed: string[] = [];
     await makeCgroup(dir);
-    for (const [file, value] of cgroupSettings(vmLimits(spec))) {
-      if (readSetting(dir, file) === value) continue;
+    for (const [file, value] of this.settings(spec, disks)) {
+      // io.max holds a line per device.
+      const now = readSetting(dir, file);
+      if (now === value || (file === "io.max" && now?.split("\n").includes(value))) continue;
       await writeSetting(dir, file, value);
       fixed.push(file);
     }
@@ -107,8 +126,16 @@ export class VmCgroups {
     if (dir) await removeCgroup(dir);
   }
 
-  private async writeLimits(dir: string, spec: VmSpec): Promise<void> {
-    for (const [file, value] of cgroupSettings(vmLimits(spec))) await writeSetting(dir, file, value);
+  /** The VM's limits as interface files; with the io controller, an io.max line for each whole disk its rate-limited disks are on. */
+  private settings(spec: VmSpec, disks: LimitedDisk[]): [file: string, value: string][] {
+    const settings = cgroupSettings(vmLimits(spec));
+    if (!this.support.controllers.includes("io")) return settings;
+    const byDevice = new Map<string, IoRate[]>();
+    for (const d of disks) {
+      const device = d.rate_limit && wholeDiskOf(d.path);
+      if (device) byDevice.set(device, [...(byDevice.get(device) ?? []), d.rate_limit as IoRate]);
+    }
+    return [...settings, ...[...byDevice].map(([device, rates]) => ["io.max", ioMaxLine(device, rates)] as [string, string])];
   }
 
   private async mountRoot(): Promise<string> {

@@ -6,6 +6,7 @@
  * it is gone, its cgroup removed.
  */
 import type { Logger } from "pino";
+import { vmDisks } from "../ch/vm-config.js";
 import type { VmmExecutable } from "../ch/vmm-binary.js";
 import type { RpcError } from "../domain/errors.js";
 import type { VmSpec } from "../domain/vm-spec.js";
@@ -33,7 +34,7 @@ export class VmmConfinement {
   /** Before a start: the VM's uid, directory and jail ready, its cgroup made with its limits; how to spawn its VMM. */
   async launchFor(vm: VmEntry, reopen: (paths: VmPaths) => Promise<VmServices>): Promise<VmmLaunch> {
     const confined = await this.users?.readyFor(vm, this.stateDir, reopen);
-    const cgroup = await this.cgroups.prepare(vm.id, vm.spec as VmSpec);
+    const cgroup = await this.cgroups.prepare(vm.id, vm.spec as VmSpec, vmDisks(vm.spec as VmSpec, vm.resources));
     return { ...this.vmm, ...confined, cgroup };
   }
 
@@ -52,7 +53,7 @@ export class VmmConfinement {
     const wrong = wrongUid(vm.vmmUid, pid, this.users);
     if (wrong) this.log.error({ vm: vm.id, pid, ...wrong }, `${who} runs under another uid than its VM's`);
     try {
-      const fixed = await this.cgroups.check(vm.id, pid, vm.spec);
+      const fixed = await this.cgroups.check(vm.id, pid, vm.spec, vmDisks(vm.spec, vm.resources));
       if (fixed.length > 0) this.log.warn({ vm: vm.id, pid, fixed }, `${who} was not in its cgroup as it should be; corrected`);
     } catch (e) {
       this.log.error({ vm: vm.id, pid, err: (e as Error).message }, `cannot check the cgroup of a ${who}`);

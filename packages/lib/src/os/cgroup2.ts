@@ -102,6 +102,27 @@ export function inCgroup(dir: string, command: string[]): string[] {
   return ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', dir, ...command];
 }
 
+/**
+ * The whole block device ("MAJ:MIN") that holds `file`: the device itself for a block device, else the one its
+ * filesystem is on, a partition's disk for a partition (io.max takes whole disks only). Undefined where there is
+ * none (tmpfs, overlay: no block device, major 0).
+ */
+export function wholeDiskOf(file: string): string | undefined {
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(file);
+  } catch {
+    return undefined;
+  }
+  const dev = stat.isBlockDevice() ? stat.rdev : stat.dev;
+  // glibc's dev_t: the major in bits 8-19 and 32-43, the minor in bits 0-7 and 20-31.
+  const major = Number((BigInt(dev) >> 8n) & 0xfffn) | Number((BigInt(dev) >> 32n) & ~0xfffn);
+  const minor = Number(BigInt(dev) & 0xffn) | Number((BigInt(dev) >> 12n) & ~0xffn);
+  const sys = `/sys/dev/block/${major}:${minor}`;
+  if (major === 0 || !fs.existsSync(sys)) return undefined;
+  return fs.existsSync(`${sys}/partition`) ? readText(`${sys}/../dev`).trim() || undefined : `${major}:${minor}`;
+}
+
 function readText(file: string): string {
   try {
     return fs.readFileSync(file, "utf8");

@@ -17,6 +17,9 @@
 export interface Guest {
   serialIn(data: Buffer): void;
   pressPowerButton(): void;
+  /** vm.pause / vm.resume: the guest stops running, and later goes on where it stopped. */
+  freeze(): void;
+  thaw(): void;
   destroy(): void;
 }
 
@@ -63,6 +66,8 @@ export class SimGuest implements Guest {
 
   private ticks = 0;
   private destroyed = false;
+  /** While paused: what the guest would have done, done at thaw (typed bytes echoed, a power button pressed). */
+  private held: (() => void)[] | undefined;
 
   constructor(
     readonly behaviour: GuestBehaviour,
@@ -78,6 +83,7 @@ export class SimGuest implements Guest {
     if (this.behaviour.poweroffAfterMs !== undefined) this.later(this.behaviour.poweroffAfterMs);
     if (this.behaviour.serialIntervalMs > 0) {
       const t = setInterval(() => {
+        if (this.held) return;
         this.ticks += 1;
         this.serialOut(Buffer.from(`sim-guest: tick ${this.ticks}\r\n`));
       }, this.behaviour.serialIntervalMs);
@@ -103,11 +109,23 @@ export class SimGuest implements Guest {
 
   /** Bytes typed on the serial console: the guest echoes them. */
   serialIn(data: Buffer): void {
-    this.serialOut(data);
+    if (this.held) this.held.push(() => this.serialIn(data));
+    else this.serialOut(data);
   }
 
   pressPowerButton(): void {
-    if (!this.behaviour.ignorePowerButton) this.later(this.behaviour.poweroffMs);
+    if (this.held) this.held.push(() => this.pressPowerButton());
+    else if (!this.behaviour.ignorePowerButton) this.later(this.behaviour.poweroffMs);
+  }
+
+  freeze(): void {
+    this.held ??= [];
+  }
+
+  thaw(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const act of held) act();
   }
 
   /** The VM was torn down: nothing of the guest may act afterwards. */

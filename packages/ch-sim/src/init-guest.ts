@@ -67,10 +67,64 @@ export class InitGuest {
     (this.child.stdio[3] as Writable | null)?.write(powerButtonPress());
   }
 
+  /**
+   * vm.pause: every process of the guest stops (SIGSTOP), as a paused VM's vCPUs do; serial input waits in its pipe
+   * and vsock connections in their listeners' backlogs. Repeated until no process of the guest is left running, so
+   * one forked meanwhile is stopped too.
+   */
+  freeze(): void {
+    const stopped = new Set<number>();
+    for (;;) {
+      const running = guestProcesses(this.child.pid as number).filter((p) => !stopped.has(p));
+      if (running.length === 0) return;
+      for (const pid of running) {
+        signal(pid, "SIGSTOP");
+        stopped.add(pid);
+      }
+    }
+  }
+
+  /** vm.resume: the guest's processes go on where they stopped. */
+  thaw(): void {
+    for (const pid of guestProcesses(this.child.pid as number)) signal(pid, "SIGCONT");
+  }
+
   /** The VM is torn down: the guest stops existing at once. */
   destroy(): void {
     this.stopped = true;
     this.child.kill("SIGKILL");
+  }
+}
+
+/** The guest's processes: every descendant of `root` (the wrappers that start the init, the init, and all it started). */
+function guestProcesses(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of fs.readdirSync("/proc")) {
+    const pid = Number(name);
+    if (!pid) continue;
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+    } catch {
+      continue; // gone meanwhile
+    }
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    children.set(ppid, [...(children.get(ppid) ?? []), pid]);
+  }
+  const found: number[] = [];
+  for (let queue = [root]; queue.length > 0; ) {
+    const pid = queue.pop() as number;
+    found.push(pid);
+    queue = queue.concat(children.get(pid) ?? []);
+  }
+  return found;
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig);
+  } catch {
+    // Gone meanwhile: nothing left to stop or go on.
   }
 }
 

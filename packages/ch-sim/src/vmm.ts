@@ -310,6 +310,8 @@ export class Vmm {
       return apiErr(500, `The VM could not be ${verb}`, `Invalid transition: InvalidStateTransition(${this.vm.state}, ${to})`);
     }
     this.opts.events.emit("vm", pause ? "pausing" : "resuming");
+    if (pause) this.vm.guest.freeze();
+    else this.vm.guest.thaw();
     this.vm.state = to;
     this.opts.events.emit("vm", verb);
     return NO_CONTENT;

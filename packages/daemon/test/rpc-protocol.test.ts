@@ -147,6 +147,8 @@ describe("rpc.discover", () => {
         "compute.vm.events.tail",
         "compute.vm.exec",
         "compute.vm.stats",
+        "compute.vm.pause",
+        "compute.vm.resume",
         "compute.host.info",
         "rpc.discover",
       ].sort(),

@@ -39,6 +39,22 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       handler: (p) => orch.stop(p.id, { timeoutMs: p.timeout_ms, force: p.force }),
     }),
     method({
+      name: "compute.vm.pause",
+      summary: "CH holds the guest (vm.pause): it stops running, its console and exec sessions stay attached; the VM stays Running, substate Paused",
+      params: S.IdParams,
+      result: S.VmStatus,
+      errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout],
+      handler: (p) => orch.pause(p.id),
+    }),
+    method({
+      name: "compute.vm.resume",
+      summary: "A paused guest runs again (vm.resume); substate Active",
+      params: S.IdParams,
+      result: S.VmStatus,
+      errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout],
+      handler: (p) => orch.resume(p.id),
+    }),
+    method({
       name: "compute.vm.remove",
       summary: "Delete the VM and all its files; a running VM only with force",
       params: S.RemoveParams,

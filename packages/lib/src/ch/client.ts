@@ -115,6 +115,12 @@ export class ChClient {
   powerButton(timeoutMs?: number): Promise<void> {
     return this.call("vm.power-button", (signal) => this.api.PUT("/vm.power-button", { signal }), timeoutMs);
   }
+  pause(timeoutMs?: number): Promise<void> {
+    return this.call("vm.pause", (signal) => this.api.PUT("/vm.pause", { signal }), timeoutMs);
+  }
+  resume(timeoutMs?: number): Promise<void> {
+    return this.call("vm.resume", (signal) => this.api.PUT("/vm.resume", { signal }), timeoutMs);
+  }
   shutdownVmm(timeoutMs?: number): Promise<void> {
     return this.call("vmm.shutdown", (signal) => this.api.PUT("/vmm.shutdown", { signal }), timeoutMs);
   }

@@ -8,11 +8,15 @@ import { type Static, Type } from "@sinclair/typebox";
 import { PendingReleaseSchema, ResourcesSchema } from "./resources.js";
 import { VmLimitsSchema } from "./vm-limits.js";
 import { VmId, VmSpecSchema } from "./vm-spec.js";
-import { VM_STATES } from "./vm-states.js";
+import { RUNNING_SUBSTATES, VM_STATES } from "./vm-states.js";
 
 export const State = Type.Union(
   VM_STATES.map((s) => Type.Literal(s)),
   { title: "VmState" },
+);
+const Substate = Type.Union(
+  RUNNING_SUBSTATES.map((s) => Type.Literal(s)),
+  { title: "RunningSubstate", description: "Within Running: Active (the guest runs) or Paused (CH holds it); ADR 0010" },
 );
 const Pid = Type.Union([Type.Integer(), Type.Null()], { description: "The VMM's pid while it runs" });
 export const TransitionSchema = Type.Object({
@@ -22,11 +26,13 @@ export const TransitionSchema = Type.Object({
   event: Type.String(),
   at: Type.String({ format: "date-time" }),
   reason: Type.Optional(Type.String()),
+  substate: Type.Optional(Substate),
 });
 export const VmStatus = Type.Object(
   {
     id: VmId,
     state: State,
+    substate: Type.Union([Substate, Type.Null()], { description: "Within Running, Active or Paused; null in every other state" }),
     pid: Pid,
     spec: Type.Union([VmSpecSchema, Type.Null()], { description: "null only when the VM's state.json could not be read" }),
     created_at: Type.String({ format: "date-time" }),

@@ -5,11 +5,13 @@
  * asks whether it is allowed, then deletes the record (there is no ninth state).
  * `START` needs a startable VM: one whose record could be read and whose provisioning did not fail;
  * such a VM can only be removed.
- * `EXEC` (a command in the guest) is likewise asked, never applied: only a Running VM has a guest.
+ * `EXEC` (a command in the guest) is likewise asked, never applied: only a Running, Active VM has a guest that runs.
+ * Running has substates (ADR 0010): Active, and Paused (CH holds the guest); PAUSE and RESUME move between them, and
+ * what ends a Running VM (STOP, VMM_EXITED, GUEST_POWERED_OFF) ends it from either.
  */
 import { assign, setup } from "xstate";
 
-export { VM_STATES, type VmState } from "../domain/vm-states.js";
+export { RUNNING_SUBSTATES, type RunningSubstate, VM_STATES, type VmState } from "../domain/vm-states.js";
 
 export type LifecycleEvent =
   | { type: "PROVISION" }
@@ -24,6 +26,8 @@ export type LifecycleEvent =
   | { type: "STOP_FAILED"; reason: string }
   | { type: "VMM_EXITED"; reason: string }
   | { type: "GUEST_POWERED_OFF"; reason?: string }
+  | { type: "PAUSE"; reason?: string }
+  | { type: "RESUME"; reason?: string }
   | { type: "REMOVE" }
   | { type: "EXEC" };
 
@@ -46,7 +50,14 @@ export const vmLifecycleMachine = setup({
     Configured: { on: { START: start, REMOVE: "Configured" } },
     // A failed start is the transition Starting → Failed (the original design's StartFailed).
     Starting: { on: { STARTED: "Running", START_FAILED: "Failed" } },
-    Running: { on: { STOP: "Stopping", VMM_EXITED: "Failed", GUEST_POWERED_OFF: "Stopped", EXEC: "Running" } },
+    Running: {
+      initial: "Active",
+      on: { STOP: "Stopping", VMM_EXITED: "Failed", GUEST_POWERED_OFF: "Stopped" },
+      states: {
+        Active: { on: { PAUSE: "Paused", EXEC: "Active" } },
+        Paused: { on: { RESUME: "Active" } },
+      },
+    },
     Stopping: { on: { STOPPED: "Stopped", STOP_FAILED: "Failed" } },
     Stopped: { on: { START: start, REMOVE: "Stopped" } },
     Failed: { on: { START: start, REMOVE: "Failed" } },

@@ -7,7 +7,7 @@
  * VM would cost memory and CPU for nothing (docs/benchmarks.md).
  */
 import { type SnapshotFrom, transition } from "xstate";
-import { type LifecycleEvent, type LifecycleEventType, type VmState, vmLifecycleMachine } from "./machine.js";
+import { type LifecycleEvent, type LifecycleEventType, type RunningSubstate, type VmState, vmLifecycleMachine } from "./machine.js";
 
 export const TRANSITION_HISTORY = 64;
 
@@ -18,20 +18,31 @@ export interface Transition {
   event: LifecycleEventType;
   at: string;
   reason?: string;
+  /** Where `to` is Running: which of its substates the VM is in after this transition. */
+  substate?: RunningSubstate;
 }
 
 export class VmLifecycle {
   private snapshot: SnapshotFrom<typeof vmLifecycleMachine>;
   private history: Transition[];
 
-  /** Restores a VM at `state` (after a restart) or starts a new one at Pending. */
-  constructor(state: VmState = "Pending", history: Transition[] = [], opts: { startable: boolean } = { startable: true }) {
-    this.snapshot = vmLifecycleMachine.resolveState({ value: state, context: { startable: opts.startable } });
+  /** Restores a VM at `state` (and `substate`, for a Running one) after a restart, or starts a new one at Pending. */
+  constructor(state: VmState = "Pending", history: Transition[] = [], opts: { startable: boolean; substate?: RunningSubstate } = { startable: true }) {
+    const value = state === "Running" ? { Running: opts.substate ?? "Active" } : state;
+    this.snapshot = vmLifecycleMachine.resolveState({ value, context: { startable: opts.startable } });
     this.history = history.slice(-TRANSITION_HISTORY);
   }
 
+  /** One of the eight. */
   get state(): VmState {
-    return this.snapshot.value as VmState;
+    const value = this.snapshot.value;
+    return (typeof value === "string" ? value : Object.keys(value)[0]) as VmState;
+  }
+
+  /** Within Running, Active or Paused; undefined in every other state. */
+  get substate(): RunningSubstate | undefined {
+    const value = this.snapshot.value;
+    return typeof value === "string" ? undefined : ((value as { Running?: RunningSubstate }).Running ?? undefined);
   }
 
   get transitions(): readonly Transition[] {
@@ -50,6 +61,7 @@ export class VmLifecycle {
     const reason = "reason" in event ? event.reason : undefined;
     const t: Transition = { seq: (this.history.at(-1)?.seq ?? 0) + 1, from, to: this.state, event: event.type, at: new Date().toISOString() };
     if (reason !== undefined) t.reason = reason;
+    if (this.substate !== undefined) t.substate = this.substate;
     this.history = [...this.history.slice(1 - TRANSITION_HISTORY), t];
     return t;
   }

@@ -18,8 +18,8 @@ const ADOPT_CALL_TIMEOUT_MS = 2_000;
 export type Adoption =
   /** Nothing to do: the record's state needs no VMM. */
   | { kind: "unchanged" }
-  /** The VMM runs and is ours; `event` completes a transition the restart interrupted. */
-  | { kind: "running"; vmm: RunningVmm; event?: LifecycleEvent }
+  /** The VMM runs and is ours; `event` completes a transition the restart interrupted; `paused`: CH holds the guest. */
+  | { kind: "running"; vmm: RunningVmm; event?: LifecycleEvent; paused: boolean }
   /** The VM was being stopped and its VMM still runs: finish the stop. */
   | { kind: "finish-stop"; vmm: RunningVmm }
   /** The VMM is gone (or was discarded): apply this transition. */
@@ -35,8 +35,11 @@ export async function adoptRecord(record: VmRecord, paths: VmPaths): Promise<Ado
 
   const vmm: RunningVmm = { process: VmmProcess.adopt(identity, paths), client: new ChClient(paths.apiSocket) };
   if (state === "Stopping") return { kind: "finish-stop", vmm };
-  const decision = liveVmmDecision(state, await vmmVmState(vmm), identity.pid);
-  if (decision.keep) return { kind: "running", vmm, event: decision.event };
+  const vmState = await vmmVmState(vmm);
+  const decision = liveVmmDecision(state, vmState, identity.pid);
+  // Unreachable: what the record says stands until the API answers.
+  const paused = vmState === "unreachable" ? record.substate === "Paused" : vmState === "Paused";
+  if (decision.keep) return { kind: "running", vmm, event: decision.event, paused };
   await killVmm(vmm, paths);
   return { kind: "gone", event: decision.event };
 }

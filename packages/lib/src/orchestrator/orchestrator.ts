@@ -5,6 +5,7 @@
  */
 import path from "node:path";
 import type { Logger } from "pino";
+import { ChApiError } from "../ch/client.js";
 import { readEvents } from "../ch/event-monitor.js";
 import type { VmmExecutable } from "../ch/vmm-binary.js";
 import type { VmmExit } from "../ch/vmm-process.js";
@@ -31,7 +32,7 @@ import { type HostInfo, hostInfo } from "./host-info.js";
 import { IdQueue } from "./id-queue.js";
 import { reconcile } from "./reconcile.js";
 import { checkFilesExist, checkHostCpus, checkSocketPaths } from "./spec-checks.js";
-import { startError, unsupportedVmm } from "./start-error.js";
+import { chCallError, startError, unsupportedVmm } from "./start-error.js";
 import { entryFromRecord, newEntry, toStatus, unreadableEntry, type VmEntry } from "./vm-entry.js";
 import { VmRecords, type Write } from "./vm-records.js";
 import { VmServices } from "./vm-services.js";
@@ -233,6 +234,29 @@ export class Orchestrator {
     });
   }
 
+  /** CH holds the guest (vm.pause) or lets it run again (vm.resume); consoles and exec sessions stay attached. */
+  pause(id: string): Promise<VmStatus> {
+    return this.pauseOrResume(id, "PAUSE", "pause");
+  }
+
+  resume(id: string): Promise<VmStatus> {
+    return this.pauseOrResume(id, "RESUME", "resume");
+  }
+
+  private pauseOrResume(id: string, event: "PAUSE" | "RESUME", action: string): Promise<VmStatus> {
+    return this.serialize(id, async (vm) => {
+      this.require(vm, event, action);
+      const client = (vm.vmm as RunningVmm).client;
+      try {
+        await (event === "PAUSE" ? client.pause() : client.resume());
+      } catch (e) {
+        throw e instanceof ChApiError ? chCallError(vm.id, action, e) : e;
+      }
+      await this.transition(vm, { type: event });
+      return this.statusOf(vm);
+    });
+  }
+
   stop(id: string, opts: { timeoutMs?: number; force?: boolean } = {}): Promise<VmStatus> {
     return this.serialize(id, async (vm) => {
       await this.stopNow(vm, opts.force ? 0 : (opts.timeoutMs ?? DEFAULT_STOP_GRACE_MS));
@@ -324,6 +348,9 @@ export class Orchestrator {
     this.watchExit(vm, adoption.vmm);
     failpoint("adopt.identified");
     if (adoption.event) await this.transition(vm, adoption.event);
+    // What CH says now, not what the record said: a VM paused or resumed while the daemon was down.
+    if (adoption.paused !== (vm.lifecycle.substate === "Paused"))
+      await this.transition(vm, { type: adoption.paused ? "PAUSE" : "RESUME", reason: "found so by vm.info at re-adoption" });
   }
 
   private async finishStop(vm: VmEntry, vmm: RunningVmm): Promise<void> {
@@ -335,9 +362,11 @@ export class Orchestrator {
 
   private async stopNow(vm: VmEntry, graceMs: number): Promise<void> {
     this.require(vm, "STOP", "stop");
+    // A paused guest cannot answer the power button: straight to vmm.shutdown.
+    const grace = vm.lifecycle.substate === "Paused" ? 0 : graceMs;
     await this.transition(vm, { type: "STOP" });
     const vmm = vm.vmm;
-    const outcome = vmm ? await haltVmm(vmm, vm.paths, graceMs, this.log.child({ vm: vm.id })) : "no VMM was running";
+    const outcome = vmm ? await haltVmm(vmm, vm.paths, grace, this.log.child({ vm: vm.id })) : "no VMM was running";
     if (outcome === undefined) {
       const reason = `VMM pid ${vmm?.process.pid} survived SIGKILL`;
       await this.transition(vm, { type: "STOP_FAILED", reason });
@@ -412,7 +441,9 @@ export class Orchestrator {
   }
 
   private require(vm: VmEntry, event: LifecycleEventType, action: string): void {
-    if (!vm.lifecycle.can(event)) throw invalidState(vm.id, vm.lifecycle.state, action);
+    if (vm.lifecycle.can(event)) return;
+    const hint = { Paused: "it is paused (compute.vm.resume lets it run)", Active: event === "RESUME" ? "it is not paused" : "" };
+    throw invalidState(vm.id, vm.lifecycle.state, action, hint[vm.lifecycle.substate ?? "Active"]);
   }
 
   /** Runs `op` in the id's queue, on the VM as it is then (an earlier operation may have removed it). */

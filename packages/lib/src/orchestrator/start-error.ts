@@ -1,4 +1,4 @@
-/** Turns whatever stopped a start into the JSON-RPC error the caller gets, with CH's own words. */
+/** Turns whatever stopped a start (or another call to CH) into the JSON-RPC error the caller gets, with CH's own words. */
 import fs from "node:fs";
 import { ChApiError, describeChError } from "../ch/client.js";
 import { VmmLaunchError } from "../ch/vmm-process.js";
@@ -9,17 +9,23 @@ import { ErrorCode, RpcError } from "../domain/errors.js";
 const KVM_CALLS = new Set(["vm.create", "vm.boot"]);
 
 export function startError(id: string, e: unknown): RpcError {
-  if (e instanceof ChApiError) {
-    const code = e.timedOut ? ErrorCode.Timeout : ErrorCode.VmmError;
-    const data = { id, call: e.call, status: e.status ?? null, body: e.body ?? null };
-    const detail = e.body !== undefined ? describeChError(e.body) : e.message;
-    const hint = !e.timedOut && KVM_CALLS.has(e.call) ? kvmHint() : "";
-    return new RpcError(code, `start of VM '${id}' failed at ${e.call}: ${detail}${hint}`, data);
-  }
+  if (e instanceof ChApiError) return chCallError(id, "start", e, !e.timedOut && KVM_CALLS.has(e.call) ? kvmHint() : "");
   if (e instanceof VmmLaunchError) return new RpcError(ErrorCode.VmmError, `start of VM '${id}' failed: ${e.message}${kvmHint()}`, { id });
   // Already classified (a record that could not be written, ...): it names what failed.
   if (e instanceof RpcError) return e;
   return new RpcError(ErrorCode.VmmError, `start of VM '${id}' failed: ${(e as Error).message}`, { id });
+}
+
+/** A CH call that failed, as -32004 (-32005 if it timed out) with CH's own words and the call's context. */
+export function chCallError(id: string, action: string, e: ChApiError, hint = ""): RpcError {
+  const code = e.timedOut ? ErrorCode.Timeout : ErrorCode.VmmError;
+  const detail = e.body !== undefined ? describeChError(e.body) : e.message;
+  return new RpcError(code, `${action} of VM '${id}' failed at ${e.call}: ${detail}${hint}`, {
+    id,
+    call: e.call,
+    status: e.status ?? null,
+    body: e.body ?? null,
+  });
 }
 
 /** A start refused before anything changes: the VMM binary is known to be older than the daemon supports. */

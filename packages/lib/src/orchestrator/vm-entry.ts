@@ -59,7 +59,10 @@ export function entryFromRecord(record: VmRecord, paths: VmPaths, services: VmSe
     spec: record.spec,
     paths,
     resources: record.resources ?? emptyResources(),
-    lifecycle: new VmLifecycle(record.state, record.transitions, { startable: isProvisioned(record.spec, record.resources ?? emptyResources()) }),
+    lifecycle: new VmLifecycle(record.state, record.transitions, {
+      startable: isProvisioned(record.spec, record.resources ?? emptyResources()),
+      ...(record.substate ? { substate: record.substate } : {}),
+    }),
     generation: record.generation,
     created_at: record.created_at,
     updated_at: record.updated_at,
@@ -93,6 +96,7 @@ export function toRecord(vm: VmEntry & { spec: VmSpec }): VmRecord {
     id: vm.id,
     spec: vm.spec,
     state: vm.lifecycle.state,
+    ...(vm.lifecycle.substate === "Paused" ? { substate: "Paused" as const } : {}),
     generation: vm.generation,
     vmm: p ? { pid: p.pid, start_time: p.identity.start_time, api_socket: vm.paths.apiSocket, event_monitor: vm.paths.eventMonitor } : null,
     resources: vm.resources,
@@ -108,6 +112,7 @@ export function toStatus(vm: VmEntry, pendingReleases: PendingRelease[], cgroup:
   return {
     id: vm.id,
     state: vm.lifecycle.state,
+    substate: vm.lifecycle.substate ?? null,
     pid: vm.vmm?.process.pid ?? null,
     spec: vm.spec,
     created_at: vm.created_at,

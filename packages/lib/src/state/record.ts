@@ -24,6 +24,8 @@ export interface VmRecord {
   id: string;
   spec: VmSpec;
   state: VmState;
+  /** A Running VM that CH holds paused; absent otherwise (ADR 0010). */
+  substate?: "Paused";
   /** Increases by one with every transition. */
   generation: number;
   vmm: VmmRecord | null;
@@ -55,6 +57,9 @@ export function parseRecord(text: string, dirName: string, paths: { apiSocket: s
   if (!data.spec || typeof data.spec !== "object") throw new Error("state.json has no spec");
   if (!VM_STATES.includes(data.state as VmState)) throw new Error(`state.json has an unknown state '${String(data.state)}'`);
   if (!Array.isArray(data.transitions)) throw new Error("state.json has no transitions");
+  const substate = (data as Partial<VmRecord>).substate;
+  if (substate !== undefined && (substate !== "Paused" || data.state !== "Running"))
+    throw new Error(`state.json has substate '${String(substate)}' in state ${String(data.state)}`);
   if (data.version === 2) return { record: data as VmRecord, migrated: false };
   if (data.version !== 1) throw new Error(`unsupported state.json version ${String(data.version)}`);
   const v1 = data as VmRecordV1;

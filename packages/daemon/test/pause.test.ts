@@ -1,0 +1,113 @@
+/**
+ * Pause and resume (issue 15): CH holds the guest, the VM stays Running with
+ * substate Paused, exec is refused at once, a restart re-adopts the VM as CH
+ * has it, and a paused VM still stops. The test VMM stops the guest's
+ * processes for real (SIGSTOP), so "the guest does not run" is read from
+ * /proc, never guessed from a quiet console.
+ */
+import fs from "node:fs";
+import http from "node:http";
+import { afterAll, describe, expect, it } from "vitest";
+import { type Daemon, eventually, Fleet, vmmFile, vmSpec } from "./harness.js";
+
+const fleet = new Fleet();
+afterAll(() => fleet.cleanup());
+
+/** A guest that prints a numbered line ten times a second. */
+const TICKER = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"];
+
+const log = async (d: Daemon, id: string) => (await d.rpc.call("compute.vm.logs", { id, tail: 65536 })).data as string;
+const lastTick = async (d: Daemon, id: string) => Math.max(0, ...[...(await log(d, id)).matchAll(/tick (\d+)/g)].map((m) => Number(m[1])));
+
+/** The state letter of each process the VMM started (its guest): T is stopped. */
+function guestStates(vmmPid: number): string[] {
+  const parent = new Map<number, number>();
+  const state = new Map<number, string>();
+  for (const name of fs.readdirSync("/proc").filter((n) => /^\d+$/.test(n))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, "utf8");
+      const [s, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      parent.set(Number(name), Number(ppid));
+      state.set(Number(name), s as string);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const isGuest = (pid: number): boolean => {
+    for (let p = parent.get(pid); p !== undefined && p > 1; p = parent.get(p)) if (p === vmmPid) return true;
+    return false;
+  };
+  return [...state].filter(([pid]) => isGuest(pid)).map(([, s]) => s);
+}
+
+/** PUT to the VMM's own API, behind the daemon's back. */
+function chPut(apiSocket: string, action: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: apiSocket, path: `/api/v1/${action}`, method: "PUT" }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("pause and resume", () => {
+  it("holds the guest, refuses exec at once, and lets it go on where it stopped", async () => {
+    const d = await fleet.daemon();
+    await d.rpc.call("compute.vm.create", { ...vmSpec(d, "ticker"), workload: { argv: TICKER } });
+    const { pid } = await d.rpc.call("compute.vm.start", { id: "ticker" });
+    fleet.pids.add(pid);
+    await eventually(async () => ((await lastTick(d, "ticker")) >= 3 ? true : undefined), 20_000);
+
+    const paused = await d.rpc.call("compute.vm.pause", { id: "ticker" });
+    expect(paused).toMatchObject({ state: "Running", substate: "Paused", pid });
+    expect(paused.transitions.at(-1)).toMatchObject({ from: "Running", to: "Running", event: "PAUSE", substate: "Paused" });
+    // Every process of the guest is stopped.
+    const states = guestStates(pid);
+    expect(states.length).toBeGreaterThan(0);
+    expect(states.every((s) => s === "T")).toBe(true);
+
+    const exec = await d.rpc.callError("compute.vm.exec", { id: "ticker", argv: ["true"] });
+    expect(exec).toMatchObject({ code: -32003, data: { id: "ticker", state: "Running" } });
+    expect(exec.message).toMatch(/paused/);
+    const again = await d.rpc.callError("compute.vm.pause", { id: "ticker" });
+    expect(again).toMatchObject({ code: -32003 });
+    expect(again.message).toMatch(/it is paused/);
+
+    const before = await lastTick(d, "ticker");
+    const resumed = await d.rpc.call("compute.vm.resume", { id: "ticker" });
+    expect(resumed).toMatchObject({ state: "Running", substate: "Active" });
+    await eventually(async () => ((await lastTick(d, "ticker")) > before + 2 ? true : undefined), 20_000);
+    expect((await d.rpc.call("compute.vm.exec", { id: "ticker", argv: ["true"] })).exit_code).toBe(0);
+    expect((await d.rpc.callError("compute.vm.resume", { id: "ticker" })).message).toMatch(/it is not paused/);
+    expect((await d.rpc.callError("compute.vm.pause", { id: "nosuch" })).code).toBe(-32001);
+  });
+
+  it("re-adopts a VM as CH has it after a restart, and stops a paused VM", async () => {
+    const d = await fleet.daemon();
+    await d.rpc.call("compute.vm.create", { ...vmSpec(d, "held"), workload: { argv: TICKER } });
+    const { pid } = await d.rpc.call("compute.vm.start", { id: "held" });
+    fleet.pids.add(pid);
+    await d.rpc.call("compute.vm.pause", { id: "held" });
+    expect(JSON.parse(fs.readFileSync(`${d.stateDir}/held/state.json`, "utf8"))).toMatchObject({ state: "Running", substate: "Paused" });
+    await d.stop();
+
+    const d2 = await fleet.daemon({ dir: d.dir });
+    expect(await d2.rpc.call("compute.vm.status", { id: "held" })).toMatchObject({ state: "Running", substate: "Paused", pid });
+    await d2.rpc.call("compute.vm.resume", { id: "held" });
+    await d2.stop();
+
+    // Paused behind the daemon's back while it was down: the next daemon believes CH, not the record.
+    expect(await chPut(vmmFile(d, "held", "api.sock"), "vm.pause")).toBe(204);
+    const d3 = await fleet.daemon({ dir: d.dir });
+    const found = await d3.rpc.call("compute.vm.status", { id: "held" });
+    expect(found).toMatchObject({ state: "Running", substate: "Paused" });
+    expect(found.transitions.at(-1)).toMatchObject({ event: "PAUSE", reason: "found so by vm.info at re-adoption" });
+
+    const stopped = await d3.rpc.call("compute.vm.stop", { id: "held" });
+    expect(stopped).toMatchObject({ state: "Stopped", substate: null, pid: null });
+    // The power button cannot reach a paused guest: the stop went straight to vmm.shutdown.
+    expect(stopped.transitions.at(-1).reason).toMatch(/vmm.shutdown/);
+  });
+});

@@ -1,5 +1,5 @@
 /**
- * Pause and resume (issue 15): CH holds the guest, the VM stays Running with
+ * Pause, resume and reboot (issue 15): CH holds the guest, the VM stays Running with
  * substate Paused, exec is refused at once, a restart re-adopts the VM as CH
  * has it, and a paused VM still stops. The test VMM stops the guest's
  * processes for real (SIGSTOP), so "the guest does not run" is read from
@@ -52,7 +52,7 @@ function chPut(apiSocket: string, action: string): Promise<number> {
   });
 }
 
-describe("pause and resume", () => {
+describe("pause, resume and reboot", () => {
   it("holds the guest, refuses exec at once, and lets it go on where it stopped", async () => {
     const d = await fleet.daemon();
     await d.rpc.call("compute.vm.create", { ...vmSpec(d, "ticker"), workload: { argv: TICKER } });
@@ -82,6 +82,27 @@ describe("pause and resume", () => {
     expect((await d.rpc.call("compute.vm.exec", { id: "ticker", argv: ["true"] })).exit_code).toBe(0);
     expect((await d.rpc.callError("compute.vm.resume", { id: "ticker" })).message).toMatch(/it is not paused/);
     expect((await d.rpc.callError("compute.vm.pause", { id: "nosuch" })).code).toBe(-32001);
+  });
+
+  it("reboots the guest through CH: the console follows the new serial device, exec works again", async () => {
+    const d = await fleet.daemon();
+    await d.rpc.call("compute.vm.create", { ...vmSpec(d, "again"), workload: { argv: TICKER } });
+    fleet.pids.add((await d.rpc.call("compute.vm.start", { id: "again" })).pid);
+    await eventually(async () => ((await lastTick(d, "again")) >= 2 ? true : undefined), 20_000);
+    await d.rpc.call("compute.vm.pause", { id: "again" });
+    expect((await d.rpc.callError("compute.vm.reboot", { id: "again" })).message).toMatch(/it is paused/);
+    await d.rpc.call("compute.vm.resume", { id: "again" });
+
+    const rebooted = await d.rpc.call("compute.vm.reboot", { id: "again" });
+    expect(rebooted).toMatchObject({ state: "Running", substate: "Active" });
+    expect(rebooted.transitions.at(-1)).toMatchObject({ from: "Running", to: "Running", event: "REBOOT" });
+    // A second boot of the init on the same console log, and its workload counting from 1 again.
+    await eventually(async () => ((await log(d, "again")).match(/my_hypervisor-init starting/g)?.length === 2 ? true : undefined), 20_000);
+    await eventually(
+      async () => (/my_hypervisor-init starting[\s\S]*my_hypervisor-init starting[\s\S]*tick 1\b/.test(await log(d, "again")) ? true : undefined),
+      20_000,
+    );
+    expect((await d.rpc.call("compute.vm.exec", { id: "again", argv: ["true"] })).exit_code).toBe(0);
   });
 
   it("re-adopts a VM as CH has it after a restart, and stops a paused VM", async () => {

@@ -149,6 +149,7 @@ describe("rpc.discover", () => {
         "compute.vm.stats",
         "compute.vm.pause",
         "compute.vm.resume",
+        "compute.vm.reboot",
         "compute.host.info",
         "rpc.discover",
       ].sort(),

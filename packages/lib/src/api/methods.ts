@@ -55,6 +55,14 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       handler: (p) => orch.resume(p.id),
     }),
     method({
+      name: "compute.vm.reboot",
+      summary: "A guest reboot through CH (vm.reboot): the console reconnects to the new serial device and the exec agent is probed again",
+      params: S.IdParams,
+      result: S.VmStatus,
+      errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout],
+      handler: (p) => orch.reboot(p.id),
+    }),
+    method({
       name: "compute.vm.remove",
       summary: "Delete the VM and all its files; a running VM only with force",
       params: S.RemoveParams,

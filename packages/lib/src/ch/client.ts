@@ -115,6 +115,9 @@ export class ChClient {
   powerButton(timeoutMs?: number): Promise<void> {
     return this.call("vm.power-button", (signal) => this.api.PUT("/vm.power-button", { signal }), timeoutMs);
   }
+  reboot(timeoutMs?: number): Promise<void> {
+    return this.call("vm.reboot", (signal) => this.api.PUT("/vm.reboot", { signal }), timeoutMs);
+  }
   pause(timeoutMs?: number): Promise<void> {
     return this.call("vm.pause", (signal) => this.api.PUT("/vm.pause", { signal }), timeoutMs);
   }

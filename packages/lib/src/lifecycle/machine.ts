@@ -26,6 +26,7 @@ export type LifecycleEvent =
   | { type: "STOP_FAILED"; reason: string }
   | { type: "VMM_EXITED"; reason: string }
   | { type: "GUEST_POWERED_OFF"; reason?: string }
+  | { type: "REBOOT"; reason?: string }
   | { type: "PAUSE"; reason?: string }
   | { type: "RESUME"; reason?: string }
   | { type: "REMOVE" }
@@ -54,7 +55,7 @@ export const vmLifecycleMachine = setup({
       initial: "Active",
       on: { STOP: "Stopping", VMM_EXITED: "Failed", GUEST_POWERED_OFF: "Stopped" },
       states: {
-        Active: { on: { PAUSE: "Paused", EXEC: "Active" } },
+        Active: { on: { PAUSE: "Paused", REBOOT: "Active", EXEC: "Active" } },
         Paused: { on: { RESUME: "Active" } },
       },
     },

@@ -5,7 +5,7 @@
  */
 import path from "node:path";
 import type { Logger } from "pino";
-import { ChApiError } from "../ch/client.js";
+import { ChApiError, type ChClient } from "../ch/client.js";
 import { readEvents } from "../ch/event-monitor.js";
 import type { VmmExecutable } from "../ch/vmm-binary.js";
 import type { VmmExit } from "../ch/vmm-process.js";
@@ -236,19 +236,27 @@ export class Orchestrator {
 
   /** CH holds the guest (vm.pause) or lets it run again (vm.resume); consoles and exec sessions stay attached. */
   pause(id: string): Promise<VmStatus> {
-    return this.pauseOrResume(id, "PAUSE", "pause");
+    return this.guestAction(id, "PAUSE", "pause", (c) => c.pause());
   }
 
   resume(id: string): Promise<VmStatus> {
-    return this.pauseOrResume(id, "RESUME", "resume");
+    return this.guestAction(id, "RESUME", "resume", (c) => c.resume());
   }
 
-  private pauseOrResume(id: string, event: "PAUSE" | "RESUME", action: string): Promise<VmStatus> {
+  /** A guest reboot through CH: the console reconnects to the new serial device, the agent is probed again. */
+  reboot(id: string): Promise<VmStatus> {
+    return this.guestAction(id, "REBOOT", "reboot", async (c, vm) => {
+      await c.reboot();
+      vm.services.guestRebooted();
+    });
+  }
+
+  /** One call to the running VMM that the machine allows in the VM's state, then its transition. */
+  private guestAction(id: string, event: "PAUSE" | "RESUME" | "REBOOT", action: string, act: (c: ChClient, vm: VmEntry) => Promise<void>): Promise<VmStatus> {
     return this.serialize(id, async (vm) => {
       this.require(vm, event, action);
-      const client = (vm.vmm as RunningVmm).client;
       try {
-        await (event === "PAUSE" ? client.pause() : client.resume());
+        await act((vm.vmm as RunningVmm).client, vm);
       } catch (e) {
         throw e instanceof ChApiError ? chCallError(vm.id, action, e) : e;
       }

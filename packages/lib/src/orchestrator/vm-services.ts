@@ -48,6 +48,11 @@ export class VmServices {
     this.agent.start();
   }
 
+  /** The guest rebooted: its agent starts again, so it is probed again (the console reconnects by itself). */
+  guestRebooted(): void {
+    this.agent.start();
+  }
+
   /** The VMM is gone: read its last events, let go of the serial socket. */
   async vmmDown(): Promise<void> {
     this.agent.stop();

@@ -11,6 +11,7 @@ import { HybridVsock } from "./hybrid-vsock.js";
 import { InitGuest } from "./init-guest.js";
 import type { HttpRequest, HttpResponse } from "./micro-http.js";
 import { SerialPort } from "./serial-port.js";
+import { fileUrlPath, readSnapshot, writeSnapshot } from "./snapshot.js";
 import type { VmmLog } from "./vmm-log.js";
 
 /** CH_SIM_VERSION: report another version (`-V`, vmm.ping), for tests of a VMM too old to drive. */
@@ -34,6 +35,8 @@ interface BootedVm {
 }
 
 const GET_ROUTES = new Set(["vmm.ping", "vm.info", "vm.counters"]);
+/** PUT routes that take a JSON body. */
+const BODY_ROUTES = new Set(["vm.create", "vm.snapshot", "vm.restore"]);
 const ACTIONS = new Set(["vmm.shutdown", "vm.boot", "vm.shutdown", "vm.reboot", "vm.pause", "vm.resume", "vm.power-button", "vm.delete", "vm.nmi"]);
 /** Real routes this test VMM does not implement: it says so rather than pretend. */
 const UNIMPLEMENTED = new Set([
@@ -50,14 +53,23 @@ const UNIMPLEMENTED = new Set([
   "vm.add-vsock",
   "vm.add-vdpa",
   "vm.add-user-device",
-  "vm.snapshot",
   "vm.coredump",
-  "vm.restore",
   "vm.receive-migration",
   "vm.send-migration",
 ]);
 
 const err = (status: number, ...chain: string[]): HttpResponse => ({ status, body: chain });
+
+/** A JSON body, or the 400 CH answers for a missing or malformed one. */
+function parseBody(body: Buffer | undefined): { value: Record<string, unknown> } | { refused: HttpResponse } {
+  if (body === undefined) return { refused: err(400, "Bad Request") };
+  try {
+    const value = JSON.parse(body.toString("utf8"));
+    return typeof value === "object" && value !== null ? { value } : { refused: err(400, "Failed to deserialize JSON", "expected an object") };
+  } catch (e) {
+    return { refused: err(400, "Failed to deserialize JSON", (e as Error).message) };
+  }
+}
 const apiErr = (status: number, ...chain: string[]): HttpResponse => err(status, "Error from API", ...chain);
 const NO_CONTENT: HttpResponse = { status: 204 };
 
@@ -80,7 +92,7 @@ export class Vmm {
 
   handle = async (req: HttpRequest): Promise<HttpResponse> => {
     const route = req.path.startsWith("/api/v1/") ? req.path.slice("/api/v1/".length) : undefined;
-    const known = route !== undefined && (GET_ROUTES.has(route) || ACTIONS.has(route) || route === "vm.create" || UNIMPLEMENTED.has(route));
+    const known = route !== undefined && (GET_ROUTES.has(route) || ACTIONS.has(route) || BODY_ROUTES.has(route) || UNIMPLEMENTED.has(route));
     if (!known) return err(404, "Not Found");
     if (req.method !== "GET" && req.method !== "PUT") return { status: 400 };
     if ((req.method === "GET") !== GET_ROUTES.has(route)) return err(400, "Bad Request");
@@ -108,6 +120,10 @@ export class Vmm {
         return await this.create(body);
       case "vm.boot":
         return this.boot();
+      case "vm.snapshot":
+        return this.snapshot(body);
+      case "vm.restore":
+        return await this.restore(body);
       case "vm.shutdown":
         if (!this.vm) return apiErr(500, "The VM could not shutdown", "VM is not running");
         this.tearDown(false);
@@ -138,13 +154,9 @@ export class Vmm {
   }
 
   private async create(body: Buffer | undefined): Promise<HttpResponse> {
-    if (body === undefined) return err(400, "Bad Request");
-    let config: unknown;
-    try {
-      config = JSON.parse(body.toString("utf8"));
-    } catch (e) {
-      return err(400, "Failed to deserialize JSON", (e as Error).message);
-    }
+    const parsed = parseBody(body);
+    if ("refused" in parsed) return parsed.refused;
+    const config = parsed.value;
     const invalid = checkConfigShape(config);
     if (invalid) return err(400, "Failed to deserialize JSON", invalid);
     if (this.config) return apiErr(500, "The VM could not be created", "VM is already created");
@@ -155,6 +167,56 @@ export class Vmm {
     truncateConsoleFiles(this.config);
     const serialError = await this.openSerial();
     return serialError ?? NO_CONTENT;
+  }
+
+  /** CH snapshots only a paused VM, into an existing directory, as the user it runs as. */
+  private snapshot(body: Buffer | undefined): HttpResponse {
+    const parsed = parseBody(body);
+    if ("refused" in parsed) return parsed.refused;
+    const dir = fileUrlPath(parsed.value.destination_url);
+    if (dir === undefined) return apiErr(500, "The VM could not be snapshotted", "Error snapshotting VM", "destination_url must be a file:// URL");
+    if (!this.vm || !this.config) return apiErr(500, "The VM could not be snapshotted", "VM is not running");
+    if (this.vm.state === "Running") return apiErr(500, "The VM could not be snapshotted", "Error snapshotting VM", "Trying to snapshot while VM is running");
+    this.opts.events.emit("vm", "snapshotting");
+    try {
+      writeSnapshot(dir, this.config, this.config.memory?.size ?? 512 << 20);
+    } catch (e) {
+      return apiErr(500, "The VM could not be snapshotted", "Error snapshotting VM", `Failed to write snapshot: ${(e as Error).message}`);
+    }
+    this.opts.events.emit("vm", "snapshotted");
+    return NO_CONTENT;
+  }
+
+  /**
+   * Into a VMM that holds no VM: the config from the snapshot, its serial and vsock sockets bound as at boot, the
+   * guest started afresh (it cannot be checkpointed here, and its console says so), Paused unless `resume`.
+   */
+  private async restore(body: Buffer | undefined): Promise<HttpResponse> {
+    const parsed = parseBody(body);
+    if ("refused" in parsed) return parsed.refused;
+    const { source_url, resume } = parsed.value;
+    const dir = fileUrlPath(source_url);
+    if (dir === undefined) return err(400, "Failed to deserialize JSON", "source_url must be a file:// URL");
+    if (this.config) return apiErr(500, "The VM could not be restored", "VM is already created");
+    let config: VmConfig;
+    try {
+      config = readSnapshot(dir) as VmConfig;
+    } catch (e) {
+      return apiErr(500, "The VM could not be restored", "Error restoring VM", `Cannot read snapshot: ${(e as Error).message}`);
+    }
+    this.opts.events.emit("vm", "restoring");
+    this.config = config;
+    const serialError = await this.openSerial();
+    if (serialError) return serialError;
+    this.serialSink()(Buffer.from("cloud-hypervisor-sim: restored from a snapshot: the guest starts afresh\r\n"));
+    const guestError = await this.startGuest(parseGuestBehaviour(config.payload?.cmdline));
+    if (guestError) return guestError;
+    if (resume !== true && this.vm) {
+      this.vm.guest.freeze();
+      this.vm.state = "Paused";
+    }
+    this.opts.events.emit("vm", "restored");
+    return NO_CONTENT;
   }
 
   /** Binds the serial socket if the config asks for one and it is not bound yet. */

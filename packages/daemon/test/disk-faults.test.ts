@@ -117,6 +117,24 @@ describe.skipIf(!isRoot)("a full state disk (needs root to mount a small tmpfs)"
     await d.stop();
   });
 
+  it("a snapshot on a full disk fails naming the file, keeps nothing, and the guest runs on; one taken with room works", async () => {
+    const mnt = smallDisk("size=16m");
+    const d = await fleet.daemon({ stateDir: path.join(mnt, "state") });
+    await running(d, "snap");
+    const filler = fill(mnt);
+    const err = await d.rpc.callError("compute.vm.snapshot", { id: "snap", name: "full" });
+    expect(err).toMatchObject({ code: -32013, data: { errno: "ENOSPC" } });
+    const after = await status(d, "snap");
+    expect(after).toMatchObject({ state: "Running", substate: "Active" });
+    expect(after.transitions.map((t: { event: string }) => t.event).slice(-3)).toEqual(["SNAPSHOT", "SNAPSHOT_FAILED", "RESUME"]);
+    expect((await d.rpc.call("compute.vm.snapshots", { id: "snap" })).snapshots).toEqual([]);
+    expect(fs.readdirSync(path.join(d.stateDir, "snap", "snapshots"))).toEqual([]);
+    expect((await d.rpc.call("compute.vm.exec", { id: "snap", argv: ["true"] })).exit_code).toBe(0);
+    fs.rmSync(filler);
+    await d.rpc.call("compute.vm.snapshot", { id: "snap", name: "roomy" });
+    expect((await d.rpc.call("compute.vm.snapshots", { id: "snap" })).snapshots.map((s: { name: string }) => s.name)).toEqual(["roomy"]);
+  });
+
   it("the daemon starts on a full disk, and re-adopts its VMs", async () => {
     const mnt = smallDisk("size=16m");
     const opts: DaemonOptions = { stateDir: path.join(mnt, "state") };

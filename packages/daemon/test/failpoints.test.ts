@@ -36,6 +36,9 @@ async function life(d: Daemon, id: string, acked: Acknowledged): Promise<void> {
   await d.rpc.call("compute.vm.create", { ...vmSpec(d, id), disks: [{ volume: `${id}-vol`, size_mib: 1 }] });
   acked.created.add(id);
   fleet.pids.add((await d.rpc.call("compute.vm.start", { id })).pid);
+  await d.rpc.call("compute.vm.snapshot", { id, name: "snap" });
+  await d.rpc.call("compute.vm.stop", { id, force: true });
+  fleet.pids.add((await d.rpc.call("compute.vm.restore", { id, name: "snap" })).pid);
   await d.rpc.call("compute.vm.stop", { id, force: true });
   fleet.pids.add((await d.rpc.call("compute.vm.start", { id })).pid);
   // Once a removal is asked for, the VM may be gone before the answer comes.

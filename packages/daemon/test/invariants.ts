@@ -3,6 +3,7 @@
  * freshly started daemon, the processes on the host and the files on disk:
  * each VM listed once; Running if and only if its VMM runs with the recorded
  * identity; no VMM without a record; no stray sockets, temp files or trash;
+ * no snapshot directory the record does not list, none listed but incomplete;
  * every state.json parses; no acknowledged VM lost and no acknowledged
  * removal undone; the volume sibling holds nothing for a VM that is gone.
  */
@@ -36,6 +37,8 @@ export async function checkInvariants(d: Daemon, acked: Acknowledged, vol?: Sibl
     const readRecord = () => JSON.parse(fs.readFileSync(path.join(d.stateDir, vm.id, "state.json"), "utf8"));
     const record = await eventually(() => (readRecord().state === vm.state ? readRecord() : undefined)).catch(readRecord);
     expect(record.state, `${vm.id}: the record agrees with memory`).toBe(vm.state);
+    expect(record.substate, `${vm.id}: no snapshot left in progress`).not.toBe("Snapshotting");
+    expect(record.snapshot_in_progress, `${vm.id}: no snapshot left in progress`).toBeUndefined();
     if (vm.state === "Running") {
       expect(vm.pid, `${vm.id} is Running with a VMM`).not.toBeNull();
       expect(startTimeOf(vm.pid as number), `${vm.id}'s VMM runs with the recorded identity`).toBe(record.vmm?.start_time);
@@ -90,6 +93,11 @@ function strayFiles(d: Daemon, vms: { id: string; state: string }[]): string[] {
       continue;
     }
     for (const f of fs.readdirSync(file)) if (f.endsWith(".tmp")) stray.push(path.join(file, f));
+    // A snapshot directory the record does not list (a partial one, one cut short before it was listed) is never trusted.
+    const listed = new Set<string>((JSON.parse(fs.readFileSync(path.join(file, "state.json"), "utf8")).snapshots ?? []).map((s: { name: string }) => s.name));
+    const snapshots = path.join(file, "snapshots");
+    if (fs.existsSync(snapshots)) for (const f of fs.readdirSync(snapshots)) if (!listed.has(f)) stray.push(path.join(snapshots, f));
+    for (const name of listed) if (!fs.existsSync(path.join(snapshots, name, "config.json"))) stray.push(`${path.join(snapshots, name)} (listed, incomplete)`);
     if (vm.state !== "Running" && fs.existsSync(vmmFile(d, name, "api.sock"))) stray.push(vmmFile(d, name, "api.sock"));
   }
   return stray;

@@ -31,6 +31,10 @@ export const FAILPOINTS = [
   "vmm.created",
   /** vm.boot succeeded; Running is not recorded yet. */
   "vmm.booted",
+  /** CH wrote a snapshot into its partial directory; it is not named or listed yet. */
+  "snapshot.taken",
+  /** vm.restore succeeded; Running is not recorded yet. */
+  "vmm.restored",
   /** A stop sent the power button (or a later stage); the VMM may still run. */
   "vmm.stop-sent",
   /** The VMM is confirmed gone; Stopped is not recorded yet. */

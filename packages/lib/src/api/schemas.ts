@@ -31,6 +31,29 @@ export const StopParams = Type.Object(
 );
 export const RemoveParams = Type.Object({ id: VmId, force: Type.Optional(Type.Boolean({ description: "Stop a running VM first" })) }, strict);
 export const EmptyParams = Type.Object({}, strict);
+const SnapshotName = Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$", errorMessage: "a snapshot name must match ^[a-z0-9][a-z0-9_.-]{0,62}$" });
+export const SnapshotParams = Type.Object(
+  { id: VmId, name: SnapshotName, timeout_ms: Type.Optional(timeoutMs("How long CH may take to write it (default 300000)")) },
+  strict,
+);
+export const SnapshotRef = Type.Object({ id: VmId, name: SnapshotName }, strict);
+export const RestoreParams = Type.Object(
+  {
+    id: VmId,
+    name: SnapshotName,
+    resume: Type.Optional(Type.Boolean({ description: "Run the guest at once (default); false leaves it Paused" })),
+    timeout_ms: Type.Optional(timeoutMs("How long the whole restore may take (default 30000)")),
+  },
+  strict,
+);
+const SnapshotInfoSchema = Type.Object({
+  name: Type.String(),
+  created_at: Type.String({ format: "date-time" }),
+  size_bytes: Type.Integer({ description: "What its files take on disk" }),
+});
+export const SnapshotTaken = Type.Composite([Type.Object({ id: VmId }), SnapshotInfoSchema]);
+export const SnapshotList = Type.Object({ id: VmId, snapshots: Type.Array(SnapshotInfoSchema, { description: "Oldest first" }) });
+export const SnapshotDeleted = Type.Object({ id: VmId, name: Type.String(), deleted: Type.Literal(true) });
 
 export const Removed = Type.Object({
   id: VmId,

@@ -118,6 +118,14 @@ export class ChClient {
   reboot(timeoutMs?: number): Promise<void> {
     return this.call("vm.reboot", (signal) => this.api.PUT("/vm.reboot", { signal }), timeoutMs);
   }
+  /** Into `dir`, which must exist and be writable by the VMM; CH snapshots only a paused VM. */
+  snapshot(dir: string, timeoutMs?: number): Promise<void> {
+    return this.call("vm.snapshot", (signal) => this.api.PUT("/vm.snapshot", { body: { destination_url: `file://${dir}` }, signal }), timeoutMs);
+  }
+  /** Into a VMM that holds no VM: paused, unless `resume`. */
+  restore(dir: string, resume: boolean, timeoutMs?: number): Promise<void> {
+    return this.call("vm.restore", (signal) => this.api.PUT("/vm.restore", { body: { source_url: `file://${dir}`, resume }, signal }), timeoutMs);
+  }
   pause(timeoutMs?: number): Promise<void> {
     return this.call("vm.pause", (signal) => this.api.PUT("/vm.pause", { signal }), timeoutMs);
   }

@@ -3,7 +3,9 @@
  * (os/mount-jail.ts adds those), the VMM binary and its interpreter, the
  * files its VM config names (kernel, initramfs or firmware, disks: writable
  * only if the disk is), its own directory (writable: its sockets and logs),
- * the devices a VM needs, and what the operator adds with --vmm-jail-bind.
+ * its snapshots' directory (writable: CH writes a snapshot there, and reads
+ * it back to restore), the devices a VM needs, and what the operator adds
+ * with --vmm-jail-bind.
  * Nothing else of the host: not the daemon's state, not other VMs' files.
  * The jail narrows what the VMM can reach, never widens it: a file of the
  * config its uid could not open outside (a directory above it closed to
@@ -41,7 +43,7 @@ export async function vmmJailView(
   const view: JailView = {
     mountPoint: jail.mountPoint,
     readOnly: [vmm.binary, vmm.executable?.exe, vmm.executable?.script, ...jail.extra].filter(absolute),
-    writable: [paths.vmmDir],
+    writable: [paths.vmmDir, paths.snapshots],
     devices: DEVICES,
     denied: [],
   };

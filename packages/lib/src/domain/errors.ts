@@ -60,6 +60,12 @@ export const ERRORS = {
       "This host cannot hold the VM to its CPU, memory and pid limits (no cgroup v2, or a controller missing); compute.host.info says why. Nothing was changed. --allow-unenforced-limits starts VMs anyway",
     data: "{id, missing}",
   },
+  SnapshotNotFound: {
+    code: -32016,
+    name: "SnapshotNotFound",
+    message: "The VM has no snapshot of that name (compute.vm.snapshots lists them)",
+    data: "{id, name}",
+  },
   StorageError: {
     code: -32013,
     name: "StorageError",
@@ -115,6 +121,7 @@ const systemMessage = (e: NodeJS.ErrnoException): string => (e.errno !== undefin
 /** -32602 for one problem at `path` (a JSON pointer into the params), with the values involved in `extra`. */
 export const invalidParams = (path: string, message: string, extra: Record<string, unknown> = {}) => invalidParamsError(message, [{ path, message }], extra);
 export const vmNotFound = (id: string) => new RpcError(ErrorCode.VmNotFound, `VM '${id}' not found`, { id });
+export const snapshotNotFound = (id: string, name: string) => new RpcError(ErrorCode.SnapshotNotFound, `VM '${id}' has no snapshot '${name}'`, { id, name });
 export const vmExists = (id: string) => new RpcError(ErrorCode.VmExists, `VM '${id}' already exists`, { id });
 export const invalidState = (id: string, state: string, action: string, hint = "") =>
   new RpcError(ErrorCode.InvalidState, `cannot ${action} VM '${id}' while it is ${state}${hint ? `; ${hint}` : ""}`, { id, state });

@@ -6,7 +6,8 @@
  * `START` needs a startable VM: one whose record could be read and whose provisioning did not fail;
  * such a VM can only be removed.
  * `EXEC` (a command in the guest) is likewise asked, never applied: only a Running, Active VM has a guest that runs.
- * Running has substates (ADR 0010): Active, and Paused (CH holds the guest); PAUSE and RESUME move between them, and
+ * Running has substates (ADR 0010): Active, Paused (CH holds the guest) and Snapshotting (a paused VM's snapshot
+ * being taken); PAUSE and RESUME move between the first two, SNAPSHOT from Paused and back, and
  * what ends a Running VM (STOP, VMM_EXITED, GUEST_POWERED_OFF) ends it from either.
  */
 import { assign, setup } from "xstate";
@@ -27,6 +28,10 @@ export type LifecycleEvent =
   | { type: "VMM_EXITED"; reason: string }
   | { type: "GUEST_POWERED_OFF"; reason?: string }
   | { type: "REBOOT"; reason?: string }
+  | { type: "SNAPSHOT"; reason?: string }
+  | { type: "SNAPSHOTTED"; reason?: string }
+  | { type: "SNAPSHOT_FAILED"; reason: string }
+  | { type: "RESTORE"; reason?: string }
   | { type: "PAUSE"; reason?: string }
   | { type: "RESUME"; reason?: string }
   | { type: "REMOVE" }
@@ -35,6 +40,8 @@ export type LifecycleEvent =
 export type LifecycleEventType = LifecycleEvent["type"];
 
 const start = { target: "Starting", guard: "startable" } as const;
+/** A start from a snapshot (vm.restore into a fresh VMM) instead of a boot. */
+const restore = start;
 
 export const vmLifecycleMachine = setup({
   types: { events: {} as LifecycleEvent, context: {} as { startable: boolean }, input: {} as { startable: boolean } },
@@ -56,11 +63,13 @@ export const vmLifecycleMachine = setup({
       on: { STOP: "Stopping", VMM_EXITED: "Failed", GUEST_POWERED_OFF: "Stopped" },
       states: {
         Active: { on: { PAUSE: "Paused", REBOOT: "Active", EXEC: "Active" } },
-        Paused: { on: { RESUME: "Active" } },
+        Paused: { on: { RESUME: "Active", SNAPSHOT: "Snapshotting" } },
+        // CH snapshots only a paused VM; either way it is paused again after.
+        Snapshotting: { on: { SNAPSHOTTED: "Paused", SNAPSHOT_FAILED: "Paused" } },
       },
     },
     Stopping: { on: { STOPPED: "Stopped", STOP_FAILED: "Failed" } },
-    Stopped: { on: { START: start, REMOVE: "Stopped" } },
-    Failed: { on: { START: start, REMOVE: "Failed" } },
+    Stopped: { on: { START: start, RESTORE: restore, REMOVE: "Stopped" } },
+    Failed: { on: { START: start, RESTORE: restore, REMOVE: "Failed" } },
   },
 });

@@ -11,7 +11,7 @@ import type { VmmExecutable } from "../ch/vmm-binary.js";
 import type { VmmExit } from "../ch/vmm-process.js";
 import type { VmmVersion } from "../ch/vmm-version.js";
 import type { LogSlice } from "../console/serial-log.js";
-import { ErrorCode, invalidState, RpcError, vmExists, vmNotFound } from "../domain/errors.js";
+import { ErrorCode, invalidParams, invalidState, RpcError, snapshotNotFound, vmExists, vmNotFound } from "../domain/errors.js";
 import type { ExecRequest } from "../domain/exec-protocol.js";
 import { emptyResources } from "../domain/resources.js";
 import type { VmSpec } from "../domain/vm-spec.js";
@@ -24,6 +24,7 @@ import { failpoint } from "../failpoints.js";
 import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
 import type { Transition } from "../lifecycle/vm-lifecycle.js";
 import { type Provisioner, provisioningFailure } from "../provisioning/provisioner.js";
+import type { SnapshotInfo } from "../state/record.js";
 import type { StateStore } from "../state/store.js";
 import type { VmPaths } from "../state/vm-paths.js";
 import { type Adoption, adoptRecord, vmmDeathEvent } from "./adoption.js";
@@ -36,13 +37,16 @@ import { chCallError, startError, unsupportedVmm } from "./start-error.js";
 import { entryFromRecord, newEntry, toStatus, unreadableEntry, type VmEntry } from "./vm-entry.js";
 import { VmRecords, type Write } from "./vm-records.js";
 import { VmServices } from "./vm-services.js";
+import { commitSnapshot, prepareSnapshot, removeSnapshot, snapshotDir, sweepSnapshots } from "./vm-snapshots.js";
 import { readVmStats } from "./vm-stats.js";
 import type { VmmConfinement } from "./vmm-confinement.js";
-import { bootVmm, cleanUpAfterVmm, haltVmm, type RunningVmm } from "./vmm-control.js";
+import { bootVmm, cleanUpAfterVmm, haltVmm, type RestoreFrom, type RunningVmm } from "./vmm-control.js";
 import { pathsFor, vmmRoots } from "./vmm-users.js";
 
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
 export const DEFAULT_STOP_GRACE_MS = 10_000;
+/** CH writes the guest's whole memory: a large VM on a slow disk takes minutes. */
+export const DEFAULT_SNAPSHOT_TIMEOUT_MS = 300_000;
 export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000;
 
 export const DEFAULT_CONSOLE_LOG_BYTES = 16 * 1024 * 1024;
@@ -106,6 +110,8 @@ export class Orchestrator {
         if (record.vmm_uid !== undefined) this.users?.hold(record.vmm_uid);
         const vm = entryFromRecord(record, paths, await this.openServices(record.id, paths));
         this.vms.set(vm.id, vm);
+        const stray = await sweepSnapshots(vm.paths, vm.snapshots);
+        if (stray.length > 0) this.log.warn({ vm: vm.id, removed: stray }, "removed snapshot directories no record lists (cut short by a crash)");
         await this.applyAdoption(vm, await adoptRecord(record, vm.paths));
         // A restart cut provisioning short: give back whatever the siblings handed out, recorded or not.
         if (record.state === "Provisioning") await this.release(vm, record.spec);
@@ -210,27 +216,121 @@ export class Orchestrator {
   }
 
   start(id: string, timeoutMs = DEFAULT_START_TIMEOUT_MS): Promise<VmStatus> {
+    return this.serialize(id, (vm) => this.startNow(vm, timeoutMs));
+  }
+
+  /** A start from one of the VM's snapshots, into a fresh VMM; the VM holds the resources it already has. */
+  restore(id: string, name: string, opts: { resume?: boolean; timeoutMs?: number } = {}): Promise<VmStatus> {
+    return this.serialize(id, (vm) => {
+      if (!vm.snapshots.some((s) => s.name === name)) throw snapshotNotFound(vm.id, name);
+      return this.startNow(vm, opts.timeoutMs ?? DEFAULT_START_TIMEOUT_MS, { name, dir: snapshotDir(vm.paths, name), resume: opts.resume ?? true });
+    });
+  }
+
+  private async startNow(vm: VmEntry, timeoutMs: number, from?: RestoreFrom & { name: string }): Promise<VmStatus> {
+    this.require(vm, from ? "RESTORE" : "START", from ? "restore" : "start");
+    const refused = unsupportedVmm(vm.id, this.opts.vmmBinary, await this.opts.vmmVersion) ?? this.opts.confinement.refusal(vm.id);
+    if (refused) throw refused;
+    // Written with the VMM's pid in the `spawned` hook: until a VMM exists, a crash loses nothing.
+    await this.transition(vm, from ? { type: "RESTORE", reason: `from snapshot '${from.name}'` } : { type: "START" }, "later");
+    try {
+      const launch = await this.opts.confinement.launchFor(vm, (paths) => this.openServices(vm.id, paths));
+      const hooks = { spawned: (vmm: RunningVmm) => this.adoptSpawned(vm, vmm), created: (vmm: RunningVmm) => vm.services.vmmUp(vmm.process.pid) };
+      vm.vmm = await bootVmm(launch, vm.spec as VmSpec, vm.paths, vm.resources, Date.now() + timeoutMs, hooks, from);
+    } catch (e) {
+      await this.vmmGone(vm);
+      const error = startError(vm.id, e);
+      await this.transition(vm, { type: "START_FAILED", reason: error.message });
+      throw error;
+    }
+    this.watchExit(vm, vm.vmm);
+    await this.transition(vm, { type: "STARTED", ...(from ? { reason: `restored from snapshot '${from.name}'` } : {}) });
+    if (from && !from.resume) await this.transition(vm, { type: "PAUSE", reason: "restored paused" });
+    return this.statusOf(vm);
+  }
+
+  /**
+   * CH's snapshot of the VM as `name` (issue 15): a running guest is paused for it and resumed after. Listed only
+   * once complete on disk and recorded; on any failure nothing of it is kept and the guest runs again as it did.
+   */
+  snapshot(id: string, name: string, timeoutMs = DEFAULT_SNAPSHOT_TIMEOUT_MS): Promise<SnapshotInfo & { id: string }> {
     return this.serialize(id, async (vm) => {
-      this.require(vm, "START", "start");
-      const refused = unsupportedVmm(vm.id, this.opts.vmmBinary, await this.opts.vmmVersion) ?? this.opts.confinement.refusal(vm.id);
-      if (refused) throw refused;
-      // Written with the VMM's pid in the `spawned` hook: until a VMM exists, a crash loses nothing.
-      await this.transition(vm, { type: "START" }, "later");
+      if (vm.snapshots.some((s) => s.name === name)) throw invalidParams("/name", `VM '${vm.id}' already has a snapshot '${name}'`, { id: vm.id, name });
+      const wasActive = vm.lifecycle.substate === "Active";
+      this.require(vm, wasActive ? "PAUSE" : "SNAPSHOT", "snapshot");
+      const client = (vm.vmm as RunningVmm).client;
+      const dir = await prepareSnapshot(vm.paths, name, vm.vmmUid);
+      if (wasActive) {
+        await client.pause().catch((e) => Promise.reject(e instanceof ChApiError ? chCallError(vm.id, "snapshot", e) : e));
+        await this.transition(vm, { type: "PAUSE", reason: `to take snapshot '${name}'` });
+      }
+      let info: SnapshotInfo;
       try {
-        const launch = await this.opts.confinement.launchFor(vm, (paths) => this.openServices(vm.id, paths));
-        vm.vmm = await bootVmm(launch, vm.spec as VmSpec, vm.paths, vm.resources, Date.now() + timeoutMs, {
-          spawned: (vmm) => this.adoptSpawned(vm, vmm),
-          created: (vmm) => vm.services.vmmUp(vmm.process.pid),
-        });
+        // Durable: a restart that finds the VM Snapshotting knows the snapshot was cut short, and whether to resume.
+        vm.snapshotInProgress = { name, resume: wasActive };
+        await this.transition(vm, { type: "SNAPSHOT", reason: name }, "required");
+        await client.snapshot(dir, timeoutMs);
+        failpoint("snapshot.taken");
+        info = await commitSnapshot(vm.paths, name);
+        vm.snapshots = [...vm.snapshots, info];
+        vm.snapshotInProgress = undefined;
+        await this.transition(vm, { type: "SNAPSHOTTED", reason: `snapshot '${name}' taken` }, "required");
       } catch (e) {
-        await this.vmmGone(vm);
-        const error = startError(vm.id, e);
-        await this.transition(vm, { type: "START_FAILED", reason: error.message });
+        vm.snapshotInProgress = undefined;
+        vm.snapshots = vm.snapshots.filter((s) => s.name !== name);
+        await removeSnapshot(vm.paths, name).catch((err) =>
+          this.log.error({ vm: vm.id, name, err: (err as Error).message }, "cannot remove a failed snapshot"),
+        );
+        const error = e instanceof ChApiError ? chCallError(vm.id, "snapshot", e) : (e as Error);
+        if (vm.lifecycle.substate === "Snapshotting") await this.transition(vm, { type: "SNAPSHOT_FAILED", reason: error.message });
+        if (wasActive) await this.resumeAfterSnapshot(vm, name);
         throw error;
       }
-      this.watchExit(vm, vm.vmm);
-      await this.transition(vm, { type: "STARTED" });
-      return this.statusOf(vm);
+      if (wasActive) await this.resumeAfterSnapshot(vm, name);
+      return { id: vm.id, ...info };
+    });
+  }
+
+  /** A snapshot a restart cut short: nothing of it is kept (load swept its files), and a guest it paused runs again. */
+  private async abandonSnapshot(vm: VmEntry, adoption: Adoption & { kind: "running" }): Promise<void> {
+    const cut = vm.snapshotInProgress;
+    vm.snapshotInProgress = undefined;
+    await this.transition(vm, { type: "SNAPSHOT_FAILED", reason: "the daemon restarted while the snapshot was taken; nothing of it was kept" });
+    if (cut?.resume && adoption.paused) {
+      await this.resumeAfterSnapshot(vm, cut.name);
+      adoption.paused = vm.lifecycle.substate === "Paused";
+    }
+  }
+
+  /** The guest a snapshot paused runs again; if CH refuses, the VM stays paused and says so. */
+  private async resumeAfterSnapshot(vm: VmEntry, name: string): Promise<void> {
+    try {
+      await vm.vmm?.client.resume();
+      await this.transition(vm, { type: "RESUME", reason: `snapshot '${name}' done` });
+    } catch (e) {
+      this.log.error({ vm: vm.id, name, err: (e as Error).message }, "cannot resume the guest after its snapshot; it stays paused");
+    }
+  }
+
+  snapshots(id: string): { id: string; snapshots: SnapshotInfo[] } {
+    const vm = this.get(id);
+    return { id: vm.id, snapshots: vm.snapshots };
+  }
+
+  /** Unlisted first (durably), then its files: a crash in between leaves files the next load removes. */
+  deleteSnapshot(id: string, name: string): Promise<{ id: string; name: string; deleted: true }> {
+    return this.serialize(id, async (vm) => {
+      if (!vm.snapshots.some((s) => s.name === name)) throw snapshotNotFound(vm.id, name);
+      const before = vm.snapshots;
+      vm.snapshots = before.filter((s) => s.name !== name);
+      try {
+        await this.records.write(vm, "required");
+      } catch (e) {
+        vm.snapshots = before;
+        throw e;
+      }
+      await removeSnapshot(vm.paths, name);
+      return { id: vm.id, name, deleted: true as const };
     });
   }
 
@@ -356,6 +456,7 @@ export class Orchestrator {
     this.watchExit(vm, adoption.vmm);
     failpoint("adopt.identified");
     if (adoption.event) await this.transition(vm, adoption.event);
+    if (vm.lifecycle.substate === "Snapshotting") await this.abandonSnapshot(vm, adoption);
     // What CH says now, not what the record said: a VM paused or resumed while the daemon was down.
     if (adoption.paused !== (vm.lifecycle.substate === "Paused"))
       await this.transition(vm, { type: adoption.paused ? "PAUSE" : "RESUME", reason: "found so by vm.info at re-adoption" });
@@ -450,7 +551,11 @@ export class Orchestrator {
 
   private require(vm: VmEntry, event: LifecycleEventType, action: string): void {
     if (vm.lifecycle.can(event)) return;
-    const hint = { Paused: "it is paused (compute.vm.resume lets it run)", Active: event === "RESUME" ? "it is not paused" : "" };
+    const hint = {
+      Paused: "it is paused (compute.vm.resume lets it run)",
+      Active: event === "RESUME" ? "it is not paused" : "",
+      Snapshotting: "its snapshot is being taken",
+    };
     throw invalidState(vm.id, vm.lifecycle.state, action, hint[vm.lifecycle.substate ?? "Active"]);
   }
 

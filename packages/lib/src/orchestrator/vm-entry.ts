@@ -6,7 +6,7 @@ import type { VmSpec } from "../domain/vm-spec.js";
 import type { VmStatus } from "../domain/vm-status.js";
 import { VmLifecycle } from "../lifecycle/vm-lifecycle.js";
 import type { PendingRelease } from "../provisioning/release-queue.js";
-import { RECORD_VERSION, type VmRecord } from "../state/record.js";
+import { RECORD_VERSION, type SnapshotInfo, type SnapshotInProgress, type VmRecord } from "../state/record.js";
 import type { VmPaths } from "../state/vm-paths.js";
 import type { VmServices } from "./vm-services.js";
 import type { RunningVmm } from "./vmm-control.js";
@@ -28,6 +28,10 @@ export interface VmEntry {
   services: VmServices;
   /** The uid (and gid) its VMMs run under, with --vmm-uid-range; held from create to remove. */
   vmmUid?: number;
+  /** Its snapshots, oldest first; each is complete on disk before it is here. */
+  snapshots: SnapshotInfo[];
+  /** While a snapshot is taken (recorded, so a restart that cuts it short can run the guest again if it paused it). */
+  snapshotInProgress?: SnapshotInProgress;
   /** Set when state.json could not be read: the file is kept as found, never overwritten. */
   unreadable?: string;
   /**
@@ -46,6 +50,7 @@ export function newEntry(spec: VmSpec, paths: VmPaths, services: VmServices): Vm
     services,
     resources: emptyResources(),
     lifecycle: new VmLifecycle(),
+    snapshots: [],
     generation: 0,
     created_at: now,
     updated_at: now,
@@ -64,6 +69,8 @@ export function entryFromRecord(record: VmRecord, paths: VmPaths, services: VmSe
       ...(record.substate ? { substate: record.substate } : {}),
     }),
     generation: record.generation,
+    snapshots: record.snapshots ?? [],
+    ...(record.snapshot_in_progress ? { snapshotInProgress: record.snapshot_in_progress } : {}),
     created_at: record.created_at,
     updated_at: record.updated_at,
     ...(record.vmm_uid !== undefined ? { vmmUid: record.vmm_uid } : {}),
@@ -80,6 +87,7 @@ export function unreadableEntry(id: string, error: string, paths: VmPaths, servi
     paths,
     resources: emptyResources(),
     lifecycle: new VmLifecycle("Pending", [], { startable: false }),
+    snapshots: [],
     generation: 0,
     created_at: now,
     updated_at: now,
@@ -96,7 +104,9 @@ export function toRecord(vm: VmEntry & { spec: VmSpec }): VmRecord {
     id: vm.id,
     spec: vm.spec,
     state: vm.lifecycle.state,
-    ...(vm.lifecycle.substate === "Paused" ? { substate: "Paused" as const } : {}),
+    ...(vm.lifecycle.substate && vm.lifecycle.substate !== "Active" ? { substate: vm.lifecycle.substate } : {}),
+    ...(vm.snapshots.length > 0 ? { snapshots: vm.snapshots } : {}),
+    ...(vm.snapshotInProgress ? { snapshot_in_progress: vm.snapshotInProgress } : {}),
     generation: vm.generation,
     vmm: p ? { pid: p.pid, start_time: p.identity.start_time, api_socket: vm.paths.apiSocket, event_monitor: vm.paths.eventMonitor } : null,
     resources: vm.resources,

@@ -15,7 +15,7 @@ import type { VmCgroups } from "./vm-cgroups.js";
 import type { VmEntry } from "./vm-entry.js";
 import type { VmServices } from "./vm-services.js";
 import type { VmmLaunch } from "./vmm-control.js";
-import { type VmmUsers, wrongUid } from "./vmm-users.js";
+import { ownedDir, type VmmUsers, wrongUid } from "./vmm-users.js";
 
 export class VmmConfinement {
   constructor(
@@ -34,6 +34,8 @@ export class VmmConfinement {
   /** Before a start: the VM's uid, directory and jail ready, its cgroup made with its limits; how to spawn its VMM. */
   async launchFor(vm: VmEntry, reopen: (paths: VmPaths) => Promise<VmServices>): Promise<VmmLaunch> {
     const confined = await this.users?.readyFor(vm, this.stateDir, reopen);
+    // CH writes snapshots there and reads them back: the VMM's own, and shown in its jail.
+    await ownedDir(vm.paths.snapshots, vm.vmmUid);
     const cgroup = await this.cgroups.prepare(vm.id, vm.spec as VmSpec, vmDisks(vm.spec as VmSpec, vm.resources));
     return { ...this.vmm, ...confined, cgroup };
   }

@@ -43,8 +43,22 @@ export interface BootHooks {
   created(vmm: RunningVmm): void;
 }
 
-/** Boots the VM; on any failure the VMM is killed and its sockets removed before the error is thrown. */
-export async function bootVmm(launch: VmmLaunch, spec: VmSpec, paths: VmPaths, resources: Resources, deadline: number, hooks: BootHooks): Promise<RunningVmm> {
+/** A start from a snapshot: vm.restore instead of vm.create and vm.boot; the VM comes back paused unless `resume`. */
+export interface RestoreFrom {
+  dir: string;
+  resume: boolean;
+}
+
+/** Boots the VM (or restores it, with `from`); on any failure the VMM is killed and its sockets removed before the error is thrown. */
+export async function bootVmm(
+  launch: VmmLaunch,
+  spec: VmSpec,
+  paths: VmPaths,
+  resources: Resources,
+  deadline: number,
+  hooks: BootHooks,
+  from?: RestoreFrom,
+): Promise<RunningVmm> {
   // CH does not unlink before binding: a stale serial socket fails vm.create, a stale vsock socket vm.boot.
   unlinkSockets([paths.serialSocket, paths.vsockSocket]);
   const config = toChVmConfig(spec, paths, resources);
@@ -57,13 +71,21 @@ export async function bootVmm(launch: VmmLaunch, spec: VmSpec, paths: VmPaths, r
     failpoint("vmm.spawned");
     await hooks.spawned(vmm);
     await process.waitForApi(vmm.client, deadline);
-    await vmm.client.createVm(config, left());
-    failpoint("vmm.created");
-    hooks.created(vmm);
-    await vmm.client.boot(left());
-    failpoint("vmm.booted");
+    if (from) {
+      // CH binds the snapshot's serial and vsock sockets without unlinking: the stale ones went above.
+      await vmm.client.restore(from.dir, from.resume, left());
+      failpoint("vmm.restored");
+      hooks.created(vmm);
+    } else {
+      await vmm.client.createVm(config, left());
+      failpoint("vmm.created");
+      hooks.created(vmm);
+      await vmm.client.boot(left());
+      failpoint("vmm.booted");
+    }
     const info = await vmm.client.info(left());
-    if (info.state !== "Running") throw new Error(`vm.info reports ${info.state} after vm.boot`);
+    const expected = from && !from.resume ? "Paused" : "Running";
+    if (info.state !== expected) throw new Error(`vm.info reports ${info.state} after ${from ? "vm.restore" : "vm.boot"}`);
     return vmm;
   } catch (e) {
     // A VMM that died on its own (SIGSYS from its seccomp filter, a crash) explains the lost call better than the call does.

@@ -86,17 +86,7 @@ export class VmmUsers {
 
   /** The VM's VMM directory, owned by its uid and 0700 (made again, or corrected, before each start). */
   async prepare(id: string, uid: number): Promise<void> {
-    const dir = this.dirOf(id);
-    await onDisk("create", dir, async () => {
-      await fs.mkdir(dir, { mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== "EEXIST") throw e;
-      });
-      const stat = await fs.lstat(dir);
-      // Never chown through a link someone planted.
-      if (!stat.isDirectory()) throw Object.assign(new Error(`${dir} is not a directory`), { code: "ENOTDIR", errno: -20 });
-      await fs.chown(dir, uid, uid);
-      await fs.chmod(dir, 0o700);
-    });
+    await ownedDir(this.dirOf(id), uid);
   }
 
   /**
@@ -119,6 +109,20 @@ export class VmmUsers {
     const dir = this.dirOf(id);
     await onDisk("remove", dir, () => fs.rm(dir, { recursive: true, force: true }));
   }
+}
+
+/** A directory of `uid`'s alone (0700), made or corrected; as root's when `uid` is undefined. */
+export async function ownedDir(dir: string, uid: number | undefined): Promise<void> {
+  await onDisk("create", dir, async () => {
+    await fs.mkdir(dir, { mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== "EEXIST") throw e;
+    });
+    const stat = await fs.lstat(dir);
+    // Never chown through a link someone planted.
+    if (!stat.isDirectory()) throw Object.assign(new Error(`${dir} is not a directory`), { code: "ENOTDIR", errno: -20 });
+    if (uid !== undefined) await fs.chown(dir, uid, uid);
+    await fs.chmod(dir, 0o700);
+  });
 }
 
 /** Where a VM's files go: its VMM's in the VMM dir, or with the record when VMMs run as the daemon's user; a VMM already running keeps the directory recorded for it. */

@@ -19,13 +19,29 @@ export interface VmmRecord {
   event_monitor: string;
 }
 
+export interface SnapshotInfo {
+  name: string;
+  created_at: string;
+  /** What its files take on disk. */
+  size_bytes: number;
+}
+
+export interface SnapshotInProgress {
+  name: string;
+  resume: boolean;
+}
+
 export interface VmRecord {
   version: typeof RECORD_VERSION;
   id: string;
   spec: VmSpec;
   state: VmState;
-  /** A Running VM that CH holds paused; absent otherwise (ADR 0010). */
-  substate?: "Paused";
+  /** A Running VM that CH holds paused, or whose snapshot was being taken; absent otherwise (ADR 0010). */
+  substate?: "Paused" | "Snapshotting";
+  /** The VM's snapshots, each complete on disk before it is listed here. */
+  snapshots?: SnapshotInfo[];
+  /** While a snapshot is taken: its name, and whether the guest was paused for it (and so runs again after). */
+  snapshot_in_progress?: SnapshotInProgress;
   /** Increases by one with every transition. */
   generation: number;
   vmm: VmmRecord | null;
@@ -58,7 +74,7 @@ export function parseRecord(text: string, dirName: string, paths: { apiSocket: s
   if (!VM_STATES.includes(data.state as VmState)) throw new Error(`state.json has an unknown state '${String(data.state)}'`);
   if (!Array.isArray(data.transitions)) throw new Error("state.json has no transitions");
   const substate = (data as Partial<VmRecord>).substate;
-  if (substate !== undefined && (substate !== "Paused" || data.state !== "Running"))
+  if (substate !== undefined && (!["Paused", "Snapshotting"].includes(substate) || data.state !== "Running"))
     throw new Error(`state.json has substate '${String(substate)}' in state ${String(data.state)}`);
   if (data.version === 2) return { record: data as VmRecord, migrated: false };
   if (data.version !== 1) throw new Error(`unsupported state.json version ${String(data.version)}`);

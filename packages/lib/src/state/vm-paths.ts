@@ -20,6 +20,8 @@ export interface VmPaths {
   eventMonitor: string;
   vmmLog: string;
   vmmOutput: string;
+  /** The VM's snapshots, one directory each: written by its VMM, so owned by the VM's uid. */
+  snapshots: string;
   serialSocket: string;
   vsockSocket: string;
 }
@@ -31,6 +33,7 @@ export function vmPaths(stateDir: string, id: string, vmmDir = path.join(stateDi
     vmmDir,
     record: path.join(dir, "state.json"),
     vmmOutput: path.join(dir, "vmm.out"),
+    snapshots: path.join(dir, "snapshots"),
     apiSocket: path.join(vmmDir, "api.sock"),
     eventMonitor: path.join(vmmDir, "events.log"),
     vmmLog: path.join(vmmDir, "vmm.log"),

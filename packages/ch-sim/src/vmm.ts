@@ -5,11 +5,13 @@
  * vm.shutdown, after which vm.info reports `Created` again.
  */
 import fs from "node:fs";
+import { DeviceCounters } from "./device-counters.js";
 import type { EventMonitor } from "./event-monitor.js";
 import { type Guest, parseGuestBehaviour, SimGuest } from "./guest.js";
 import { HybridVsock } from "./hybrid-vsock.js";
 import { InitGuest } from "./init-guest.js";
 import type { HttpRequest, HttpResponse } from "./micro-http.js";
+import { checkConfigShape, parseBody, truncateConsoleFiles, unsupportedDevice } from "./request-checks.js";
 import { SerialPort } from "./serial-port.js";
 import { fileUrlPath, readSnapshot, writeSnapshot } from "./snapshot.js";
 import type { VmmLog } from "./vmm-log.js";
@@ -19,9 +21,9 @@ export const SIM_VERSION = process.env.CH_SIM_VERSION ?? "53.0.0";
 /** CH_SIM_PING_DELAY_MS: answer each vmm.ping this much later (for tests of a loaded host). */
 const PING_DELAY_MS = Number(process.env.CH_SIM_PING_DELAY_MS ?? 0);
 
-type VmConfig = Record<string, unknown> & {
+export type VmConfig = Record<string, unknown> & {
   payload?: { kernel?: string; firmware?: string; cmdline?: string; initramfs?: string };
-  disks?: { path?: string; readonly?: boolean }[];
+  disks?: { id?: string; path?: string; readonly?: boolean }[];
   memory?: { size?: number };
   serial?: { mode?: string; file?: string; socket?: string };
   vsock?: { cid?: number; socket?: string };
@@ -32,6 +34,7 @@ interface BootedVm {
   state: "Running" | "Paused";
   guest: Guest;
   vsock?: HybridVsock;
+  counters: DeviceCounters;
 }
 
 const GET_ROUTES = new Set(["vmm.ping", "vm.info", "vm.counters"]);
@@ -60,16 +63,6 @@ const UNIMPLEMENTED = new Set([
 
 const err = (status: number, ...chain: string[]): HttpResponse => ({ status, body: chain });
 
-/** A JSON body, or the 400 CH answers for a missing or malformed one. */
-function parseBody(body: Buffer | undefined): { value: Record<string, unknown> } | { refused: HttpResponse } {
-  if (body === undefined) return { refused: err(400, "Bad Request") };
-  try {
-    const value = JSON.parse(body.toString("utf8"));
-    return typeof value === "object" && value !== null ? { value } : { refused: err(400, "Failed to deserialize JSON", "expected an object") };
-  } catch (e) {
-    return { refused: err(400, "Failed to deserialize JSON", (e as Error).message) };
-  }
-}
 const apiErr = (status: number, ...chain: string[]): HttpResponse => err(status, "Error from API", ...chain);
 const NO_CONTENT: HttpResponse = { status: 204 };
 
@@ -147,7 +140,7 @@ export class Vmm {
         if (!this.config) return apiErr(404, "VM is not created");
         return { status: 200, body: { config: this.config, state: this.vm?.state ?? "Created", memory_actual_size: this.config.memory?.size ?? 512 << 20 } };
       case "vm.counters":
-        return this.vm ? { status: 200, body: {} } : apiErr(500, "VM is not running");
+        return this.vm ? { status: 200, body: this.vm.counters.all } : apiErr(500, "VM is not running");
       default:
         return apiErr(500, `cloud-hypervisor-sim does not implement ${route}`);
     }
@@ -325,7 +318,9 @@ export class Vmm {
       guestVsockDir = init.vsockDir;
       guest = init;
     }
-    this.vm = { state: "Running", guest };
+    const counters = new DeviceCounters(this.config ?? {});
+    counters.bootProbe();
+    this.vm = { state: "Running", guest, counters };
     const socket = this.config?.vsock?.socket;
     if (socket) {
       try {
@@ -399,44 +394,5 @@ export class Vmm {
       this.config = undefined;
       this.opts.events.emit("vm", "deleted");
     }
-  }
-}
-
-/** The serde checks that reject a body before CH looks at it. */
-function checkConfigShape(config: unknown): string | undefined {
-  if (typeof config !== "object" || config === null || Array.isArray(config)) return "invalid type: expected struct VmConfig";
-  const c = config as Record<string, Record<string, unknown> | undefined>;
-  if (c.cpus !== undefined) {
-    for (const f of ["boot_vcpus", "max_vcpus"]) if (c.cpus[f] === undefined) return `missing field \`${f}\``;
-  }
-  if (c.memory !== undefined && c.memory.size === undefined) return "missing field `size`";
-  for (const dev of ["serial", "console"]) if (c[dev] !== undefined && c[dev]?.mode === undefined) return "missing field `mode`";
-  // Nested structs: serde refuses one without a required field, as at the top level.
-  const list = (v: unknown) => (Array.isArray(v) ? (v as Record<string, unknown>[]) : []);
-  const buckets = [...list(c.disks), ...list(c.net)].flatMap((d) => {
-    const limiter = d.rate_limiter_config as Record<string, unknown> | undefined;
-    return [limiter?.bandwidth, limiter?.ops];
-  });
-  const nested: [unknown, string[]][] = [
-    ...list(c.cpus?.affinity).map((a): [unknown, string[]] => [a, ["vcpu", "host_cpus"]]),
-    ...buckets.map((b): [unknown, string[]] => [b, ["size", "refill_time"]]),
-    ...list(c.landlock_rules).map((r): [unknown, string[]] => [r, ["path", "access"]]),
-  ];
-  for (const [value, fields] of nested) {
-    const missing = value === undefined ? undefined : fields.find((f) => (value as Record<string, unknown>)[f] === undefined);
-    if (missing) return `missing field \`${missing}\``;
-  }
-  return undefined;
-}
-
-function unsupportedDevice(config: VmConfig): string | undefined {
-  if (config.console?.mode === "Socket") return "console mode Socket";
-  return undefined;
-}
-
-/** `File` serial/console outputs are recreated at each create and boot. */
-function truncateConsoleFiles(config: VmConfig): void {
-  for (const dev of [config.serial, config.console]) {
-    if (dev?.mode === "File" && dev.file) fs.closeSync(fs.openSync(dev.file, "w", 0o600));
   }
 }

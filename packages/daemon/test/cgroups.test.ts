@@ -38,7 +38,11 @@ describe("where the host cannot enforce limits", () => {
     const lenient = await fleet.daemon({ dir: strict.dir });
     expect((await lenient.rpc.call("compute.host.info", {})).limits).toMatchObject({ problem: limits.problem, unenforced_allowed: true });
     await lenient.rpc.call("compute.vm.remove", { id: "refused" });
-    await lenient.rpc.call("compute.vm.create", { ...vmSpec(lenient, "sized"), vcpus: 2, memory_mib: 256 });
+    const disk = path.join(lenient.dir, "disk.raw");
+    fs.writeFileSync(disk, Buffer.alloc(64 * 1024));
+    // The VM's VMM opens it read-write under its own uid.
+    fs.chmodSync(disk, 0o666);
+    await lenient.rpc.call("compute.vm.create", { ...vmSpec(lenient, "sized"), vcpus: 2, memory_mib: 256, disks: [{ path: disk }] });
     const { pid } = await lenient.rpc.call("compute.vm.start", { id: "sized" });
     fleet.pids.add(pid);
     expect((await lenient.rpc.call("compute.vm.status", { id: "sized" })).limits).toEqual({
@@ -59,6 +63,9 @@ describe("where the host cannot enforce limits", () => {
     expect(stats).toMatchObject({ id: "sized", pid, source: "process", cgroup: null, memory: { oom_kills: null } });
     expect(stats.memory.current_bytes).toBeGreaterThan(MiB);
     expect(stats.pids.current).toBeGreaterThanOrEqual(1);
+    // CH's own view: each device's counters (the guest kernel read the disk's first block at boot), the memory it holds.
+    expect(stats.devices).toEqual({ _disk0: { read_bytes: 4096, read_ops: 1, write_bytes: 0, write_ops: 0 } });
+    expect(stats.memory_actual_size).toBe(256 * MiB);
     await lenient.rpc.call("compute.vm.stop", { id: "sized", force: true });
     expect(await lenient.rpc.callError("compute.vm.stats", { id: "sized" })).toMatchObject({ code: -32003 });
     expect((await lenient.rpc.callError("compute.vm.stats", { id: "nosuch" })).code).toBe(-32001);

@@ -15,7 +15,6 @@ afterAll(() => fleet.cleanup());
 
 const TICKER = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"];
 const log = async (d: Daemon, id: string) => (await d.rpc.call("compute.vm.logs", { id, tail: 65536 })).data as string;
-// biome-ignore lint/suspicious/noExplicitAny: a status as the wire gives it
 const events = (status: any): string[] => status.transitions.map((t: { event: string }) => t.event);
 
 async function ticking(d: Daemon, id: string): Promise<number> {

@@ -44,7 +44,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       params: S.IdParams,
       result: S.VmStatus,
       errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout],
-      handler: (p) => orch.pause(p.id),
+      handler: (p) => orch.running.pause(p.id),
     }),
     method({
       name: "compute.vm.resume",
@@ -52,7 +52,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       params: S.IdParams,
       result: S.VmStatus,
       errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout],
-      handler: (p) => orch.resume(p.id),
+      handler: (p) => orch.running.resume(p.id),
     }),
     method({
       name: "compute.vm.reboot",
@@ -60,7 +60,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       params: S.IdParams,
       result: S.VmStatus,
       errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout],
-      handler: (p) => orch.reboot(p.id),
+      handler: (p) => orch.running.reboot(p.id),
     }),
     method({
       name: "compute.vm.snapshot",
@@ -68,7 +68,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       params: S.SnapshotParams,
       result: S.SnapshotTaken,
       errors: [E.VmNotFound, E.InvalidState, E.InvalidParams, E.VmmError, E.Timeout, E.StorageError],
-      handler: (p) => orch.snapshot(p.id, p.name, p.timeout_ms),
+      handler: (p) => orch.running.snapshot(p.id, p.name, p.timeout_ms),
     }),
     method({
       name: "compute.vm.snapshots",
@@ -76,7 +76,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       params: S.IdParams,
       result: S.SnapshotList,
       errors: [E.VmNotFound],
-      handler: (p) => orch.snapshots(p.id),
+      handler: (p) => orch.running.snapshots(p.id),
     }),
     method({
       name: "compute.vm.snapshot.delete",
@@ -84,7 +84,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       params: S.SnapshotRef,
       result: S.SnapshotDeleted,
       errors: [E.VmNotFound, E.SnapshotNotFound, E.StorageError],
-      handler: (p) => orch.deleteSnapshot(p.id, p.name),
+      handler: (p) => orch.running.deleteSnapshot(p.id, p.name),
     }),
     method({
       name: "compute.vm.restore",
@@ -116,7 +116,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       params: S.IdParams,
       result: VmStatsSchema,
       errors: [E.VmNotFound, E.InvalidState],
-      handler: (p) => orch.stats(p.id),
+      handler: (p) => orch.running.stats(p.id),
     }),
     method({
       name: "compute.vm.console.endpoint",
@@ -158,11 +158,11 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
         if (p.stream) {
           if (p.stdin !== undefined || p.encoding !== undefined)
             throw invalidParams("/stream", "with stream, stdin goes in Stdin frames on the socket, and output is bytes: no stdin or encoding");
-          return orch.execStream(p.id, req);
+          return orch.running.execStream(p.id, req);
         }
         const encoding = p.encoding ?? "utf8";
         const stdin = p.stdin !== undefined ? Buffer.from(p.stdin, encoding) : undefined;
-        const r = await orch.exec(p.id, req, stdin);
+        const r = await orch.running.exec(p.id, req, stdin);
         return { ...r, stdout: r.stdout.toString(encoding), stderr: r.stderr.toString(encoding) };
       },
     }),

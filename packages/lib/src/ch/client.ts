@@ -106,6 +106,9 @@ export class ChClient {
   info(timeoutMs?: number): Promise<ChVmInfo> {
     return this.call("vm.info", (signal) => this.api.GET("/vm.info", { signal }), timeoutMs);
   }
+  counters(timeoutMs?: number): Promise<Record<string, Record<string, number>>> {
+    return this.call("vm.counters", (signal) => this.api.GET("/vm.counters", { signal }), timeoutMs);
+  }
   createVm(config: ChVmConfig, timeoutMs?: number): Promise<void> {
     return this.call("vm.create", (signal) => this.api.PUT("/vm.create", { body: config, signal }), timeoutMs);
   }

@@ -5,48 +5,39 @@
  */
 import path from "node:path";
 import type { Logger } from "pino";
-import { ChApiError, type ChClient } from "../ch/client.js";
 import { readEvents } from "../ch/event-monitor.js";
 import type { VmmExecutable } from "../ch/vmm-binary.js";
 import type { VmmExit } from "../ch/vmm-process.js";
 import type { VmmVersion } from "../ch/vmm-version.js";
 import type { LogSlice } from "../console/serial-log.js";
-import { ErrorCode, invalidParams, invalidState, RpcError, snapshotNotFound, vmExists, vmNotFound } from "../domain/errors.js";
-import type { ExecRequest } from "../domain/exec-protocol.js";
+import { ErrorCode, invalidState, RpcError, snapshotNotFound, vmExists, vmNotFound } from "../domain/errors.js";
 import { emptyResources } from "../domain/resources.js";
 import type { VmSpec } from "../domain/vm-spec.js";
-import type { VmStats } from "../domain/vm-stats.js";
 import type { VmList, VmStatus } from "../domain/vm-status.js";
 import type { EventBus, VmEvent } from "../events/event-bus.js";
-import type { ExecResult } from "../exec/exec-client.js";
-import { execStreamSocket } from "../exec/exec-stream.js";
 import { failpoint } from "../failpoints.js";
 import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
 import type { Transition } from "../lifecycle/vm-lifecycle.js";
 import { type Provisioner, provisioningFailure } from "../provisioning/provisioner.js";
-import type { SnapshotInfo } from "../state/record.js";
 import type { StateStore } from "../state/store.js";
 import type { VmPaths } from "../state/vm-paths.js";
 import { type Adoption, adoptRecord, vmmDeathEvent } from "./adoption.js";
-import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest, execStreamInGuest } from "./guest-exec.js";
 import { type HostInfo, hostInfo } from "./host-info.js";
 import { IdQueue } from "./id-queue.js";
 import { reconcile } from "./reconcile.js";
+import { RunningVmOps } from "./running-vm-ops.js";
 import { checkFilesExist, checkHostCpus, checkSocketPaths } from "./spec-checks.js";
-import { chCallError, startError, unsupportedVmm } from "./start-error.js";
+import { startError, unsupportedVmm } from "./start-error.js";
 import { entryFromRecord, newEntry, toStatus, unreadableEntry, type VmEntry } from "./vm-entry.js";
 import { VmRecords, type Write } from "./vm-records.js";
 import { VmServices } from "./vm-services.js";
-import { commitSnapshot, prepareSnapshot, removeSnapshot, snapshotDir, sweepSnapshots } from "./vm-snapshots.js";
-import { readVmStats } from "./vm-stats.js";
+import { snapshotDir, sweepSnapshots } from "./vm-snapshots.js";
 import type { VmmConfinement } from "./vmm-confinement.js";
 import { bootVmm, cleanUpAfterVmm, haltVmm, type RestoreFrom, type RunningVmm } from "./vmm-control.js";
 import { pathsFor, vmmRoots } from "./vmm-users.js";
 
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
 export const DEFAULT_STOP_GRACE_MS = 10_000;
-/** CH writes the guest's whole memory: a large VM on a slow disk takes minutes. */
-export const DEFAULT_SNAPSHOT_TIMEOUT_MS = 300_000;
 export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000;
 
 export const DEFAULT_CONSOLE_LOG_BYTES = 16 * 1024 * 1024;
@@ -83,9 +74,23 @@ export class Orchestrator {
   /** VMMs re-adopted by load() whose console, event tail and agent probe wait for attachAdopted(). */
   private adoptedAwaitingServices: [VmEntry, RunningVmm][] = [];
 
+  /** Pause, resume, reboot, snapshots and exec: what is done to a running VM's guest. */
+  readonly running: RunningVmOps;
+
   constructor(private readonly opts: OrchestratorOptions) {
     this.log = opts.log.child({ component: "orchestrator" });
     this.records = new VmRecords(opts.store, this.log);
+    this.running = new RunningVmOps({
+      serialize: (id, op) => this.serialize(id, op),
+      get: (id) => this.get(id),
+      require: (vm, event, action) => this.require(vm, event, action),
+      transition: (vm, event, write) => this.transition(vm, event, write),
+      writeRecord: (vm, write) => this.records.write(vm, write),
+      statusOf: (vm) => this.statusOf(vm),
+      log: this.log,
+      consoleDir: opts.consoleDir,
+      cgroupOf: (vm) => opts.confinement.cgroupOf(vm),
+    });
   }
 
   /**
@@ -152,14 +157,6 @@ export class Orchestrator {
 
   status(id: string): VmStatus {
     return this.statusOf(this.get(id));
-  }
-
-  /** The running VMM's usage; -32003 while the VM has none. */
-  stats(id: string): VmStats {
-    const vm = this.get(id);
-    const pid = vm.vmm?.process.pid;
-    if (pid === undefined) throw invalidState(vm.id, vm.lifecycle.state, "read the usage of", "only a VM with a running VMM has any");
-    return readVmStats(vm.id, pid, this.opts.confinement.cgroupOf(vm));
   }
 
   private statusOf(vm: VmEntry): VmStatus {
@@ -249,122 +246,6 @@ export class Orchestrator {
     return this.statusOf(vm);
   }
 
-  /**
-   * CH's snapshot of the VM as `name` (issue 15): a running guest is paused for it and resumed after. Listed only
-   * once complete on disk and recorded; on any failure nothing of it is kept and the guest runs again as it did.
-   */
-  snapshot(id: string, name: string, timeoutMs = DEFAULT_SNAPSHOT_TIMEOUT_MS): Promise<SnapshotInfo & { id: string }> {
-    return this.serialize(id, async (vm) => {
-      if (vm.snapshots.some((s) => s.name === name)) throw invalidParams("/name", `VM '${vm.id}' already has a snapshot '${name}'`, { id: vm.id, name });
-      const wasActive = vm.lifecycle.substate === "Active";
-      this.require(vm, wasActive ? "PAUSE" : "SNAPSHOT", "snapshot");
-      const client = (vm.vmm as RunningVmm).client;
-      const dir = await prepareSnapshot(vm.paths, name, vm.vmmUid);
-      if (wasActive) {
-        await client.pause().catch((e) => Promise.reject(e instanceof ChApiError ? chCallError(vm.id, "snapshot", e) : e));
-        await this.transition(vm, { type: "PAUSE", reason: `to take snapshot '${name}'` });
-      }
-      let info: SnapshotInfo;
-      try {
-        // Durable: a restart that finds the VM Snapshotting knows the snapshot was cut short, and whether to resume.
-        vm.snapshotInProgress = { name, resume: wasActive };
-        await this.transition(vm, { type: "SNAPSHOT", reason: name }, "required");
-        await client.snapshot(dir, timeoutMs);
-        failpoint("snapshot.taken");
-        info = await commitSnapshot(vm.paths, name);
-        vm.snapshots = [...vm.snapshots, info];
-        vm.snapshotInProgress = undefined;
-        await this.transition(vm, { type: "SNAPSHOTTED", reason: `snapshot '${name}' taken` }, "required");
-      } catch (e) {
-        vm.snapshotInProgress = undefined;
-        vm.snapshots = vm.snapshots.filter((s) => s.name !== name);
-        await removeSnapshot(vm.paths, name).catch((err) =>
-          this.log.error({ vm: vm.id, name, err: (err as Error).message }, "cannot remove a failed snapshot"),
-        );
-        const error = e instanceof ChApiError ? chCallError(vm.id, "snapshot", e) : (e as Error);
-        if (vm.lifecycle.substate === "Snapshotting") await this.transition(vm, { type: "SNAPSHOT_FAILED", reason: error.message });
-        if (wasActive) await this.resumeAfterSnapshot(vm, name);
-        throw error;
-      }
-      if (wasActive) await this.resumeAfterSnapshot(vm, name);
-      return { id: vm.id, ...info };
-    });
-  }
-
-  /** A snapshot a restart cut short: nothing of it is kept (load swept its files), and a guest it paused runs again. */
-  private async abandonSnapshot(vm: VmEntry, adoption: Adoption & { kind: "running" }): Promise<void> {
-    const cut = vm.snapshotInProgress;
-    vm.snapshotInProgress = undefined;
-    await this.transition(vm, { type: "SNAPSHOT_FAILED", reason: "the daemon restarted while the snapshot was taken; nothing of it was kept" });
-    if (cut?.resume && adoption.paused) {
-      await this.resumeAfterSnapshot(vm, cut.name);
-      adoption.paused = vm.lifecycle.substate === "Paused";
-    }
-  }
-
-  /** The guest a snapshot paused runs again; if CH refuses, the VM stays paused and says so. */
-  private async resumeAfterSnapshot(vm: VmEntry, name: string): Promise<void> {
-    try {
-      await vm.vmm?.client.resume();
-      await this.transition(vm, { type: "RESUME", reason: `snapshot '${name}' done` });
-    } catch (e) {
-      this.log.error({ vm: vm.id, name, err: (e as Error).message }, "cannot resume the guest after its snapshot; it stays paused");
-    }
-  }
-
-  snapshots(id: string): { id: string; snapshots: SnapshotInfo[] } {
-    const vm = this.get(id);
-    return { id: vm.id, snapshots: vm.snapshots };
-  }
-
-  /** Unlisted first (durably), then its files: a crash in between leaves files the next load removes. */
-  deleteSnapshot(id: string, name: string): Promise<{ id: string; name: string; deleted: true }> {
-    return this.serialize(id, async (vm) => {
-      if (!vm.snapshots.some((s) => s.name === name)) throw snapshotNotFound(vm.id, name);
-      const before = vm.snapshots;
-      vm.snapshots = before.filter((s) => s.name !== name);
-      try {
-        await this.records.write(vm, "required");
-      } catch (e) {
-        vm.snapshots = before;
-        throw e;
-      }
-      await removeSnapshot(vm.paths, name);
-      return { id: vm.id, name, deleted: true as const };
-    });
-  }
-
-  /** CH holds the guest (vm.pause) or lets it run again (vm.resume); consoles and exec sessions stay attached. */
-  pause(id: string): Promise<VmStatus> {
-    return this.guestAction(id, "PAUSE", "pause", (c) => c.pause());
-  }
-
-  resume(id: string): Promise<VmStatus> {
-    return this.guestAction(id, "RESUME", "resume", (c) => c.resume());
-  }
-
-  /** A guest reboot through CH: the console reconnects to the new serial device, the agent is probed again. */
-  reboot(id: string): Promise<VmStatus> {
-    return this.guestAction(id, "REBOOT", "reboot", async (c, vm) => {
-      await c.reboot();
-      vm.services.guestRebooted();
-    });
-  }
-
-  /** One call to the running VMM that the machine allows in the VM's state, then its transition. */
-  private guestAction(id: string, event: "PAUSE" | "RESUME" | "REBOOT", action: string, act: (c: ChClient, vm: VmEntry) => Promise<void>): Promise<VmStatus> {
-    return this.serialize(id, async (vm) => {
-      this.require(vm, event, action);
-      try {
-        await act((vm.vmm as RunningVmm).client, vm);
-      } catch (e) {
-        throw e instanceof ChApiError ? chCallError(vm.id, action, e) : e;
-      }
-      await this.transition(vm, { type: event });
-      return this.statusOf(vm);
-    });
-  }
-
   stop(id: string, opts: { timeoutMs?: number; force?: boolean } = {}): Promise<VmStatus> {
     return this.serialize(id, async (vm) => {
       await this.stopNow(vm, opts.force ? 0 : (opts.timeoutMs ?? DEFAULT_STOP_GRACE_MS));
@@ -408,21 +289,6 @@ export class Orchestrator {
     return q.tail !== undefined ? console.tail(q.tail) : console.read(q.offset ?? 0, q.limit);
   }
 
-  /** A command in the guest. Not queued: execs run alongside each other and alongside operations. */
-  exec(id: string, req: ExecRequest, stdin?: Buffer): Promise<ExecResult> {
-    const vm = this.get(id);
-    this.require(vm, "EXEC", "exec in");
-    return execInGuest(vm, { ...req, timeout_ms: req.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS }, stdin);
-  }
-
-  /** The same, streamed: a one-shot socket (beside the console sockets) on which the caller speaks the exec protocol. */
-  execStream(id: string, req: ExecRequest): Promise<{ path: string }> {
-    const vm = this.get(id);
-    this.require(vm, "EXEC", "exec in");
-    const socket = execStreamSocket(this.opts.consoleDir);
-    return execStreamInGuest(vm, { ...req, timeout_ms: req.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS }, socket, this.log.child({ vm: id }));
-  }
-
   /** Events of every VM, or of one (which may be gone: its history stays). */
   eventsTail(q: { id?: string; since?: number; limit: number; waitMs: number }): Promise<{ events: VmEvent[]; next: number }> {
     return this.opts.events.tail(q);
@@ -456,7 +322,7 @@ export class Orchestrator {
     this.watchExit(vm, adoption.vmm);
     failpoint("adopt.identified");
     if (adoption.event) await this.transition(vm, adoption.event);
-    if (vm.lifecycle.substate === "Snapshotting") await this.abandonSnapshot(vm, adoption);
+    if (vm.lifecycle.substate === "Snapshotting") await this.running.abandonSnapshot(vm, adoption);
     // What CH says now, not what the record said: a VM paused or resumed while the daemon was down.
     if (adoption.paused !== (vm.lifecycle.substate === "Paused"))
       await this.transition(vm, { type: adoption.paused ? "PAUSE" : "RESUME", reason: "found so by vm.info at re-adoption" });

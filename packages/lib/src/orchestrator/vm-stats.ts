@@ -9,11 +9,13 @@ import { readIoStat, readKeyed, readSetting } from "../os/cgroup2.js";
 /** /proc reports CPU times in USER_HZ ticks, 100 per second on every Linux ABI this daemon runs on. */
 const US_PER_TICK = 10_000;
 
-export function readVmStats(id: string, pid: number, cgroup: string | undefined): VmStats {
+export type HostUsage = Omit<VmStats, "devices" | "memory_actual_size">;
+
+export function readVmStats(id: string, pid: number, cgroup: string | undefined): HostUsage {
   return cgroup ? fromCgroup(id, pid, cgroup) : fromProcess(id, pid);
 }
 
-function fromCgroup(id: string, pid: number, dir: string): VmStats {
+function fromCgroup(id: string, pid: number, dir: string): HostUsage {
   const cpu = readKeyed(dir, "cpu.stat");
   const events = readKeyed(dir, "memory.events");
   const num = (file: string) => {
@@ -47,7 +49,7 @@ function fromCgroup(id: string, pid: number, dir: string): VmStats {
   };
 }
 
-function fromProcess(id: string, pid: number): VmStats {
+function fromProcess(id: string, pid: number): HostUsage {
   // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
   const stat = read(`/proc/${pid}/stat`);
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");

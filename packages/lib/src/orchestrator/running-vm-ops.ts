@@ -1,0 +1,198 @@
+/**
+ * What can be done to a running VM's guest, beside starting and stopping it:
+ * commands through its exec agent, and through its VMM (issue 15) pause,
+ * resume and reboot, and snapshots (taken of a paused guest, kept under the
+ * VM's state dir, listed only once complete and recorded). The orchestrator hands over its queue, its lifecycle checks
+ * and its transitions: the machine alone decides what may happen.
+ */
+import type { Logger } from "pino";
+import { ChApiError, type ChClient } from "../ch/client.js";
+import { invalidParams, invalidState, snapshotNotFound } from "../domain/errors.js";
+import type { ExecRequest } from "../domain/exec-protocol.js";
+import type { VmStats } from "../domain/vm-stats.js";
+import type { VmStatus } from "../domain/vm-status.js";
+import type { ExecResult } from "../exec/exec-client.js";
+import { execStreamSocket } from "../exec/exec-stream.js";
+import { failpoint } from "../failpoints.js";
+import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
+import type { SnapshotInfo } from "../state/record.js";
+import type { Adoption } from "./adoption.js";
+import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest, execStreamInGuest } from "./guest-exec.js";
+import { chCallError } from "./start-error.js";
+import type { VmEntry } from "./vm-entry.js";
+import type { Write } from "./vm-records.js";
+import { commitSnapshot, prepareSnapshot, removeSnapshot } from "./vm-snapshots.js";
+import { readVmStats } from "./vm-stats.js";
+import type { RunningVmm } from "./vmm-control.js";
+
+/** CH writes the guest's whole memory: a large VM on a slow disk takes minutes. */
+export const DEFAULT_SNAPSHOT_TIMEOUT_MS = 300_000;
+
+/** What the orchestrator lends: its per-VM queue, lifecycle checks, transitions and records. */
+export interface VmOpsContext {
+  serialize<T>(id: string, op: (vm: VmEntry) => Promise<T>): Promise<T>;
+  get(id: string): VmEntry;
+  require(vm: VmEntry, event: LifecycleEventType, action: string): void;
+  transition(vm: VmEntry, event: LifecycleEvent, write?: Write): Promise<void>;
+  writeRecord(vm: VmEntry, write: "required" | "lazy"): Promise<void>;
+  statusOf(vm: VmEntry): VmStatus;
+  log: Logger;
+  /** Where streamed exec sockets go, beside the console sockets. */
+  consoleDir: string;
+  /** The running VMM's cgroup, where VMs get one. */
+  cgroupOf(vm: VmEntry): string | undefined;
+}
+
+/** How long stats waits for CH's own counters: a busy VMM gives null ones rather than hold the call. */
+const COUNTERS_TIMEOUT_MS = 2_000;
+
+export class RunningVmOps {
+  constructor(private readonly ctx: VmOpsContext) {}
+
+  /**
+   * CH's snapshot of the VM as `name` (issue 15): a running guest is paused for it and resumed after. Listed only
+   * once complete on disk and recorded; on any failure nothing of it is kept and the guest runs again as it did.
+   */
+  snapshot(id: string, name: string, timeoutMs = DEFAULT_SNAPSHOT_TIMEOUT_MS): Promise<SnapshotInfo & { id: string }> {
+    return this.ctx.serialize(id, async (vm) => {
+      if (vm.snapshots.some((s) => s.name === name)) throw invalidParams("/name", `VM '${vm.id}' already has a snapshot '${name}'`, { id: vm.id, name });
+      const wasActive = vm.lifecycle.substate === "Active";
+      this.ctx.require(vm, wasActive ? "PAUSE" : "SNAPSHOT", "snapshot");
+      const client = (vm.vmm as RunningVmm).client;
+      const dir = await prepareSnapshot(vm.paths, name, vm.vmmUid);
+      if (wasActive) {
+        await client.pause().catch((e) => Promise.reject(e instanceof ChApiError ? chCallError(vm.id, "snapshot", e) : e));
+        await this.ctx.transition(vm, { type: "PAUSE", reason: `to take snapshot '${name}'` });
+      }
+      let info: SnapshotInfo;
+      try {
+        // Durable: a restart that finds the VM Snapshotting knows the snapshot was cut short, and whether to resume.
+        vm.snapshotInProgress = { name, resume: wasActive };
+        await this.ctx.transition(vm, { type: "SNAPSHOT", reason: name }, "required");
+        await client.snapshot(dir, timeoutMs);
+        failpoint("snapshot.taken");
+        info = await commitSnapshot(vm.paths, name);
+        vm.snapshots = [...vm.snapshots, info];
+        vm.snapshotInProgress = undefined;
+        await this.ctx.transition(vm, { type: "SNAPSHOTTED", reason: `snapshot '${name}' taken` }, "required");
+      } catch (e) {
+        vm.snapshotInProgress = undefined;
+        vm.snapshots = vm.snapshots.filter((s) => s.name !== name);
+        await removeSnapshot(vm.paths, name).catch((err) =>
+          this.ctx.log.error({ vm: vm.id, name, err: (err as Error).message }, "cannot remove a failed snapshot"),
+        );
+        const error = e instanceof ChApiError ? chCallError(vm.id, "snapshot", e) : (e as Error);
+        if (vm.lifecycle.substate === "Snapshotting") await this.ctx.transition(vm, { type: "SNAPSHOT_FAILED", reason: error.message });
+        if (wasActive) await this.resumeAfterSnapshot(vm, name);
+        throw error;
+      }
+      if (wasActive) await this.resumeAfterSnapshot(vm, name);
+      return { id: vm.id, ...info };
+    });
+  }
+
+  /** A snapshot a restart cut short: nothing of it is kept (load swept its files), and a guest it paused runs again. */
+  async abandonSnapshot(vm: VmEntry, adoption: Adoption & { kind: "running" }): Promise<void> {
+    const cut = vm.snapshotInProgress;
+    vm.snapshotInProgress = undefined;
+    await this.ctx.transition(vm, { type: "SNAPSHOT_FAILED", reason: "the daemon restarted while the snapshot was taken; nothing of it was kept" });
+    if (cut?.resume && adoption.paused) {
+      await this.resumeAfterSnapshot(vm, cut.name);
+      adoption.paused = vm.lifecycle.substate === "Paused";
+    }
+  }
+
+  /** The guest a snapshot paused runs again; if CH refuses, the VM stays paused and says so. */
+  private async resumeAfterSnapshot(vm: VmEntry, name: string): Promise<void> {
+    try {
+      await vm.vmm?.client.resume();
+      await this.ctx.transition(vm, { type: "RESUME", reason: `snapshot '${name}' done` });
+    } catch (e) {
+      this.ctx.log.error({ vm: vm.id, name, err: (e as Error).message }, "cannot resume the guest after its snapshot; it stays paused");
+    }
+  }
+
+  snapshots(id: string): { id: string; snapshots: SnapshotInfo[] } {
+    const vm = this.ctx.get(id);
+    return { id: vm.id, snapshots: vm.snapshots };
+  }
+
+  /** Unlisted first (durably), then its files: a crash in between leaves files the next load removes. */
+  deleteSnapshot(id: string, name: string): Promise<{ id: string; name: string; deleted: true }> {
+    return this.ctx.serialize(id, async (vm) => {
+      if (!vm.snapshots.some((s) => s.name === name)) throw snapshotNotFound(vm.id, name);
+      const before = vm.snapshots;
+      vm.snapshots = before.filter((s) => s.name !== name);
+      try {
+        await this.ctx.writeRecord(vm, "required");
+      } catch (e) {
+        vm.snapshots = before;
+        throw e;
+      }
+      await removeSnapshot(vm.paths, name);
+      return { id: vm.id, name, deleted: true as const };
+    });
+  }
+
+  /** CH holds the guest (vm.pause) or lets it run again (vm.resume); consoles and exec sessions stay attached. */
+  pause(id: string): Promise<VmStatus> {
+    return this.guestAction(id, "PAUSE", "pause", (c) => c.pause());
+  }
+
+  resume(id: string): Promise<VmStatus> {
+    return this.guestAction(id, "RESUME", "resume", (c) => c.resume());
+  }
+
+  /** A guest reboot through CH: the console reconnects to the new serial device, the agent is probed again. */
+  reboot(id: string): Promise<VmStatus> {
+    return this.guestAction(id, "REBOOT", "reboot", async (c, vm) => {
+      await c.reboot();
+      vm.services.guestRebooted();
+    });
+  }
+
+  /** One call to the running VMM that the machine allows in the VM's state, then its transition. */
+  private guestAction(id: string, event: "PAUSE" | "RESUME" | "REBOOT", action: string, act: (c: ChClient, vm: VmEntry) => Promise<void>): Promise<VmStatus> {
+    return this.ctx.serialize(id, async (vm) => {
+      this.ctx.require(vm, event, action);
+      try {
+        await act((vm.vmm as RunningVmm).client, vm);
+      } catch (e) {
+        throw e instanceof ChApiError ? chCallError(vm.id, action, e) : e;
+      }
+      await this.ctx.transition(vm, { type: event });
+      return this.ctx.statusOf(vm);
+    });
+  }
+
+  /** A command in the guest. Not queued: execs run alongside each other and alongside operations. */
+  exec(id: string, req: ExecRequest, stdin?: Buffer): Promise<ExecResult> {
+    const vm = this.ctx.get(id);
+    this.ctx.require(vm, "EXEC", "exec in");
+    return execInGuest(vm, { ...req, timeout_ms: req.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS }, stdin);
+  }
+
+  /** The same, streamed: a one-shot socket (beside the console sockets) on which the caller speaks the exec protocol. */
+  execStream(id: string, req: ExecRequest): Promise<{ path: string }> {
+    const vm = this.ctx.get(id);
+    this.ctx.require(vm, "EXEC", "exec in");
+    const socket = execStreamSocket(this.ctx.consoleDir);
+    return execStreamInGuest(vm, { ...req, timeout_ms: req.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS }, socket, this.ctx.log.child({ vm: id }));
+  }
+
+  /**
+   * The running VMM's usage of the host (its cgroup, or /proc), and CH's own view: each device's counters
+   * (vm.counters) and the guest memory it holds (vm.info); those two are null if CH does not answer in time.
+   */
+  async stats(id: string): Promise<VmStats> {
+    const vm = this.ctx.get(id);
+    const vmm = vm.vmm;
+    if (!vmm) throw invalidState(vm.id, vm.lifecycle.state, "read the usage of", "only a VM with a running VMM has any");
+    const usage = readVmStats(vm.id, vmm.process.pid, this.ctx.cgroupOf(vm));
+    const [devices, info] = await Promise.all([
+      vmm.client.counters(COUNTERS_TIMEOUT_MS).catch(() => null),
+      vmm.client.info(COUNTERS_TIMEOUT_MS).catch(() => null),
+    ]);
+    return { ...usage, devices, memory_actual_size: info?.memory_actual_size ?? null };
+  }
+}

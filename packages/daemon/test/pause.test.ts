@@ -7,6 +7,8 @@
  */
 import fs from "node:fs";
 import http from "node:http";
+import { DEFAULT_EXEC_PORT, decodeJson, encodeFrame, FrameReader, FrameType } from "@my_hypervisor/lib/exec-protocol";
+import { connectGuestPort } from "@my_hypervisor/lib/hybrid-vsock";
 import { afterAll, describe, expect, it } from "vitest";
 import { type Daemon, eventually, Fleet, vmmFile, vmSpec } from "./harness.js";
 
@@ -78,10 +80,37 @@ describe("pause, resume and reboot", () => {
     const before = await lastTick(d, "ticker");
     const resumed = await d.rpc.call("compute.vm.resume", { id: "ticker" });
     expect(resumed).toMatchObject({ state: "Running", substate: "Active" });
+    // The guest learns the host's time (its clock is right here: left alone) and gets fresh randomness.
+    const sync = await eventually(async () => (await d.rpc.call("compute.vm.status", { id: "ticker" })).guest_sync);
+    expect(sync).toMatchObject({ after: "resume", clock_set: false, reseeded: true });
+    expect(Math.abs(sync.skew_ms)).toBeLessThan(1000);
     await eventually(async () => ((await lastTick(d, "ticker")) > before + 2 ? true : undefined), 20_000);
     expect((await d.rpc.call("compute.vm.exec", { id: "ticker", argv: ["true"] })).exit_code).toBe(0);
     expect((await d.rpc.callError("compute.vm.resume", { id: "ticker" })).message).toMatch(/it is not paused/);
     expect((await d.rpc.callError("compute.vm.pause", { id: "nosuch" })).code).toBe(-32001);
+  });
+
+  it("a guest clock off by more than a second is set, or the guest says why it cannot", async () => {
+    const d = await fleet.daemon();
+    await d.rpc.call("compute.vm.create", { ...vmSpec(d, "clock"), workload: { argv: TICKER } });
+    const started = await d.rpc.call("compute.vm.start", { id: "clock" });
+    fleet.pids.add(started.pid);
+    // Only where the guest cannot set the host's clock: under a uid of its own (a user namespace) or unprivileged.
+    expect(started.vmm_uid !== undefined || process.getuid?.() !== 0).toBe(true);
+    const conn = await connectGuestPort(vmmFile(d, "clock", "vsock.sock"), DEFAULT_EXEC_PORT, Date.now() + 20_000);
+    const reply = await new Promise<Record<string, unknown>>((resolve, reject) => {
+      const reader = new FrameReader();
+      conn.on("data", (chunk: Buffer) => {
+        for (const f of reader.push(chunk)) if (f.type === FrameType.Synced) resolve(decodeJson(f.payload));
+      });
+      conn.once("close", () => reject(new Error("closed without an answer")));
+      conn.write(encodeFrame(FrameType.Sync, { unix_ms: Date.now() + 3_600_000, seed: Buffer.from("fresh").toString("base64url") }));
+      conn.resume();
+    });
+    conn.destroy();
+    expect(reply).toMatchObject({ clock_set: false, clock_error: expect.stringMatching(/clock_settime: Operation not permitted/), reseeded: true });
+    expect(reply.skew_ms as number).toBeGreaterThan(3_500_000);
+    await eventually(async () => ((await log(d, "clock")).includes("cannot be set: clock_settime: Operation not permitted") ? true : undefined));
   });
 
   it("reboots the guest through CH: the console follows the new serial device, exec works again", async () => {

@@ -57,6 +57,12 @@ describe("snapshot and restore", () => {
     expect(restored.transitions.at(-2)).toMatchObject({ from: "Stopped", to: "Starting", event: "RESTORE", reason: "from snapshot 'first'" });
     expect(restored.transitions.at(-1)).toMatchObject({ event: "STARTED", reason: "restored from snapshot 'first'" });
     await eventually(async () => ((await log(d, "saved")).includes("restored from a snapshot") ? true : undefined));
+    // The restored guest is told the host's time and gets fresh randomness.
+    const sync = await eventually(async () => {
+      const s = (await d.rpc.call("compute.vm.status", { id: "saved" })).guest_sync;
+      return s?.after === "restore" ? s : undefined;
+    }, 30_000);
+    expect(sync).toMatchObject({ clock_set: false, reseeded: true });
     expect((await d.rpc.call("compute.vm.exec", { id: "saved", argv: ["true"] })).exit_code).toBe(0);
 
     await d.rpc.call("compute.vm.stop", { id: "saved", force: true });

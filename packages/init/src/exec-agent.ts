@@ -6,7 +6,20 @@
  * and so does the host going away. Output waits while the host is slow to
  * read: the command's pipes are not read until the connection drains.
  */
-import { decodeJson, type ExecExit, type ExecRequest, encodeFrame, type Frame, FrameReader, FrameType } from "@my_hypervisor/lib/exec-protocol";
+
+import { fromBase64url } from "@my_hypervisor/lib/bytes";
+import {
+  CLOCK_TOLERANCE_MS,
+  decodeJson,
+  type ExecExit,
+  type ExecRequest,
+  encodeFrame,
+  type Frame,
+  FrameReader,
+  FrameType,
+  type GuestSync,
+  type GuestSynced,
+} from "@my_hypervisor/lib/exec-protocol";
 import type { Say } from "./console-log.js";
 import type { ByteStream, Child, ChildExit, Platform } from "./platform.js";
 import { DEFAULT_PATH } from "./workload.js";
@@ -26,7 +39,14 @@ export function serveExec(p: Platform, say: Say, conn: ByteStream): void {
 
   const onFrame = (frame: Frame) => {
     if (!child) {
-      if (frame.type !== FrameType.Request) return fail("the first frame must be a Request");
+      if (frame.type === FrameType.Sync) {
+        try {
+          return finish(FrameType.Synced, syncGuest(p, say, decodeJson<GuestSync>(frame.payload)));
+        } catch (e) {
+          return fail(`bad sync: ${(e as Error).message}`);
+        }
+      }
+      if (frame.type !== FrameType.Request) return fail("the first frame must be a Request or a Sync");
       let req: ExecRequest;
       try {
         req = decodeJson<ExecRequest>(frame.payload);
@@ -71,6 +91,33 @@ export function serveExec(p: Platform, say: Say, conn: ByteStream): void {
       fail((e as Error).message);
     }
   });
+}
+
+/**
+ * After a pause or a restore: the wall clock set from the host's if it is off by more than the tolerance (the
+ * time it stood still), and the host's random bytes mixed into the RNG. Each says why if it could not.
+ */
+function syncGuest(p: Platform, say: Say, sync: GuestSync): GuestSynced {
+  if (typeof sync.unix_ms !== "number" || typeof sync.seed !== "string") throw new Error("unix_ms must be a number and seed a string");
+  const skew = sync.unix_ms - Date.now();
+  const result: GuestSynced = { skew_ms: skew, clock_set: false, reseeded: false };
+  if (Math.abs(skew) > CLOCK_TOLERANCE_MS) {
+    try {
+      p.setClock(sync.unix_ms);
+      result.clock_set = true;
+      say("init", `clock was ${skew} ms behind the host's; set`);
+    } catch (e) {
+      result.clock_error = (e as Error).message;
+      say("init", `clock is ${skew} ms behind the host's and cannot be set: ${result.clock_error}`);
+    }
+  }
+  try {
+    p.writeBytes("/dev/urandom", fromBase64url(sync.seed));
+    result.reseeded = true;
+  } catch (e) {
+    result.seed_error = (e as Error).message;
+  }
+  return result;
 }
 
 /** The command's output to the host, and its exit once it is reaped and its output has ended. */

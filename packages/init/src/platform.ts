@@ -62,6 +62,10 @@ export interface Platform {
   /** Runs `fn` once after `ms`; the returned function cancels it. */
   after(ms: number, fn: () => void): () => void;
   now(): number;
+  /** Sets the realtime clock (ms since the epoch); throws saying why it cannot. */
+  setClock(unixMs: number): void;
+  /** Writes bytes to an existing file or device (no create, no truncate); throws saying why it cannot. */
+  writeBytes(path: string, bytes: Uint8Array): void;
   /** Termination requests (SIGTERM, SIGINT, SIGPWR), by name. */
   onTerminate(cb: (signal: string) => void): void;
   /** Zombies reaped that were not the init's own children. */

@@ -220,6 +220,20 @@ export class QuickJsPlatform implements Platform {
     return os.now();
   }
 
+  setClock(unixMs: number): void {
+    check(mh.clockSettime(unixMs), "clock_settime");
+  }
+
+  writeBytes(path: string, bytes: Uint8Array): void {
+    const fd = check(os.open(path, os.O_WRONLY), `open ${path}`);
+    try {
+      const n = os.write(fd, bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.length);
+      if (n !== bytes.length) check(n < 0 ? n : -5, `write ${path}`);
+    } finally {
+      os.close(fd);
+    }
+  }
+
   onTerminate(cb: (signal: string) => void): void {
     this.terminate = cb;
   }

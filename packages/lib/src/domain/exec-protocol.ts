@@ -15,6 +15,8 @@ export const FrameType = {
   Stdin: 0x02,
   /** host → guest: stdin is finished (empty payload) */
   StdinEof: 0x03,
+  /** host → guest, first and only frame: JSON GuestSync, after the guest was paused or restored */
+  Sync: 0x04,
   /** guest → host: JSON {pid}, the command started */
   Started: 0x11,
   /** guest → host: bytes the command wrote to stdout */
@@ -25,6 +27,8 @@ export const FrameType = {
   Exit: 0x14,
   /** guest → host, last frame: JSON {message}; the command did not run (or the request was bad) */
   Error: 0x15,
+  /** guest → host, last frame: JSON GuestSynced, the answer to Sync */
+  Synced: 0x16,
 } as const;
 
 export const MAX_FRAME_PAYLOAD = 1024 * 1024;
@@ -37,6 +41,31 @@ export interface ExecRequest {
   cwd?: string;
   /** The guest kills the command's process group with SIGKILL after this long. */
   timeout_ms?: number;
+}
+
+/**
+ * After a pause or a restore the guest's wall clock is behind by the time it stood still, and a restored guest's
+ * RNG state is a copy of the snapshot's: the host sends its time and fresh random bytes.
+ */
+export interface GuestSync {
+  /** The host's wall clock, ms since the epoch, when sent. */
+  unix_ms: number;
+  /** base64url (unpadded) of random bytes the guest mixes into its RNG (written to /dev/urandom). */
+  seed: string;
+}
+
+/** The guest clock is set only when it is further off than this: a clock that is right is left alone. */
+export const CLOCK_TOLERANCE_MS = 1000;
+
+export interface GuestSynced {
+  /** The host's time minus the guest's, when the guest read its clock. */
+  skew_ms: number;
+  clock_set: boolean;
+  /** Why the clock could not be set, when it needed to be. */
+  clock_error?: string;
+  reseeded: boolean;
+  /** Why the seed could not be written. */
+  seed_error?: string;
 }
 
 export interface ExecExit {

@@ -7,6 +7,7 @@
  * same code, and fflate is the gzip on both sides.
  */
 import { gunzipSync, gzipSync, strFromU8, strToU8 } from "fflate";
+import { fromBase64url, toBase64url } from "./bytes.js";
 import { DEFAULT_EXEC_PORT } from "./exec-protocol.js";
 
 export const CONFIG_PARAM = "mh_config";
@@ -50,35 +51,4 @@ export function decodeConfig(value: string): InitConfig {
     config.workload = w;
   }
   return config;
-}
-
-const BASE64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/** RFC 4648 §5, unpadded. */
-function toBase64url(bytes: Uint8Array): string {
-  let out = "";
-  for (let i = 0; i < bytes.length; i += 3) {
-    const n = ((bytes[i] as number) << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0);
-    const chars = Math.min(4, Math.ceil(((bytes.length - i) * 8) / 6));
-    for (let c = 0; c < chars; c++) out += BASE64URL[(n >> (18 - 6 * c)) & 63];
-  }
-  return out;
-}
-
-function fromBase64url(text: string): Uint8Array {
-  const bytes = new Uint8Array(Math.floor((text.length * 6) / 8));
-  let bits = 0;
-  let acc = 0;
-  let o = 0;
-  for (const ch of text) {
-    const v = BASE64URL.indexOf(ch);
-    if (v < 0) throw new Error(`bad base64url character '${ch}'`);
-    acc = ((acc << 6) | v) & 0xffffff;
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      bytes[o++] = (acc >> bits) & 0xff;
-    }
-  }
-  return bytes;
 }

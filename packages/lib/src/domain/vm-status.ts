@@ -28,6 +28,23 @@ export const TransitionSchema = Type.Object({
   reason: Type.Optional(Type.String()),
   substate: Type.Optional(Substate),
 });
+const GuestSyncSchema = Type.Object(
+  {
+    at: Type.String({ format: "date-time" }),
+    after: Type.String({ description: "What made the guest stand still: resume or restore" }),
+    skew_ms: Type.Optional(Type.Integer({ description: "The host's time minus the guest's" })),
+    clock_set: Type.Optional(Type.Boolean()),
+    clock_error: Type.Optional(Type.String()),
+    reseeded: Type.Optional(Type.Boolean()),
+    seed_error: Type.Optional(Type.String()),
+    error: Type.Optional(Type.String({ description: "Why the guest could not be reached or did not answer" })),
+  },
+  {
+    description: "The last time the daemon gave the guest the host's time (set if off by more than 1 s) and fresh randomness, after it stood still",
+  },
+);
+export type GuestSyncStatus = Static<typeof GuestSyncSchema>;
+
 export const VmStatus = Type.Object(
   {
     id: VmId,
@@ -49,6 +66,7 @@ export const VmStatus = Type.Object(
       { description: "The serial log's health" },
     ),
     vmm_uid: Type.Optional(Type.Integer({ description: "The uid and gid the VM's VMMs run under (ADR 0009); absent when they run as the daemon's user" })),
+    guest_sync: Type.Optional(GuestSyncSchema),
     limits: Type.Union([VmLimitsSchema, Type.Null()], { description: "What the host holds the VM to (ADR 0009); null only when the spec could not be read" }),
     unsaved: Type.Optional(
       Type.Object(

@@ -243,6 +243,7 @@ export class Orchestrator {
     this.watchExit(vm, vm.vmm);
     await this.transition(vm, { type: "STARTED", ...(from ? { reason: `restored from snapshot '${from.name}'` } : {}) });
     if (from && !from.resume) await this.transition(vm, { type: "PAUSE", reason: "restored paused" });
+    else if (from) this.running.syncGuestClock(vm, "restore");
     return this.statusOf(vm);
   }
 

@@ -13,6 +13,7 @@ import type { VmStats } from "../domain/vm-stats.js";
 import type { VmStatus } from "../domain/vm-status.js";
 import type { ExecResult } from "../exec/exec-client.js";
 import { execStreamSocket } from "../exec/exec-stream.js";
+import { syncGuest } from "../exec/guest-sync.js";
 import { failpoint } from "../failpoints.js";
 import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
 import type { SnapshotInfo } from "../state/record.js";
@@ -42,6 +43,9 @@ export interface VmOpsContext {
   /** The running VMM's cgroup, where VMs get one. */
   cgroupOf(vm: VmEntry): string | undefined;
 }
+
+/** How long a sync may wait for the agent: a restored guest's init starts over. */
+const SYNC_WAIT_MS = 30_000;
 
 /** How long stats waits for CH's own counters: a busy VMM gives null ones rather than hold the call. */
 const COUNTERS_TIMEOUT_MS = 2_000;
@@ -107,6 +111,7 @@ export class RunningVmOps {
     try {
       await vm.vmm?.client.resume();
       await this.ctx.transition(vm, { type: "RESUME", reason: `snapshot '${name}' done` });
+      this.syncGuestClock(vm, "resume");
     } catch (e) {
       this.ctx.log.error({ vm: vm.id, name, err: (e as Error).message }, "cannot resume the guest after its snapshot; it stays paused");
     }
@@ -161,6 +166,7 @@ export class RunningVmOps {
         throw e instanceof ChApiError ? chCallError(vm.id, action, e) : e;
       }
       await this.ctx.transition(vm, { type: event });
+      if (event === "RESUME") this.syncGuestClock(vm, "resume");
       return this.ctx.statusOf(vm);
     });
   }
@@ -194,5 +200,24 @@ export class RunningVmOps {
       vmm.client.info(COUNTERS_TIMEOUT_MS).catch(() => null),
     ]);
     return { ...usage, devices, memory_actual_size: info?.memory_actual_size ?? null };
+  }
+
+  /**
+   * A guest that stood still (paused, restored) learns the host's time and gets fresh randomness, in the
+   * background: the caller does not wait for the agent. What came of it is in `status.guest_sync`.
+   */
+  syncGuestClock(vm: VmEntry, after: "resume" | "restore"): void {
+    const at = new Date().toISOString();
+    void syncGuest(vm.paths.vsockSocket, Date.now() + SYNC_WAIT_MS).then(
+      (synced) => {
+        vm.guestSync = { at, after, ...synced };
+        const level = synced.clock_error || synced.seed_error ? "warn" : "info";
+        this.ctx.log[level]({ vm: vm.id, after, ...synced }, "guest clock and RNG synced");
+      },
+      (e) => {
+        vm.guestSync = { at, after, error: (e as Error).message };
+        this.ctx.log.warn({ vm: vm.id, after, err: (e as Error).message }, "cannot sync the guest's clock and RNG");
+      },
+    );
   }
 }

@@ -3,7 +3,7 @@
 import { emptyResources, isProvisioned, type Resources } from "../domain/resources.js";
 import { vmLimits } from "../domain/vm-limits.js";
 import type { VmSpec } from "../domain/vm-spec.js";
-import type { VmStatus } from "../domain/vm-status.js";
+import type { GuestSyncStatus, VmStatus } from "../domain/vm-status.js";
 import { VmLifecycle } from "../lifecycle/vm-lifecycle.js";
 import type { PendingRelease } from "../provisioning/release-queue.js";
 import { RECORD_VERSION, type SnapshotInfo, type SnapshotInProgress, type VmRecord } from "../state/record.js";
@@ -30,6 +30,8 @@ export interface VmEntry {
   vmmUid?: number;
   /** Its snapshots, oldest first; each is complete on disk before it is here. */
   snapshots: SnapshotInfo[];
+  /** The last sync of the guest's clock and RNG after it stood still (a resume, a restore). */
+  guestSync?: GuestSyncStatus;
   /** While a snapshot is taken (recorded, so a restart that cuts it short can run the guest again if it paused it). */
   snapshotInProgress?: SnapshotInProgress;
   /** Set when state.json could not be read: the file is kept as found, never overwritten. */
@@ -135,6 +137,7 @@ export function toStatus(vm: VmEntry, pendingReleases: PendingRelease[], cgroup:
     console: { lost_bytes: vm.services.console.lostBytes },
     ...(vm.vmmUid !== undefined ? { vmm_uid: vm.vmmUid } : {}),
     limits: vm.spec ? { ...vmLimits(vm.spec), cgroup: cgroup ?? null } : null,
+    ...(vm.guestSync ? { guest_sync: vm.guestSync } : {}),
     ...(vm.unsaved ? { unsaved: vm.unsaved } : {}),
   };
 }

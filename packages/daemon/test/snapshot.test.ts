@@ -92,6 +92,25 @@ describe("snapshot and restore", () => {
     expect((await d2.rpc.call("compute.vm.exec", { id: "cut", argv: ["true"] })).exit_code).toBe(0);
   });
 
+  it("a VMM killed mid-snapshot: the VM is Failed, nothing of the snapshot is kept, and the VM restarts", async () => {
+    // The test VMM takes a minute to write a snapshot: long enough to be cut short.
+    const d = await fleet.daemon({ env: { CH_SIM_SNAPSHOT_DELAY_MS: "60000" } });
+    const pid = await ticking(d, "killed");
+    const snapshot = d.rpc.callError("compute.vm.snapshot", { id: "killed", name: "never" });
+    await eventually(async () => ((await d.rpc.call("compute.vm.status", { id: "killed" })).substate === "Snapshotting" ? true : undefined));
+    process.kill(pid, "SIGKILL");
+    const err = await snapshot;
+    expect(err).toMatchObject({ code: -32004, data: { call: "vm.snapshot" } });
+    const status = await eventually(async () => {
+      const s = await d.rpc.call("compute.vm.status", { id: "killed" });
+      return s.state === "Failed" ? s : undefined;
+    });
+    expect(status.transitions.at(-1)).toMatchObject({ from: "Running", to: "Failed", event: "VMM_EXITED" });
+    expect((await d.rpc.call("compute.vm.snapshots", { id: "killed" })).snapshots).toEqual([]);
+    expect(fs.readdirSync(path.join(d.stateDir, "killed", "snapshots"))).toEqual([]);
+    fleet.pids.add((await d.rpc.call("compute.vm.start", { id: "killed" })).pid);
+  });
+
   it("keeps what a record lists across a restart and removes what it does not", async () => {
     const d = await fleet.daemon();
     await ticking(d, "kept");

@@ -64,6 +64,8 @@ daemon and the siblings (VMs keep running). Talk to it from another terminal wit
   call '{"jsonrpc":"2.0","id":3,"method":"compute.vm.exec","params":{"id":"vm1","argv":["uname","-a"]}}'
   call '{"jsonrpc":"2.0","id":4,"method":"compute.vm.status","params":{"id":"vm1"}}'
   call '{"jsonrpc":"2.0","id":4,"method":"compute.vm.stats","params":{"id":"vm1"}}'
+  call '{"jsonrpc":"2.0","id":4,"method":"compute.vm.snapshot","params":{"id":"vm1","name":"before"}}'   # pauses, snapshots, resumes
+  call '{"jsonrpc":"2.0","id":4,"method":"compute.vm.pause","params":{"id":"vm1"}}'   # then compute.vm.resume
   call '{"jsonrpc":"2.0","id":5,"method":"compute.vm.console.endpoint","params":{"id":"vm1"}}'   # then: socat - UNIX-CONNECT:<path>
   call '{"jsonrpc":"2.0","id":6,"method":"compute.vm.logs","params":{"id":"vm1","tail":2000}}'
   call '{"jsonrpc":"2.0","id":7,"method":"compute.vm.events.tail","params":{"wait_ms":30000}}'

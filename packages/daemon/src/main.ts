@@ -1,48 +1,58 @@
 #!/usr/bin/env -S node --max-semi-space-size=2
 /** my_hypervisor-daemon: parses flags and hands over to the library's runServer(). */
 import path from "node:path";
-import { parseArgs } from "node:util";
-import { DEFAULT_CONSOLE_LOG_BYTES, DEFAULT_RECONCILE_INTERVAL_MS, runServer, VERSION } from "@my_hypervisor/lib";
+import {
+  DEFAULT_CONSOLE_LOG_BYTES,
+  DEFAULT_RECONCILE_INTERVAL_MS,
+  defaultLogFormat,
+  flagsOrExit,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type Program,
+  resolveVmmExecutable,
+  runServer,
+  usageExit,
+  VERSION,
+} from "@my_hypervisor/lib";
 
-const USAGE = `Usage: my_hypervisor-daemon --rpc-socket PATH --state-dir DIR --console-dir DIR [--cloud-hypervisor BIN] [--log-level LEVEL] [--reconcile-interval-ms N] [--console-log-max-mib N] [--net-socket PATH] [--vol-socket PATH] [--vmm-uid-range FIRST-LAST|off] [--vmm-dir DIR] [--vmm-jail-bind PATH]... [--allow-unenforced-limits]`;
 const DEFAULT_VMM_DIR = "/run/my_hypervisor/vmm";
 /** As root, VMMs run under uids of their own from this range unless told otherwise (ADR 0009). */
 const DEFAULT_VMM_UID_RANGE = "200000-299999";
-const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 const MiB = 1024 * 1024;
 
-function fail(message: string): never {
-  process.stderr.write(`my_hypervisor-daemon: ${message}\n${USAGE}\n`);
-  process.exit(2);
-}
+const PROGRAM: Program = {
+  name: "my_hypervisor-daemon",
+  version: VERSION,
+  summary: "runs one cloud-hypervisor per VM and serves compute.* as JSON-RPC 2.0 on a Unix socket",
+  envPrefix: "MY_HYPERVISOR",
+  flags: [
+    { name: "rpc-socket", value: "PATH", required: true, help: "The Unix socket the JSON-RPC API listens on (mode 0600)" },
+    { name: "state-dir", value: "DIR", required: true, help: "Each VM's record, console log and snapshots; one daemon per state dir" },
+    { name: "console-dir", value: "DIR", required: true, help: "Each VM's console socket, and the one-shot sockets of streamed execs" },
+    { name: "cloud-hypervisor", value: "BIN", default: "cloud-hypervisor", help: "The VMM binary, a path or a name on PATH; must exist at start-up" },
+    { name: "log-level", value: "LEVEL", default: "info", help: `One of ${LOG_LEVELS.join(", ")}` },
+    {
+      name: "log-format",
+      value: "FORMAT",
+      help: "json (ISO times, level names: for journald and log shippers) or pretty (default: pretty on a terminal, else json)",
+    },
+    { name: "reconcile-interval-ms", value: "N", default: String(DEFAULT_RECONCILE_INTERVAL_MS), help: "How often the reconcile sweep runs (at least 100)" },
+    { name: "console-log-max-mib", value: "N", default: String(DEFAULT_CONSOLE_LOG_BYTES / MiB), help: "How much of each VM's serial output is kept on disk" },
+    { name: "net-socket", value: "PATH", help: "The network sibling's socket; without it, a VM that names a network is refused" },
+    { name: "vol-socket", value: "PATH", help: "The volume sibling's socket; without it, a VM that names a volume is refused" },
+    {
+      name: "vmm-uid-range",
+      value: "FIRST-LAST|off",
+      help: `Each VM's VMM runs jailed under a uid of its own from this range (default as root: ${DEFAULT_VMM_UID_RANGE}; off: as the daemon's user)`,
+    },
+    { name: "vmm-dir", value: "DIR", help: `Where each VMM's own directory is made, with --vmm-uid-range (default: ${DEFAULT_VMM_DIR})` },
+    { name: "vmm-jail-bind", value: "PATH", multiple: true, help: "A path every jailed VMM sees too, read-only" },
+    { name: "allow-unenforced-limits", help: "Start VMs even where this host cannot hold them to their CPU, memory and pid limits (no cgroup v2)" },
+  ],
+};
 
-function parse() {
-  try {
-    return parseArgs({
-      strict: true,
-      allowPositionals: false,
-      options: {
-        "rpc-socket": { type: "string" },
-        "state-dir": { type: "string" },
-        "console-dir": { type: "string" },
-        "cloud-hypervisor": { type: "string", default: "cloud-hypervisor" },
-        "log-level": { type: "string", default: "info" },
-        "reconcile-interval-ms": { type: "string", default: String(DEFAULT_RECONCILE_INTERVAL_MS) },
-        "console-log-max-mib": { type: "string", default: String(DEFAULT_CONSOLE_LOG_BYTES / MiB) },
-        "net-socket": { type: "string" },
-        "vol-socket": { type: "string" },
-        "vmm-uid-range": { type: "string" },
-        "vmm-dir": { type: "string" },
-        "vmm-jail-bind": { type: "string", multiple: true },
-        "allow-unenforced-limits": { type: "boolean" },
-        version: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
-  } catch (e) {
-    return fail((e as Error).message);
-  }
-}
+const fail = (message: string): never => usageExit(PROGRAM, message);
 
 /**
  * --vmm-uid-range FIRST-LAST: each VM's VMMs run under a uid of their own from it, jailed, in `--vmm-dir`, and
@@ -65,39 +75,35 @@ function parseVmmUsers(given: string | undefined, dir: string | undefined, jailB
   return { first, last, dir: path.resolve(dir ?? DEFAULT_VMM_DIR), jailBinds: jailBinds.map((p) => path.normalize(p)) };
 }
 
-const args = parse();
-if (args.help) {
-  process.stdout.write(`${USAGE}\n`);
-  process.exit(0);
-}
-if (args.version) {
-  process.stdout.write(`my_hypervisor-daemon ${VERSION}\n`);
-  process.exit(0);
-}
-for (const flag of ["rpc-socket", "state-dir", "console-dir"] as const) if (!args[flag]) fail(`--${flag} is required`);
-const level = args["log-level"] as string;
-if (!LEVELS.includes(level)) fail(`--log-level must be one of ${LEVELS.join(", ")}`);
-const reconcileIntervalMs = Number(args["reconcile-interval-ms"]);
+const args = flagsOrExit(PROGRAM);
+const str = (name: string) => args[name] as string | undefined;
+const level = str("log-level") as string;
+if (!LOG_LEVELS.includes(level)) fail(`--log-level must be one of ${LOG_LEVELS.join(", ")}`);
+const logFormat = (str("log-format") ?? defaultLogFormat()) as LogFormat;
+if (!LOG_FORMATS.includes(logFormat)) fail(`--log-format must be one of ${LOG_FORMATS.join(", ")}`);
+const reconcileIntervalMs = Number(str("reconcile-interval-ms"));
 if (!Number.isInteger(reconcileIntervalMs) || reconcileIntervalMs < 100) fail("--reconcile-interval-ms must be an integer of at least 100");
-const consoleLogMiB = Number(args["console-log-max-mib"]);
+const consoleLogMiB = Number(str("console-log-max-mib"));
 if (!Number.isInteger(consoleLogMiB) || consoleLogMiB < 1) fail("--console-log-max-mib must be a whole number of at least 1");
-const vmmUsers = parseVmmUsers(args["vmm-uid-range"], args["vmm-dir"], args["vmm-jail-bind"] ?? []);
-// A VMM binary given as a relative path is resolved now, not against a later cwd.
-const vmm = args["cloud-hypervisor"] as string;
+const vmmUsers = parseVmmUsers(str("vmm-uid-range"), str("vmm-dir"), (args["vmm-jail-bind"] as string[] | undefined) ?? []);
+// A VMM binary given as a relative path is resolved now, not against a later cwd; one that cannot be found stops here.
+const vmm = str("cloud-hypervisor") as string;
+if (!resolveVmmExecutable(vmm)) fail(`--cloud-hypervisor '${vmm}' is not an executable file${vmm.includes("/") ? "" : " on PATH"}`);
 
 try {
   const server = await runServer({
-    rpcSocket: path.resolve(args["rpc-socket"] as string),
-    stateDir: path.resolve(args["state-dir"] as string),
-    consoleDir: path.resolve(args["console-dir"] as string),
+    rpcSocket: path.resolve(str("rpc-socket") as string),
+    stateDir: path.resolve(str("state-dir") as string),
+    consoleDir: path.resolve(str("console-dir") as string),
     cloudHypervisor: vmm.includes("/") ? path.resolve(vmm) : vmm,
     logLevel: level,
+    logFormat,
     reconcileIntervalMs,
     consoleLogBytes: consoleLogMiB * MiB,
-    netSocket: args["net-socket"] ? path.resolve(args["net-socket"]) : undefined,
-    volSocket: args["vol-socket"] ? path.resolve(args["vol-socket"]) : undefined,
+    netSocket: str("net-socket") ? path.resolve(str("net-socket") as string) : undefined,
+    volSocket: str("vol-socket") ? path.resolve(str("vol-socket") as string) : undefined,
     vmmUsers,
-    allowUnenforcedLimits: args["allow-unenforced-limits"] ?? false,
+    allowUnenforcedLimits: args["allow-unenforced-limits"] === true,
   });
   await server.closed;
   process.exit(0);

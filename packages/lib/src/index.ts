@@ -1,3 +1,5 @@
+export { resolveVmmExecutable } from "./ch/vmm-binary.js";
+export { type FlagSpec, flagsOrExit, type Program, usageExit } from "./cli/flags.js";
 export { ErrorCode, RpcError } from "./domain/errors.js";
 export type { NetPort, VolAttachment } from "./domain/sibling-contract.js";
 export { NetPortSchema, OwnerSchema, OwnerUidSchema, ownership, SIBLING_ERRORS, VolAttachmentSchema } from "./domain/sibling-contract.js";
@@ -6,6 +8,7 @@ export { type MethodDef, method } from "./jsonrpc/method.js";
 export { invalidParamsError } from "./jsonrpc/rpc-error.js";
 export { RpcSocketServer } from "./jsonrpc/socket-server.js";
 export { VM_STATES, type VmState } from "./lifecycle/machine.js";
+export { createLogger, defaultLogFormat, LOG_FORMATS, LOG_LEVELS, type LogFormat } from "./log.js";
 export { DEFAULT_CONSOLE_LOG_BYTES, DEFAULT_RECONCILE_INTERVAL_MS } from "./orchestrator/orchestrator.js";
 export { replaceFileDurably } from "./os/durable-file.js";
 export { type RunningServer, runServer, type ServerOptions, VERSION } from "./server.js";

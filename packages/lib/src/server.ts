@@ -6,7 +6,7 @@
  */
 import fs from "node:fs/promises";
 import path from "node:path";
-import { destination, type Logger, pino } from "pino";
+import type { Logger } from "pino";
 import { computeMethods } from "./api/methods.js";
 import { resolveVmmExecutable } from "./ch/vmm-binary.js";
 import { probeVmmVersion } from "./ch/vmm-version.js";
@@ -14,6 +14,7 @@ import { onDisk } from "./domain/errors.js";
 import { EventBus } from "./events/event-bus.js";
 import { RpcAdapter } from "./jsonrpc/adapter.js";
 import { RpcSocketServer } from "./jsonrpc/socket-server.js";
+import { createLogger, type LogFormat } from "./log.js";
 import { Orchestrator } from "./orchestrator/orchestrator.js";
 import { VmCgroups } from "./orchestrator/vm-cgroups.js";
 import { VmmConfinement } from "./orchestrator/vmm-confinement.js";
@@ -35,6 +36,8 @@ export interface ServerOptions {
   /** The VMM binary: a path, or a name looked up on PATH. */
   cloudHypervisor: string;
   logLevel: string;
+  /** JSON lines, or pino-pretty's for a person at a terminal (default json). */
+  logFormat?: LogFormat;
   /** How often the reconcile sweep runs (default 30 s). */
   reconcileIntervalMs?: number;
   /** How much of each VM's serial output is kept on disk (default 16 MiB). */
@@ -56,7 +59,7 @@ export interface RunningServer {
 }
 
 export async function runServer(opts: ServerOptions): Promise<RunningServer> {
-  const log = pino({ level: opts.logLevel, base: { daemon: "my_hypervisor" } }, destination(2));
+  const log = createLogger("my_hypervisor", opts.logLevel, opts.logFormat ?? "json");
   const store = new StateStore(opts.stateDir);
   if (await store.init()) log.warn({ dir: opts.stateDir }, "state dir was open to other users; narrowed to 0700");
   // Before anything in the state dir is read: a second daemon on it stops here.

@@ -25,7 +25,7 @@ import { Type } from "@sinclair/typebox";
 import { execa } from "execa";
 import { delay, JsonState, listByOwner, parseSiblingArgs, serveSibling } from "./sibling-daemon.js";
 
-const opts = parseSiblingArgs("my_hypervisor-netd", []);
+const opts = parseSiblingArgs("my_hypervisor-netd", "the reference network sibling: taps on bridges, owned by each VM's VMM uid", []);
 const state = await JsonState.open<{ ports: Record<string, NetPort> }>(`${opts.stateDir}/ports.json`, { ports: {} });
 
 const hash = (s: string, n: number) => createHash("sha256").update(s).digest("hex").slice(0, n);

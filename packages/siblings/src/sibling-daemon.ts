@@ -5,10 +5,26 @@
  */
 import fs from "node:fs/promises";
 import path from "node:path";
-import { parseArgs } from "node:util";
-import { type MethodDef, method, OwnerSchema, RpcAdapter, RpcSocketServer, replaceFileDurably } from "@my_hypervisor/lib";
+import {
+  createLogger,
+  defaultLogFormat,
+  type FlagSpec,
+  flagsOrExit,
+  LOG_FORMATS,
+  LOG_LEVELS,
+  type LogFormat,
+  type MethodDef,
+  method,
+  OwnerSchema,
+  type Program,
+  RpcAdapter,
+  RpcSocketServer,
+  replaceFileDurably,
+  usageExit,
+  VERSION,
+} from "@my_hypervisor/lib";
 import { type Static, type TObject, Type } from "@sinclair/typebox";
-import { destination, type Logger, pino } from "pino";
+import type { Logger } from "pino";
 
 export interface SiblingOptions {
   socket: string;
@@ -19,31 +35,39 @@ export interface SiblingOptions {
   log: Logger;
 }
 
-export function parseSiblingArgs(name: string, extraFlags: string[]): SiblingOptions {
-  const usage = `Usage: ${name} --socket PATH --state-dir DIR ${extraFlags.map((f) => `--${f} VALUE`).join(" ")} [--latency-ms N] [--log-level LEVEL]`;
-  let values: Record<string, string | undefined>;
-  try {
-    values = parseArgs({
-      strict: true,
-      options: Object.fromEntries(["socket", "state-dir", "latency-ms", "log-level", ...extraFlags].map((f) => [f, { type: "string" as const }])),
-    }).values as Record<string, string | undefined>;
-  } catch (e) {
-    process.stderr.write(`${name}: ${(e as Error).message}\n${usage}\n`);
-    process.exit(2);
-  }
-  for (const required of ["socket", "state-dir", ...extraFlags]) {
-    if (!values[required]) {
-      process.stderr.write(`${name}: --${required} is required\n${usage}\n`);
-      process.exit(2);
-    }
-  }
-  const extra = Object.fromEntries(extraFlags.map((f) => [f, values[f]]));
+/**
+ * The flags every sibling has, plus its own (`extra`, each required), from the command line or the environment
+ * (`<PREFIX>_<FLAG>`, e.g. MY_HYPERVISOR_NETD_SOCKET); `--help` lists them all.
+ */
+export function parseSiblingArgs(name: string, summary: string, extra: FlagSpec[]): SiblingOptions {
+  const program: Program = {
+    name,
+    version: VERSION,
+    summary,
+    envPrefix: name.toUpperCase().replaceAll("-", "_"),
+    flags: [
+      { name: "socket", value: "PATH", required: true, help: "The Unix socket its JSON-RPC API listens on (the daemon's --net-socket or --vol-socket)" },
+      { name: "state-dir", value: "DIR", required: true, help: "Its state file (what it handed to whom)" },
+      ...extra.map((f) => ({ ...f, required: true })),
+      { name: "latency-ms", value: "N", default: "0", help: "Added to every mutating call: lets tests and demos see a slow backend" },
+      { name: "log-level", value: "LEVEL", default: "info", help: `One of ${LOG_LEVELS.join(", ")}` },
+      { name: "log-format", value: "FORMAT", help: "json or pretty (default: pretty on a terminal, else json)" },
+    ],
+  };
+  const values = flagsOrExit(program);
+  const str = (flag: string) => values[flag] as string | undefined;
+  const level = str("log-level") as string;
+  if (!LOG_LEVELS.includes(level)) usageExit(program, `--log-level must be one of ${LOG_LEVELS.join(", ")}`);
+  const format = (str("log-format") ?? defaultLogFormat()) as LogFormat;
+  if (!LOG_FORMATS.includes(format)) usageExit(program, `--log-format must be one of ${LOG_FORMATS.join(", ")}`);
+  const latencyMs = Number(str("latency-ms"));
+  if (!Number.isInteger(latencyMs) || latencyMs < 0) usageExit(program, "--latency-ms must be a whole number");
   return {
-    socket: path.resolve(values.socket as string),
-    stateDir: path.resolve(values["state-dir"] as string),
-    latencyMs: Number(values["latency-ms"] ?? 0),
-    extra,
-    log: pino({ level: values["log-level"] ?? "info", base: { daemon: name } }, destination(2)),
+    socket: path.resolve(str("socket") as string),
+    stateDir: path.resolve(str("state-dir") as string),
+    latencyMs,
+    extra: Object.fromEntries(extra.map((f) => [f.name, str(f.name)])),
+    log: createLogger(name, level, format),
   };
 }
 
@@ -75,7 +99,7 @@ export class JsonState<T> {
 }
 
 export async function serveSibling(name: string, title: string, methods: MethodDef[], opts: SiblingOptions): Promise<void> {
-  const server = new RpcSocketServer(new RpcAdapter(methods, "0.1.0", opts.log, title), opts.log);
+  const server = new RpcSocketServer(new RpcAdapter(methods, VERSION, opts.log, title), opts.log);
   await server.listen(opts.socket);
   opts.log.info({ socket: opts.socket, stateDir: opts.stateDir }, `${name} listening`);
   const stop = async () => {

@@ -28,7 +28,9 @@ const E = SIBLING_ERRORS;
 import { Type } from "@sinclair/typebox";
 import { delay, JsonState, listByOwner, parseSiblingArgs, serveSibling } from "./sibling-daemon.js";
 
-const opts = parseSiblingArgs("my_hypervisor-vold", ["dir"]);
+const opts = parseSiblingArgs("my_hypervisor-vold", "the reference volume sibling: raw image volumes, handed to each VM's VMM uid", [
+  { name: "dir", value: "DIR", help: "Where the volume images are kept" },
+]);
 const dir = path.resolve(opts.extra.dir as string);
 // 0711: a VMM can reach the volume it was handed by name, and list none.
 await fs.mkdir(dir, { recursive: true, mode: 0o711 });

@@ -1,0 +1,93 @@
+/**
+ * What an operator meets first (issue 16): every binary answers --help
+ * (every flag, its default, its environment variable) and --version; the
+ * daemon can be configured from the environment alone; a VMM binary that
+ * does not exist stops it at start-up; logs are JSON with ISO times and level
+ * names for journald, and pino-pretty's lines on a terminal.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { execa } from "execa";
+import { afterAll, describe, expect, it } from "vitest";
+import { DAEMON_BIN, eventually, Fleet, ROOT, SIM_BIN, tempDir } from "./harness.js";
+
+const fleet = new Fleet();
+afterAll(() => fleet.cleanup());
+
+const VERSION = JSON.parse(fs.readFileSync(path.join(ROOT, "packages/lib/package.json"), "utf8")).version;
+const SIBLINGS = ["netd", "vold"].map((s) => [`my_hypervisor-${s}`, path.join(ROOT, `packages/siblings/dist/${s}.js`)] as const);
+
+describe("help, version and flags", () => {
+  it("every binary lists every flag with its default and environment variable, and says its version", async () => {
+    for (const [name, bin] of [["my_hypervisor-daemon", DAEMON_BIN] as const, ...SIBLINGS]) {
+      const help = await execa(bin === DAEMON_BIN ? bin : "node", bin === DAEMON_BIN ? ["--help"] : [bin, "--help"], { reject: false });
+      expect(help.exitCode, name).toBe(0);
+      expect(help.stdout).toMatch(new RegExp(`^${name} ${VERSION}: `));
+      for (const line of help.stdout.split("\n").filter((l) => /^ {2}--/.test(l) && !/--(help|version)$/.test(l))) {
+        const flag = /--([a-z-]+)/.exec(line)?.[1] as string;
+        const next = help.stdout.split("\n")[help.stdout.split("\n").indexOf(line) + 1] as string;
+        expect(next, `${name} --${flag}`).toMatch(
+          new RegExp(
+            `env ${name === "my_hypervisor-daemon" ? "MY_HYPERVISOR" : name.toUpperCase().replace("-", "_")}_${flag.toUpperCase().replaceAll("-", "_")}`,
+          ),
+        );
+      }
+      expect(help.stdout).toMatch(/--log-level LEVEL\n.*default: info/);
+      const version = await execa(bin === DAEMON_BIN ? bin : "node", bin === DAEMON_BIN ? ["--version"] : [bin, "--version"], { reject: false });
+      expect(version).toMatchObject({ exitCode: 0, stdout: `${name} ${VERSION}` });
+      const bad = await execa(bin === DAEMON_BIN ? bin : "node", bin === DAEMON_BIN ? ["--nope"] : [bin, "--nope"], { reject: false });
+      expect(bad.exitCode).toBe(2);
+      expect(bad.stderr).toMatch(new RegExp(`Unknown option '--nope'\\nRun '${name} --help' for every flag`));
+    }
+  });
+
+  it("the daemon runs configured from the environment alone, and refuses a VMM binary that is not there", async () => {
+    const dir = tempDir();
+    const env = {
+      MY_HYPERVISOR_RPC_SOCKET: path.join(dir, "rpc.sock"),
+      MY_HYPERVISOR_STATE_DIR: path.join(dir, "state"),
+      MY_HYPERVISOR_CONSOLE_DIR: path.join(dir, "console"),
+      MY_HYPERVISOR_CLOUD_HYPERVISOR: SIM_BIN,
+      MY_HYPERVISOR_VMM_UID_RANGE: "off",
+      MY_HYPERVISOR_ALLOW_UNENFORCED_LIMITS: "1",
+    };
+    const missing = await execa(DAEMON_BIN, [], { reject: false, env: { ...env, MY_HYPERVISOR_CLOUD_HYPERVISOR: "/nonexistent/cloud-hypervisor" } });
+    expect(missing.exitCode).toBe(2);
+    expect(missing.stderr).toMatch(/--cloud-hypervisor '\/nonexistent\/cloud-hypervisor' is not an executable file/);
+    const bad = await execa(DAEMON_BIN, [], { reject: false, env: { ...env, MY_HYPERVISOR_ALLOW_UNENFORCED_LIMITS: "maybe" } });
+    expect(bad.stderr).toMatch(/MY_HYPERVISOR_ALLOW_UNENFORCED_LIMITS must be 1, true, 0 or false, not 'maybe'/);
+
+    const log = path.join(dir, "daemon.log");
+    const proc = execa(DAEMON_BIN, [], { reject: false, env, stderr: { file: log } });
+    await eventually(() => (fs.existsSync(env.MY_HYPERVISOR_RPC_SOCKET) ? true : undefined), 20_000);
+    // JSON for journald: ISO times, level names.
+    const lines = fs
+      .readFileSync(log, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    const listening = lines.find((l) => l.msg === "daemon listening");
+    expect(listening).toMatchObject({ level: "info", time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/) });
+    expect(listening.stateDir).toBe(env.MY_HYPERVISOR_STATE_DIR);
+    expect(lines.find((l) => /VMM limits|VM limits are not enforced/.test(l.msg))?.level).toBe("warn");
+    proc.kill("SIGTERM");
+    await proc;
+  });
+
+  it("logs pino-pretty's lines to a terminal", async () => {
+    const dir = tempDir();
+    // script(1) gives the daemon a pseudo-terminal as its stderr.
+    const args = ["--rpc-socket", path.join(dir, "rpc.sock"), "--state-dir", path.join(dir, "state"), "--console-dir", path.join(dir, "console")];
+    const command = [DAEMON_BIN, ...args, "--cloud-hypervisor", SIM_BIN, "--vmm-uid-range", "off", "--allow-unenforced-limits"].join(" ");
+    const proc = execa("script", ["-qfec", command, "/dev/null"], { reject: false, stdin: "ignore" });
+    let out = "";
+    proc.stdout?.on("data", (d) => {
+      out += d;
+    });
+    await eventually(() => (/daemon listening/.test(out) ? true : undefined), 20_000);
+    expect(out).toMatch(/\[\d\d:\d\d:\d\d\.\d{3}\] .*INFO.*: .*daemon listening/);
+    expect(out).not.toMatch(/"level":/);
+    proc.kill("SIGTERM");
+    await proc;
+  });
+});

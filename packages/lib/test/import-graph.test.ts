@@ -12,7 +12,7 @@ const SRC = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../src")
 
 /** Bottom first. A node is a folder of src/, or a file at its top without its extension. */
 const LAYERS: string[][] = [
-  ["failpoints", "version"],
+  ["failpoints", "version", "cli", "log"],
   ["os"],
   ["jsonrpc"],
   ["domain"],

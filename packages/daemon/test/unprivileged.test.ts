@@ -148,6 +148,20 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     expect(fs.existsSync(path.join(dir, "vmm", "orphaned", "api.sock"))).toBe(false);
   });
 
+  it("starts a VM whose VMM directory a crash left behind under another VM's uid", async () => {
+    const d = await unprivilegedDaemon(2);
+    // What a daemon killed mid-remove leaves: the directory of an earlier VM of this id, its files that uid's alone.
+    const stale = path.join(d.dir, "vmm", "again");
+    fs.mkdirSync(stale, { recursive: true, mode: 0o700 });
+    fs.writeFileSync(path.join(stale, "vmm.log"), "an earlier VMM's log\n", { mode: 0o600 });
+    for (const f of [stale, path.join(stale, "vmm.log")]) fs.chownSync(f, FIRST + 1, FIRST + 1);
+    await d.rpc.call("compute.vm.create", vmSpec(d, "again"));
+    const { pid } = await d.rpc.call("compute.vm.start", { id: "again" });
+    fleet.pids.add(pid);
+    expect(fs.statSync(stale)).toMatchObject({ uid: FIRST });
+    expect(fs.statSync(path.join(stale, "vmm.log"))).toMatchObject({ uid: FIRST });
+  });
+
   it("gives a uid again only after its VM is removed, keeps it across restarts, and says when none is left", async () => {
     const dir = tempDir();
     let d = await unprivilegedDaemon(3, dir);

@@ -86,7 +86,7 @@ export class VmmUsers {
 
   /** The VM's VMM directory, owned by its uid and 0700 (made again, or corrected, before each start). */
   async prepare(id: string, uid: number): Promise<void> {
-    await ownedDir(this.dirOf(id), uid);
+    await ownedDir(this.dirOf(id), uid, "remove");
   }
 
   /**
@@ -111,18 +111,37 @@ export class VmmUsers {
   }
 }
 
-/** A directory of `uid`'s alone (0700), made or corrected; as root's when `uid` is undefined. */
-export async function ownedDir(dir: string, uid: number | undefined): Promise<void> {
+/**
+ * A directory of `uid`'s alone (0700), made or corrected; the daemon's own when `uid` is undefined. One found under another
+ * uid (an earlier VM of the same id, whose removal a crash cut short; a VM's first start under a uid of its own) is
+ * not left so: with `others: "remove"` its contents go (a VMM's sockets and logs, nothing kept), with `"adopt"` they
+ * become `uid`'s (snapshots, which the VM keeps).
+ */
+export async function ownedDir(dir: string, uid: number | undefined, others: "remove" | "adopt" = "adopt"): Promise<void> {
   await onDisk("create", dir, async () => {
+    const found = await fs.lstat(dir).catch((e: NodeJS.ErrnoException) => (e.code === "ENOENT" ? undefined : Promise.reject(e)));
+    // Never chown through a link someone planted.
+    if (found && !found.isDirectory()) throw Object.assign(new Error(`${dir} is not a directory`), { code: "ENOTDIR", errno: -20 });
+    const [owner, group] = uid !== undefined ? [uid, uid] : [process.getuid?.() ?? 0, process.getgid?.() ?? 0];
+    const foreign = found !== undefined && found.uid !== owner;
+    if (foreign && others === "remove") await fs.rm(dir, { recursive: true, force: true });
     await fs.mkdir(dir, { mode: 0o700 }).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== "EEXIST") throw e;
     });
-    const stat = await fs.lstat(dir);
-    // Never chown through a link someone planted.
-    if (!stat.isDirectory()) throw Object.assign(new Error(`${dir} is not a directory`), { code: "ENOTDIR", errno: -20 });
-    if (uid !== undefined) await fs.chown(dir, uid, uid);
+    if (foreign && others === "adopt") await chownTree(dir, owner, group);
+    else await fs.chown(dir, owner, group);
     await fs.chmod(dir, 0o700);
   });
+}
+
+/** lchown of a directory and everything under it: links are changed, never followed. */
+async function chownTree(dir: string, uid: number, gid: number): Promise<void> {
+  await fs.lchown(dir, uid, gid);
+  for (const entry of await fs.readdir(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    if (entry.isDirectory()) await chownTree(p, uid, gid);
+    else await fs.lchown(p, uid, gid);
+  }
 }
 
 /** Where a VM's files go: its VMM's in the VMM dir, or with the record when VMMs run as the daemon's user; a VMM already running keeps the directory recorded for it. */

@@ -232,6 +232,38 @@ describe("VM state and errors as in v53.0", () => {
     expect((await sim.call("PUT", "vm.boot")).status).toBe(500);
   });
 
+  it("pauses and resumes as v53 does, snapshots only a paused VM, and restores only into a VMM without one", async () => {
+    const sim = await startSim();
+    expect(JSON.parse((await sim.call("PUT", "vm.pause")).body)).toEqual(["Error from API", "The VM could not be paused", "VM is not running"]);
+    await sim.call("PUT", "vm.create", config(sim, "sim.guest=scripted"));
+    await sim.call("PUT", "vm.boot");
+    const dir = path.join(sim.dir, "snap");
+    fs.mkdirSync(dir);
+    const running = JSON.parse((await sim.call("PUT", "vm.snapshot", { destination_url: `file://${dir}` })).body);
+    expect(running).toContain("Trying to snapshot while VM is running");
+    expect((await sim.call("PUT", "vm.pause")).status).toBe(204);
+    expect(JSON.parse((await sim.call("PUT", "vm.pause")).body).at(-1)).toBe("Invalid transition: InvalidStateTransition(Paused, Paused)");
+    expect((await sim.call("PUT", "vm.snapshot", { destination_url: `file://${dir}` })).status).toBe(204);
+    expect(fs.readdirSync(dir).sort()).toEqual(["config.json", "memory-ranges", "state.json"]);
+    expect(fs.statSync(path.join(dir, "memory-ranges")).size).toBe(64 << 20);
+    expect(JSON.parse((await sim.call("PUT", "vm.restore", { source_url: `file://${dir}` })).body)).toEqual([
+      "Error from API",
+      "The VM could not be restored",
+      "VM is already created",
+    ]);
+    expect((await sim.call("PUT", "vm.resume")).status).toBe(204);
+    expect(JSON.parse((await sim.call("PUT", "vm.resume")).body).at(-1)).toBe("Invalid transition: InvalidStateTransition(Running, Running)");
+    expect(readEvents(sim.events).map((e) => e.event)).toEqual(
+      expect.arrayContaining(["pausing", "paused", "snapshotting", "snapshotted", "resuming", "resumed"]),
+    );
+
+    const fresh = await startSim();
+    expect((await fresh.call("PUT", "vm.restore", { source_url: `file://${dir}` })).status).toBe(204);
+    expect(JSON.parse((await fresh.call("GET", "vm.info")).body)).toMatchObject({ state: "Paused", config: { memory: { size: 64 << 20 } } });
+    expect(readEvents(fresh.events).map((e) => e.event)).toEqual(expect.arrayContaining(["restoring", "restored"]));
+    expect((await fresh.call("PUT", "vm.resume")).status).toBe(204);
+  });
+
   it("vm.shutdown leaves the VM Created, and it boots again", async () => {
     const sim = await startSim();
     await sim.call("PUT", "vm.create", config(sim));

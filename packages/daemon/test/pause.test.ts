@@ -159,5 +159,12 @@ describe("pause, resume and reboot", () => {
     expect(stopped).toMatchObject({ state: "Stopped", substate: null, pid: null });
     // The power button cannot reach a paused guest: the stop went straight to vmm.shutdown.
     expect(stopped.transitions.at(-1).reason).toMatch(/vmm.shutdown/);
+
+    // remove {force} of a paused VM stops it the same way, and leaves nothing running.
+    const again = await d3.rpc.call("compute.vm.start", { id: "held" });
+    fleet.pids.add(again.pid);
+    await d3.rpc.call("compute.vm.pause", { id: "held" });
+    expect(await d3.rpc.call("compute.vm.remove", { id: "held", force: true })).toMatchObject({ removed: true });
+    expect(fs.existsSync(`/proc/${again.pid}`)).toBe(false);
   });
 });

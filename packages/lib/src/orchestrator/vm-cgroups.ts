@@ -53,14 +53,18 @@ export interface CgroupSupport {
 }
 
 export class VmCgroups {
-  private constructor(readonly support: CgroupSupport) {}
+  private constructor(
+    readonly support: CgroupSupport,
+    /** Where cgroup2 is mounted: a cgroup's path in /proc/<pid>/cgroup is relative to it. */
+    private readonly mount: string,
+  ) {}
 
   static async open(allowUnenforced: boolean, log: Logger): Promise<VmCgroups> {
     const support = await prepareBase(allowUnenforced);
     if (support.problem === null) log.info({ cgroup: support.base, controllers: support.controllers }, "VMs get a cgroup v2 each");
     else if (allowUnenforced) log.warn({ problem: support.problem }, "VM limits are not enforced on this host; VMs start anyway (--allow-unenforced-limits)");
     else log.error({ problem: support.problem }, "VM limits cannot be enforced on this host: starts will be refused (--allow-unenforced-limits accepts that)");
-    return new VmCgroups(support);
+    return new VmCgroups(support, cgroup2Mount() ?? "/sys/fs/cgroup");
   }
 
   get enforcing(): boolean {
@@ -111,7 +115,7 @@ export class VmCgroups {
       await writeSetting(dir, file, value);
       fixed.push(file);
     }
-    const relative = `/${path.relative(await this.mountRoot(), dir)}`;
+    const relative = `/${path.relative(this.mount, dir)}`;
     const now = cgroupOf(pid);
     if (now !== undefined && now !== relative) {
       await moveInto(dir, pid);
@@ -136,10 +140,6 @@ export class VmCgroups {
       if (device) byDevice.set(device, [...(byDevice.get(device) ?? []), d.rate_limit as IoRate]);
     }
     return [...settings, ...[...byDevice].map(([device, rates]) => ["io.max", ioMaxLine(device, rates)] as [string, string])];
-  }
-
-  private async mountRoot(): Promise<string> {
-    return cgroup2Mount() ?? "/sys/fs/cgroup";
   }
 }
 

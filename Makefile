@@ -1,5 +1,5 @@
 # my_hypervisor: `make run` and `make test` work on a fresh clone with Node 20 and npm.
-.PHONY: all install build run test typecheck lint unit clean initramfs test-kvm bench bench-quick
+.PHONY: all deps install build run test typecheck lint unit clean initramfs test-kvm bench bench-quick
 
 RUN_DIR := .run
 
@@ -12,11 +12,16 @@ node_modules/.install-stamp: package.json package-lock.json packages/*/package.j
 	npm install --no-audit --no-fund
 	@touch $@
 
-install: node_modules/.install-stamp
+deps: node_modules/.install-stamp
 
-build: install
+build: deps
 	npm run build
 	@chmod +x packages/daemon/dist/my_hypervisor-daemon.mjs packages/ch-sim/dist/main.js packages/siblings/dist/netd.js packages/siblings/dist/vold.js
+
+# The binaries, systemd units and docs under PREFIX (default /usr/local); DESTDIR stages them for a package.
+PREFIX ?= /usr/local
+install: build
+	PREFIX="$(PREFIX)" DESTDIR="$(DESTDIR)" scripts/install.sh
 
 # The daemon in the foreground with the test VMM, sockets under ./.run/.
 run: build
@@ -25,7 +30,7 @@ run: build
 typecheck: build
 	npx tsc -p tsconfig.test.json --noEmit
 
-lint: install
+lint: deps
 	npx biome check .
 
 unit: build

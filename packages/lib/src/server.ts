@@ -22,6 +22,7 @@ import { VmmUsers } from "./orchestrator/vmm-users.js";
 import { groupIds } from "./os/groups.js";
 import { removeLeftoverSockets } from "./os/private-socket.js";
 import { lockStateDir } from "./os/state-dir-lock.js";
+import { activatedSocket, SystemdNotifier } from "./os/systemd.js";
 import { Provisioner } from "./provisioning/provisioner.js";
 import { ReleaseQueue } from "./provisioning/release-queue.js";
 import { privateDir, StateStore } from "./state/store.js";
@@ -60,6 +61,10 @@ export interface RunningServer {
 
 export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   const log = createLogger("my_hypervisor", opts.logLevel, opts.logFormat ?? "json");
+  // Taken first: no child started later may inherit LISTEN_FDS.
+  const activated = activatedSocket();
+  const notifier = SystemdNotifier.fromEnv(log);
+  void notifier?.notify({ STATUS: "loading VM records and re-adopting VMMs" });
   const store = new StateStore(opts.stateDir);
   if (await store.init()) log.warn({ dir: opts.stateDir }, "state dir was open to other users; narrowed to 0700");
   // Before anything in the state dir is read: a second daemon on it stops here.
@@ -117,6 +122,8 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   const closed = new Promise<void>((resolve) => {
     const shutdown = async (signal: string) => {
       log.info({ signal }, "shutting down; running VMs are left running");
+      notifier?.stop();
+      await notifier?.notify({ STOPPING: "1", STATUS: "stopping; running VMs are left running" });
       // Long polls answer now rather than hold the shutdown for up to a minute.
       events.stopWaiting();
       await socket.close();
@@ -133,8 +140,12 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
       void orchestrator.reconcileNow();
     });
   });
-  await socket.listen(opts.rpcSocket);
+  // Socket-activated, the socket unit holds the socket across restarts: calls made meanwhile wait instead of failing.
+  await socket.listen(activated !== undefined ? { fd: activated } : opts.rpcSocket);
   orchestrator.attachAdopted();
-  log.info({ socket: opts.rpcSocket, stateDir: opts.stateDir, vmm: opts.cloudHypervisor }, "daemon listening");
+  log.info({ socket: opts.rpcSocket, activated: activated !== undefined, stateDir: opts.stateDir, vmm: opts.cloudHypervisor }, "daemon listening");
+  const vms = orchestrator.list().vms;
+  await notifier?.notify({ READY: "1", STATUS: `serving; ${vms.length} VMs, ${vms.filter((v) => v.pid !== null).length} with a VMM` });
+  notifier?.startWatchdog();
   return { log, closed };
 }

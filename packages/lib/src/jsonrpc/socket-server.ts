@@ -40,9 +40,17 @@ export class RpcSocketServer {
     this.server = net.createServer({ allowHalfOpen: true }, (socket) => this.serve(socket));
   }
 
-  async listen(path: string): Promise<void> {
-    await replaceStaleSocket(path);
-    await listenPrivate(this.server, path);
+  /** At `path` (0600, a stale socket replaced), or on a listening socket the service manager passed (`fd`). */
+  async listen(where: string | { fd: number }): Promise<void> {
+    if (typeof where !== "string") {
+      await new Promise<void>((resolve, reject) => {
+        this.server.once("error", reject);
+        this.server.listen({ fd: where.fd }, () => resolve());
+      });
+      return;
+    }
+    await replaceStaleSocket(where);
+    await listenPrivate(this.server, where);
   }
 
   /** Stops accepting, lets in-flight calls finish and answer, then closes connections. */

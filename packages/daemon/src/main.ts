@@ -48,6 +48,7 @@ const PROGRAM: Program = {
     },
     { name: "vmm-dir", value: "DIR", help: `Where each VMM's own directory is made, with --vmm-uid-range (default: ${DEFAULT_VMM_DIR})` },
     { name: "vmm-jail-bind", value: "PATH", multiple: true, help: "A path every jailed VMM sees too, read-only" },
+    { name: "metrics-socket", value: "PATH", help: "Serve GET /metrics (OpenMetrics/Prometheus text) over HTTP on this Unix socket (mode 0600)" },
     { name: "allow-unenforced-limits", help: "Start VMs even where this host cannot hold them to their CPU, memory and pid limits (no cgroup v2)" },
   ],
 };
@@ -104,6 +105,7 @@ try {
     volSocket: str("vol-socket") ? path.resolve(str("vol-socket") as string) : undefined,
     vmmUsers,
     allowUnenforcedLimits: args["allow-unenforced-limits"] === true,
+    metricsSocket: str("metrics-socket") ? path.resolve(str("metrics-socket") as string) : undefined,
   });
   await server.closed;
   process.exit(0);

@@ -2,7 +2,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, isAlive, startDaemon, VmmPids, vmmFile, vmSpec } from "./harness.js";
+import { type Daemon, eventually, isAlive, SIM_BIN, startDaemon, VmmPids, vmmFile, vmSpec } from "./harness.js";
 
 let d: Daemon;
 const pids = new VmmPids();
@@ -235,13 +235,18 @@ describe("concurrency", () => {
 });
 
 describe("the VMM binary", () => {
-  it("a missing binary fails start with -32004 naming it; the daemon stays up", async () => {
-    const other = await startDaemon({ vmm: "/nonexistent/cloud-hypervisor" });
+  it("a binary gone after start-up fails start with -32004 naming it; the daemon stays up", async () => {
+    // One that is missing at start-up stops the daemon there (cli.test.ts); this one goes away later.
+    const copy = path.join(d.dir, "vanishing-vmm.js");
+    fs.copyFileSync(SIM_BIN, copy);
+    fs.chmodSync(copy, 0o755);
+    const other = await startDaemon({ vmm: copy, args: ["--vmm-uid-range", "off"] });
     try {
       await other.rpc.call("compute.vm.create", vmSpec(other, "nobin"));
+      fs.rmSync(copy);
       const err = await other.rpc.callError("compute.vm.start", { id: "nobin" });
       expect(err.code).toBe(-32004);
-      expect(err.message).toContain("/nonexistent/cloud-hypervisor");
+      expect(err.message).toContain(copy);
       expect((await other.rpc.call("compute.vm.status", { id: "nobin" })).state).toBe("Failed");
     } finally {
       await other.stop();

@@ -6,7 +6,7 @@ import path from "node:path";
 import { Ajv } from "ajv";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DAEMON_BIN, type Daemon, eventually, RpcConnection, startDaemon, vmSpec } from "./harness.js";
+import { DAEMON_BIN, type Daemon, eventually, RpcConnection, SIM_BIN, startDaemon, vmSpec } from "./harness.js";
 
 // The meta-schema packages are CommonJS whose typings declare types only.
 const require = createRequire(import.meta.url);
@@ -178,9 +178,8 @@ describe("the socket and the process", () => {
   });
 
   it("a second daemon on a live socket fails without taking over", async () => {
-    const other = await execa(DAEMON_BIN, ["--rpc-socket", d.socket, "--state-dir", path.join(d.dir, "state2"), "--console-dir", path.join(d.dir, "c2")], {
-      reject: false,
-    });
+    const dirs = ["--state-dir", path.join(d.dir, "state2"), "--console-dir", path.join(d.dir, "c2")];
+    const other = await execa(DAEMON_BIN, ["--rpc-socket", d.socket, ...dirs, "--cloud-hypervisor", SIM_BIN], { reject: false });
     expect(other.exitCode).toBe(1);
     expect(other.stderr).toMatch(/already listening on/);
     expect((await d.rpc.call("compute.vm.list", {})).vms).toEqual(expect.any(Array));

@@ -15,6 +15,7 @@ import { EventBus } from "./events/event-bus.js";
 import { RpcAdapter } from "./jsonrpc/adapter.js";
 import { RpcSocketServer } from "./jsonrpc/socket-server.js";
 import { createLogger, type LogFormat } from "./log.js";
+import { DaemonMetrics } from "./metrics.js";
 import { Orchestrator } from "./orchestrator/orchestrator.js";
 import { VmCgroups } from "./orchestrator/vm-cgroups.js";
 import { VmmConfinement } from "./orchestrator/vmm-confinement.js";
@@ -51,6 +52,8 @@ export interface ServerOptions {
   vmmUsers?: { first: number; last: number; dir: string; jailBinds: string[] };
   /** --allow-unenforced-limits: start VMs even where the host cannot hold them to their limits. */
   allowUnenforcedLimits?: boolean;
+  /** --metrics-socket: GET /metrics (OpenMetrics text) over HTTP on this Unix socket. */
+  metricsSocket?: string;
 }
 
 export interface RunningServer {
@@ -116,8 +119,11 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
       log.child({ component: "orchestrator" }),
     ),
   });
+  // Before load: the re-adoptions' transitions are counted too.
+  const metrics = opts.metricsSocket ? new DaemonMetrics(orchestrator) : undefined;
+  if (metrics) events.observe(metrics.event);
   await orchestrator.load();
-  const socket = new RpcSocketServer(new RpcAdapter(computeMethods(orchestrator), VERSION, log.child({ component: "rpc" })), log);
+  const socket = new RpcSocketServer(new RpcAdapter(computeMethods(orchestrator), VERSION, log.child({ component: "rpc" }), undefined, metrics?.call), log);
   // The handlers are in place before the socket accepts: a signal at any moment after that is handled.
   const closed = new Promise<void>((resolve) => {
     const shutdown = async (signal: string) => {
@@ -127,6 +133,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
       // Long polls answer now rather than hold the shutdown for up to a minute.
       events.stopWaiting();
       await socket.close();
+      metricsServer?.close();
       await orchestrator.close();
       events.close();
       lock.unlock();
@@ -142,6 +149,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   });
   // Socket-activated, the socket unit holds the socket across restarts: calls made meanwhile wait instead of failing.
   await socket.listen(activated !== undefined ? { fd: activated } : opts.rpcSocket);
+  const metricsServer = opts.metricsSocket ? await metrics?.serve(opts.metricsSocket) : undefined;
   orchestrator.attachAdopted();
   log.info({ socket: opts.rpcSocket, activated: activated !== undefined, stateDir: opts.stateDir, vmm: opts.cloudHypervisor }, "daemon listening");
   const vms = orchestrator.list().vms;

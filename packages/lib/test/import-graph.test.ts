@@ -21,6 +21,7 @@ const LAYERS: string[][] = [
   ["ch"],
   ["orchestrator"],
   ["api"],
+  ["metrics"],
   ["server"],
   ["index"],
 ];

@@ -53,8 +53,16 @@ export class EventBus {
     return bus;
   }
 
+  private readonly observers: ((e: VmEvent) => void)[] = [];
+
+  /** Called with every event as it is published (metrics count them). */
+  observe(fn: (e: VmEvent) => void): void {
+    this.observers.push(fn);
+  }
+
   publish(event: Omit<VmEvent, "seq" | "at">): VmEvent {
     const full: VmEvent = { seq: ++this.lastSeq, at: new Date().toISOString(), ...event };
+    for (const fn of this.observers) fn(full);
     this.ring.push(full);
     if (this.ring.length > this.ringSize) this.ring = this.ring.slice(-this.ringSize);
     if (this.unwritten.length === 0) setImmediate(() => this.flush());

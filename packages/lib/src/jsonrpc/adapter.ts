@@ -43,6 +43,8 @@ export class RpcAdapter {
     private readonly log: Logger,
     /** The OpenRPC document's title: this daemon's, or a sibling's. */
     title?: string,
+    /** Told of every call answered: its method, its outcome (0, or the error code) and how long it took. */
+    private readonly onCall?: (method: string, code: number, seconds: number) => void,
   ) {
     for (const m of methods) this.register(m);
     const discovery = openRpcDocument(methods, version, title);
@@ -87,7 +89,10 @@ export class RpcAdapter {
       const id = (message as { id?: unknown } | null)?.id;
       return createJSONRPCErrorResponse(isId(id) ? id : null, INVALID_REQUEST, `Invalid Request: ${problem}`);
     }
-    return this.server.receive(message as JSONRPCRequest);
+    const started = process.hrtime.bigint();
+    const reply = await this.server.receive(message as JSONRPCRequest);
+    this.onCall?.((message as JSONRPCRequest).method, reply?.error?.code ?? 0, Number(process.hrtime.bigint() - started) / 1e9);
+    return reply;
   }
 
   private register(m: MethodDef): void {

@@ -14,7 +14,7 @@
 import fs from "node:fs/promises";
 import net from "node:net";
 import type { Logger } from "pino";
-import { isListening, listenPrivate } from "../os/private-socket.js";
+import { listenPrivate, replaceStaleSocket } from "../os/private-socket.js";
 import type { RpcAdapter } from "./adapter.js";
 import { LineReader } from "./line-reader.js";
 
@@ -137,11 +137,3 @@ const TOO_LONG_REPLY = JSON.stringify({
   id: null,
   error: { code: -32600, message: `Invalid Request: message exceeds ${MAX_LINE_BYTES} bytes without a newline; it was discarded` },
 });
-
-async function replaceStaleSocket(path: string): Promise<void> {
-  const stat = await fs.lstat(path).catch(() => undefined);
-  if (!stat) return;
-  if (!stat.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
-  if (await isListening(path)) throw new Error(`another daemon is already listening on ${path}`);
-  await fs.rm(path, { force: true });
-}

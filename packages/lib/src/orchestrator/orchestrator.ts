@@ -32,6 +32,7 @@ import { entryFromRecord, newEntry, toStatus, unreadableEntry, type VmEntry } fr
 import { VmRecords, type Write } from "./vm-records.js";
 import { VmServices } from "./vm-services.js";
 import { snapshotDir, sweepSnapshots } from "./vm-snapshots.js";
+import { type HostUsage, readVmStats } from "./vm-stats.js";
 import type { VmmConfinement } from "./vmm-confinement.js";
 import { bootVmm, cleanUpAfterVmm, haltVmm, type RestoreFrom, type RunningVmm } from "./vmm-control.js";
 import { pathsFor, vmmRoots } from "./vmm-users.js";
@@ -157,6 +158,11 @@ export class Orchestrator {
 
   status(id: string): VmStatus {
     return this.statusOf(this.get(id));
+  }
+
+  /** What each VM with a running VMM uses of the host now (its cgroup, or /proc): for the metrics. */
+  hostUsage(): HostUsage[] {
+    return [...this.vms.values()].flatMap((vm) => (vm.vmm ? [readVmStats(vm.id, vm.vmm.process.pid, this.opts.confinement.cgroupOf(vm))] : []));
   }
 
   private statusOf(vm: VmEntry): VmStatus {

@@ -49,3 +49,12 @@ export function isListening(path: string): Promise<boolean> {
     probe.once("error", () => resolve(false));
   });
 }
+
+/** A socket file left by a dead process is removed; a live one, or anything not a socket, is refused. */
+export async function replaceStaleSocket(path: string): Promise<void> {
+  const stat = await fs.lstat(path).catch(() => undefined);
+  if (!stat) return;
+  if (!stat.isSocket()) throw new Error(`${path} exists and is not a socket; refusing to replace it`);
+  if (await isListening(path)) throw new Error(`another daemon is already listening on ${path}`);
+  await fs.rm(path, { force: true });
+}

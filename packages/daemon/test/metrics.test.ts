@@ -1,0 +1,77 @@
+/**
+ * The metrics endpoint (issue 16): GET /metrics on a Unix socket, in the
+ * Prometheus text format (read back with a Prometheus parser), its counters
+ * moving with the calls made and the VMs' lives.
+ */
+import fs from "node:fs";
+import http from "node:http";
+import path from "node:path";
+// @ts-expect-error: the parser ships no types
+import parsePrometheusTextFormat from "parse-prometheus-text-format";
+import { afterAll, describe, expect, it } from "vitest";
+import { Fleet, tempDir, vmSpec } from "./harness.js";
+
+const fleet = new Fleet();
+afterAll(() => fleet.cleanup());
+
+interface Family {
+  name: string;
+  type: string;
+  metrics: { value?: string; labels?: Record<string, string>; count?: string; buckets?: Record<string, string> }[];
+}
+
+function scrape(socketPath: string): Promise<{ status: number; type: string; families: Map<string, Family>; text: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ socketPath, path: "/metrics" }, (res) => {
+        let body = "";
+        res.on("data", (c) => {
+          body += c;
+        });
+        res.on("end", () => {
+          const families = new Map((parsePrometheusTextFormat(body) as Family[]).map((f) => [f.name, f]));
+          resolve({ status: res.statusCode ?? 0, type: String(res.headers["content-type"]), families, text: body });
+        });
+      })
+      .on("error", reject);
+  });
+}
+
+const value = (f: Family | undefined, labels: Record<string, string>) =>
+  Number(f?.metrics.find((m) => Object.entries(labels).every(([k, v]) => m.labels?.[k] === v))?.value ?? Number.NaN);
+
+/** A histogram series' count, from the text: the parser keeps a histogram's buckets but not its labels. */
+const count = (text: string, name: string, labels: string) => Number(new RegExp(`^${name}_count\\{${labels}\\} (\\d+)$`, "m").exec(text)?.[1]);
+
+describe("metrics", () => {
+  it("serves Prometheus text whose counters move with the calls and the VMs' lives", async () => {
+    const dir = tempDir();
+    const socket = path.join(dir, "metrics.sock");
+    const d = await fleet.daemon({ dir, args: ["--metrics-socket", socket] });
+    expect(fs.statSync(socket).mode & 0o777).toBe(0o600);
+    await d.rpc.call("compute.vm.create", vmSpec(d, "counted"));
+    fleet.pids.add((await d.rpc.call("compute.vm.start", { id: "counted" })).pid);
+    await d.rpc.callError("compute.vm.start", { id: "nosuch" });
+
+    const { status, type, families, text } = await scrape(socket);
+    expect(status).toBe(200);
+    expect(type).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect(value(families.get("my_hypervisor_vms"), { state: "Running" })).toBe(1);
+    expect(value(families.get("my_hypervisor_rpc_calls_total"), { method: "compute.vm.start", code: "0" })).toBe(1);
+    expect(value(families.get("my_hypervisor_rpc_calls_total"), { method: "compute.vm.start", code: "-32001" })).toBe(1);
+    expect(families.get("my_hypervisor_rpc_call_duration_seconds")?.type).toBe("HISTOGRAM");
+    expect(value(families.get("my_hypervisor_vm_transitions_total"), { event: "STARTED", to: "Running" })).toBe(1);
+    expect(families.get("my_hypervisor_vm_step_duration_seconds")?.type).toBe("HISTOGRAM");
+    expect(count(text, "my_hypervisor_vm_step_duration_seconds", 'step="start",outcome="done"')).toBe(1);
+    expect(value(families.get("my_hypervisor_vm_memory_bytes"), { id: "counted" })).toBeGreaterThan(0);
+    expect(value(families.get("my_hypervisor_process_resident_memory_bytes"), {})).toBeGreaterThan(0);
+
+    // They move: a stop is counted and timed, and the stopped VM leaves the per-VM gauges.
+    await d.rpc.call("compute.vm.stop", { id: "counted", force: true });
+    const { families: after, text: afterText } = await scrape(socket);
+    expect(value(after.get("my_hypervisor_vms"), { state: "Stopped" })).toBe(1);
+    expect(value(after.get("my_hypervisor_rpc_calls_total"), { method: "compute.vm.stop", code: "0" })).toBe(1);
+    expect(count(afterText, "my_hypervisor_vm_step_duration_seconds", 'step="stop",outcome="done"')).toBe(1);
+    expect(after.get("my_hypervisor_vm_memory_bytes")?.metrics ?? []).toEqual([]);
+  });
+});

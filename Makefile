@@ -5,11 +5,9 @@ RUN_DIR := .run
 
 all: build
 
-# Reinstall only when the manifests change. Not `npm ci`: npm 11 writes lockfiles without
-# other platforms' optional packages (Biome's, Rollup's) and then `npm ci` refuses them
-# (npm/cli#4828, #8320). `npm install` with an in-sync lockfile installs exactly the locked versions.
+# Reinstall only when the manifests change: exactly the locked versions, and the lockfile left as committed.
 node_modules/.install-stamp: package.json package-lock.json packages/*/package.json
-	npm install --no-audit --no-fund
+	npm ci --no-audit --no-fund
 	@touch $@
 
 deps: node_modules/.install-stamp

@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { DAEMON_BIN, eventually, Fleet, ROOT, SIM_BIN, tempDir } from "./harness.js";
+import { DAEMON_BIN, eventually, Fleet, ROOT, RpcConnection, SIM_BIN, tempDir } from "./harness.js";
 
 const fleet = new Fleet();
 afterAll(() => fleet.cleanup());
@@ -70,6 +70,32 @@ describe("help, version and flags", () => {
     expect(listening).toMatchObject({ level: "info", time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/) });
     expect(listening.stateDir).toBe(env.MY_HYPERVISOR_STATE_DIR);
     expect(lines.find((l) => /VMM limits|VM limits are not enforced/.test(l.msg))?.level).toBe("warn");
+
+    // Each call that changes something is logged once, as an audit line, answered or refused; nothing secret in it.
+    const rpc = await RpcConnection.open(env.MY_HYPERVISOR_RPC_SOCKET);
+    await rpc.call("compute.vm.create", { id: "audited", vcpus: 1, memory_mib: 64, boot: { kernel: SIM_BIN }, workload: { argv: ["sleep", "600"] } });
+    await rpc.callError("compute.vm.start", { id: "nosuch" });
+    fleet.pids.add((await rpc.call("compute.vm.start", { id: "audited" })).pid);
+    await rpc.call("compute.vm.exec", { id: "audited", argv: ["true"], env: { TOKEN: "s3cret" } });
+    await rpc.call("compute.vm.list", {});
+    rpc.close();
+    const audit = await eventually(() => {
+      const found = fs
+        .readFileSync(log, "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l))
+        .filter((l) => l.msg === "audit");
+      return found.length >= 4 ? found : undefined;
+    });
+    expect(audit.map((a) => [a.audit, a.id, a.outcome, a.code])).toEqual([
+      ["compute.vm.create", "audited", "done", undefined],
+      ["compute.vm.start", "nosuch", "refused", -32001],
+      ["compute.vm.start", "audited", "done", undefined],
+      ["compute.vm.exec", "audited", "done", undefined],
+    ]);
+    expect(audit[3]).toMatchObject({ argv: ["true"], stream: false });
+    expect(fs.readFileSync(log, "utf8")).not.toContain("s3cret");
     proc.kill("SIGTERM");
     await proc;
   });

@@ -21,6 +21,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       result: S.VmStatus,
       errors: [E.InvalidParams, E.VmExists, E.SiblingError, E.StorageError, E.NoVmmUid],
       handler: (p) => orch.create(p),
+      audit: (p) => ({ id: p.id, vcpus: p.vcpus, memory_mib: p.memory_mib }),
     }),
     method({
       name: "compute.vm.start",
@@ -29,6 +30,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       result: S.VmStatus,
       errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout, E.StorageError, E.NoVmmUid, E.LimitsNotEnforceable],
       handler: (p) => orch.start(p.id, p.timeout_ms),
+      audit: (p) => ({ id: p.id }),
     }),
     method({
       name: "compute.vm.stop",
@@ -37,6 +39,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       result: S.VmStatus,
       errors: [E.VmNotFound, E.InvalidState, E.Timeout],
       handler: (p) => orch.stop(p.id, { timeoutMs: p.timeout_ms, force: p.force }),
+      audit: (p) => ({ id: p.id }),
     }),
     method({
       name: "compute.vm.pause",
@@ -45,6 +48,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       result: S.VmStatus,
       errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout],
       handler: (p) => orch.running.pause(p.id),
+      audit: (p) => ({ id: p.id }),
     }),
     method({
       name: "compute.vm.resume",
@@ -53,6 +57,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       result: S.VmStatus,
       errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout],
       handler: (p) => orch.running.resume(p.id),
+      audit: (p) => ({ id: p.id }),
     }),
     method({
       name: "compute.vm.reboot",
@@ -61,6 +66,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       result: S.VmStatus,
       errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout],
       handler: (p) => orch.running.reboot(p.id),
+      audit: (p) => ({ id: p.id }),
     }),
     method({
       name: "compute.vm.snapshot",
@@ -69,6 +75,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       result: S.SnapshotTaken,
       errors: [E.VmNotFound, E.InvalidState, E.InvalidParams, E.VmmError, E.Timeout, E.StorageError],
       handler: (p) => orch.running.snapshot(p.id, p.name, p.timeout_ms),
+      audit: (p) => ({ id: p.id, name: p.name }),
     }),
     method({
       name: "compute.vm.snapshots",
@@ -85,6 +92,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       result: S.SnapshotDeleted,
       errors: [E.VmNotFound, E.SnapshotNotFound, E.StorageError],
       handler: (p) => orch.running.deleteSnapshot(p.id, p.name),
+      audit: (p) => ({ id: p.id, name: p.name }),
     }),
     method({
       name: "compute.vm.restore",
@@ -93,6 +101,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       result: S.VmStatus,
       errors: [E.VmNotFound, E.InvalidState, E.SnapshotNotFound, E.VmmError, E.Timeout, E.StorageError, E.NoVmmUid, E.LimitsNotEnforceable],
       handler: (p) => orch.restore(p.id, p.name, { resume: p.resume, timeoutMs: p.timeout_ms }),
+      audit: (p) => ({ id: p.id, name: p.name }),
     }),
     method({
       name: "compute.vm.remove",
@@ -101,6 +110,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       result: S.Removed,
       errors: [E.VmNotFound, E.InvalidState, E.Timeout, E.StorageError],
       handler: (p) => orch.remove(p.id, p.force),
+      audit: (p) => ({ id: p.id }),
     }),
     method({
       name: "compute.vm.status",
@@ -153,6 +163,7 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
       params: S.ExecParams,
       result: S.ExecReply,
       errors: [E.InvalidParams, E.VmNotFound, E.InvalidState, E.AgentUnreachable, E.ExecFailed, E.StorageError],
+      audit: (p) => ({ id: p.id, argv: p.argv, stream: p.stream ?? false }),
       handler: async (p) => {
         const req = { argv: p.argv, env: p.env, cwd: p.cwd, timeout_ms: p.timeout_ms };
         if (p.stream) {

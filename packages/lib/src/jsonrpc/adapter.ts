@@ -97,7 +97,23 @@ export class RpcAdapter {
 
   private register(m: MethodDef): void {
     const check = TypeCompiler.Compile(m.params);
-    this.server.addMethod(m.name, (params) => m.handler(validParams(m.name, check, params ?? {})));
+    const audit = m.audit;
+    if (!audit) {
+      this.server.addMethod(m.name, (params) => m.handler(validParams(m.name, check, params ?? {})));
+      return;
+    }
+    this.server.addMethod(m.name, async (params) => {
+      const valid = validParams(m.name, check, params ?? {});
+      try {
+        const result = await m.handler(valid);
+        this.log.info({ audit: m.name, ...audit(valid), outcome: "done" }, "audit");
+        return result;
+      } catch (e) {
+        const code = e instanceof RpcError || e instanceof JSONRPCErrorException ? e.code : INTERNAL_ERROR;
+        this.log.info({ audit: m.name, ...audit(valid), outcome: "refused", code }, "audit");
+        throw e;
+      }
+    });
   }
 
   private toErrorResponse(id: JSONRPCID, error: unknown): JSONRPCErrorResponse {

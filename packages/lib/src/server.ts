@@ -123,6 +123,8 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   const metrics = opts.metricsSocket ? new DaemonMetrics(orchestrator) : undefined;
   if (metrics) events.observe(metrics.event);
   await orchestrator.load();
+  // Before the API socket: whoever sees that can scrape.
+  const metricsServer = opts.metricsSocket ? await metrics?.serve(opts.metricsSocket) : undefined;
   const socket = new RpcSocketServer(new RpcAdapter(computeMethods(orchestrator), VERSION, log.child({ component: "rpc" }), undefined, metrics?.call), log);
   // The handlers are in place before the socket accepts: a signal at any moment after that is handled.
   const closed = new Promise<void>((resolve) => {
@@ -149,7 +151,6 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   });
   // Socket-activated, the socket unit holds the socket across restarts: calls made meanwhile wait instead of failing.
   await socket.listen(activated !== undefined ? { fd: activated } : opts.rpcSocket);
-  const metricsServer = opts.metricsSocket ? await metrics?.serve(opts.metricsSocket) : undefined;
   orchestrator.attachAdopted();
   log.info({ socket: opts.rpcSocket, activated: activated !== undefined, stateDir: opts.stateDir, vmm: opts.cloudHypervisor }, "daemon listening");
   const vms = orchestrator.list().vms;

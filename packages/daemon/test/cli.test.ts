@@ -59,7 +59,8 @@ describe("help, version and flags", () => {
 
     const log = path.join(dir, "daemon.log");
     const proc = execa(DAEMON_BIN, [], { reject: false, env, stderr: { file: log } });
-    await eventually(() => (fs.existsSync(env.MY_HYPERVISOR_RPC_SOCKET) ? true : undefined), 20_000);
+    // The line is written once the socket accepts: wait for the line, not the socket file.
+    await eventually(() => (fs.existsSync(log) && fs.readFileSync(log, "utf8").includes('"msg":"daemon listening"') ? true : undefined), 20_000);
     // JSON for journald: ISO times, level names.
     const lines = fs
       .readFileSync(log, "utf8")

@@ -89,9 +89,10 @@ export class RpcAdapter {
       const id = (message as { id?: unknown } | null)?.id;
       return createJSONRPCErrorResponse(isId(id) ? id : null, INVALID_REQUEST, `Invalid Request: ${problem}`);
     }
+    if (!this.onCall) return this.server.receive(message as JSONRPCRequest);
     const started = process.hrtime.bigint();
     const reply = await this.server.receive(message as JSONRPCRequest);
-    this.onCall?.((message as JSONRPCRequest).method, reply?.error?.code ?? 0, Number(process.hrtime.bigint() - started) / 1e9);
+    this.onCall((message as JSONRPCRequest).method, reply?.error?.code ?? 0, Number(process.hrtime.bigint() - started) / 1e9);
     return reply;
   }
 

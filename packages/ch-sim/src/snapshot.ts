@@ -16,7 +16,11 @@ export function fileUrlPath(url: unknown): string | undefined {
   return typeof url === "string" && url.startsWith("file://") ? url.slice("file://".length) : undefined;
 }
 
-export function writeSnapshot(dir: string, config: object, memoryBytes: number): void {
+/** CH_SIM_SNAPSHOT_DELAY_MS: take this long to write a snapshot (a large guest's memory), so tests can cut it short. */
+const SNAPSHOT_DELAY_MS = Number(process.env.CH_SIM_SNAPSHOT_DELAY_MS ?? 0);
+
+export async function writeSnapshot(dir: string, config: object, memoryBytes: number): Promise<void> {
+  if (SNAPSHOT_DELAY_MS > 0) await new Promise((r) => setTimeout(r, SNAPSHOT_DELAY_MS));
   fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(config), { mode: 0o600 });
   fs.writeFileSync(path.join(dir, "state.json"), JSON.stringify({ snapshot_data: { sim: { taken_at: new Date().toISOString() } } }), { mode: 0o600 });
   const memory = fs.openSync(path.join(dir, "memory-ranges"), "w", 0o600);

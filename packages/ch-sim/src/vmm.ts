@@ -20,8 +20,6 @@ import type { VmmLog } from "./vmm-log.js";
 export const SIM_VERSION = process.env.CH_SIM_VERSION ?? "53.0.0";
 /** CH_SIM_PING_DELAY_MS: answer each vmm.ping this much later (for tests of a loaded host). */
 const PING_DELAY_MS = Number(process.env.CH_SIM_PING_DELAY_MS ?? 0);
-/** CH_SIM_SNAPSHOT_DELAY_MS: take this long to write a snapshot (a large guest's memory), so tests can cut it short. */
-const SNAPSHOT_DELAY_MS = Number(process.env.CH_SIM_SNAPSHOT_DELAY_MS ?? 0);
 
 export type VmConfig = Record<string, unknown> & {
   payload?: { kernel?: string; firmware?: string; cmdline?: string; initramfs?: string };
@@ -173,9 +171,8 @@ export class Vmm {
     if (!this.vm || !this.config) return apiErr(500, "The VM could not be snapshotted", "VM is not running");
     if (this.vm.state === "Running") return apiErr(500, "The VM could not be snapshotted", "Error snapshotting VM", "Trying to snapshot while VM is running");
     this.opts.events.emit("vm", "snapshotting");
-    if (SNAPSHOT_DELAY_MS > 0) await new Promise((r) => setTimeout(r, SNAPSHOT_DELAY_MS));
     try {
-      writeSnapshot(dir, this.config, this.config.memory?.size ?? 512 << 20);
+      await writeSnapshot(dir, this.config, this.config.memory?.size ?? 512 << 20);
     } catch (e) {
       return apiErr(500, "The VM could not be snapshotted", "Error snapshotting VM", `Failed to write snapshot: ${(e as Error).message}`);
     }

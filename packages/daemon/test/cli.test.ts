@@ -75,7 +75,14 @@ describe("help, version and flags", () => {
     // Each call that changes something is logged once, as an audit line, answered or refused; nothing secret in it.
     const rpc = await RpcConnection.open(env.MY_HYPERVISOR_RPC_SOCKET);
     await rpc.call("compute.vm.create", { id: "audited", vcpus: 1, memory_mib: 64, boot: { kernel: SIM_BIN }, workload: { argv: ["sleep", "600"] } });
-    await rpc.callError("compute.vm.start", { id: "nosuch" });
+    // From another process: the audit line names the socket's peer, whoever it is.
+    const other = execa(process.execPath, [
+      "-e",
+      CALL_ONCE,
+      env.MY_HYPERVISOR_RPC_SOCKET,
+      JSON.stringify({ jsonrpc: "2.0", id: 1, method: "compute.vm.start", params: { id: "nosuch" } }),
+    ]);
+    expect(JSON.parse((await other).stdout).error.code).toBe(-32001);
     fleet.pids.add((await rpc.call("compute.vm.start", { id: "audited" })).pid);
     await rpc.call("compute.vm.exec", { id: "audited", argv: ["true"], env: { TOKEN: "s3cret" } });
     await rpc.call("compute.vm.list", {});
@@ -96,6 +103,13 @@ describe("help, version and flags", () => {
       ["compute.vm.exec", "audited", "done", undefined],
     ]);
     expect(audit[3]).toMatchObject({ argv: ["true"], stream: false });
+    // Who called, from SO_PEERCRED: the kernel's word, not the caller's.
+    expect(audit.map((a) => [a.caller_pid, a.caller_uid])).toEqual([
+      [process.pid, process.getuid?.()],
+      [other.pid, process.getuid?.()],
+      [process.pid, process.getuid?.()],
+      [process.pid, process.getuid?.()],
+    ]);
     expect(fs.readFileSync(log, "utf8")).not.toContain("s3cret");
     proc.kill("SIGTERM");
     await proc;
@@ -118,3 +132,10 @@ describe("help, version and flags", () => {
     await proc;
   });
 });
+
+/** A client in its own process: sends one line (argv[2]) to the socket (argv[1]) and prints the reply. */
+const CALL_ONCE = `
+const s = require("node:net").connect(process.argv[1], () => s.write(process.argv[2] + "\\n"));
+let got = "";
+s.on("data", (d) => { got += d; if (got.includes("\\n")) { process.stdout.write(got); s.end(); } });
+`;

@@ -24,18 +24,21 @@ import {
 } from "json-rpc-2.0";
 import { isLosslessNumber, parse as losslessParse, stringify as losslessStringify } from "lossless-json";
 import type { Logger } from "pino";
+import type { PeerCredentials } from "../os/peer-credentials.js";
 import type { MethodDef } from "./method.js";
 import { openRpcDocument } from "./openrpc.js";
 import { INTERNAL_ERROR, INVALID_REQUEST, invalidParamsError, METHOD_NOT_FOUND, PARSE_ERROR, RpcError } from "./rpc-error.js";
 
 type Reply = JSONRPCResponse | JSONRPCResponse[] | null;
+type Caller = PeerCredentials | undefined;
 const noParams = (p: unknown): boolean => p === undefined || (Array.isArray(p) ? p.length === 0 : Object.keys(p as object).length === 0);
 /** A batch's replies are built whole before they are sent: the batch size bounds that memory. */
 export const MAX_BATCH = 256;
 
 export class RpcAdapter {
   // Errors are logged by toErrorResponse, not by the library's console listener.
-  private readonly server = new JSONRPCServer({ errorListener: () => undefined });
+  // A call's server params are its caller, as the socket's peer credentials say (absent on no socket).
+  private readonly server = new JSONRPCServer<Caller>({ errorListener: () => undefined });
 
   constructor(
     methods: MethodDef[],
@@ -57,21 +60,24 @@ export class RpcAdapter {
     this.server.mapErrorToJSONRPCErrorResponse = (id, error) => this.toErrorResponse(id, error);
   }
 
-  /** Handles one line: a request, a notification or a batch. Returns the reply's text, or null: nothing to send. */
-  async handleLine(line: string): Promise<string | null> {
+  /**
+   * Handles one line: a request, a notification or a batch, from `caller` (named in audit lines).
+   * Returns the reply's text, or null: nothing to send.
+   */
+  async handleLine(line: string, caller?: PeerCredentials): Promise<string | null> {
     let message: unknown;
     try {
       message = JSON.parse(line);
     } catch (e) {
       return JSON.stringify(createJSONRPCErrorResponse(null, PARSE_ERROR, `Parse error: ${(e as Error).message}`));
     }
-    const reply = await this.handle(message);
+    const reply = await this.handle(message, caller);
     if (reply === null) return null;
     return inexactIds(message) ? withExactIds(line, reply) : JSON.stringify(reply);
   }
 
-  private async handle(message: unknown): Promise<Reply> {
-    if (!Array.isArray(message)) return this.handleOne(message);
+  private async handle(message: unknown, caller: Caller): Promise<Reply> {
+    if (!Array.isArray(message)) return this.handleOne(message, caller);
     if (message.length === 0) return createJSONRPCErrorResponse(null, INVALID_REQUEST, "Invalid Request: empty batch");
     if (message.length > MAX_BATCH)
       return createJSONRPCErrorResponse(
@@ -79,19 +85,19 @@ export class RpcAdapter {
         INVALID_REQUEST,
         `Invalid Request: a batch of ${message.length} requests; at most ${MAX_BATCH} are taken at once`,
       );
-    const replies = (await Promise.all(message.map((m) => this.handleOne(m)))).filter((r): r is JSONRPCResponse => r !== null);
+    const replies = (await Promise.all(message.map((m) => this.handleOne(m, caller)))).filter((r): r is JSONRPCResponse => r !== null);
     return replies.length > 0 ? replies : null;
   }
 
-  private async handleOne(message: unknown): Promise<JSONRPCResponse | null> {
+  private async handleOne(message: unknown, caller: Caller): Promise<JSONRPCResponse | null> {
     const problem = envelopeProblem(message);
     if (problem) {
       const id = (message as { id?: unknown } | null)?.id;
       return createJSONRPCErrorResponse(isId(id) ? id : null, INVALID_REQUEST, `Invalid Request: ${problem}`);
     }
-    if (!this.onCall) return this.server.receive(message as JSONRPCRequest);
+    if (!this.onCall) return this.server.receive(message as JSONRPCRequest, caller);
     const started = process.hrtime.bigint();
-    const reply = await this.server.receive(message as JSONRPCRequest);
+    const reply = await this.server.receive(message as JSONRPCRequest, caller);
     this.onCall((message as JSONRPCRequest).method, reply?.error?.code ?? 0, Number(process.hrtime.bigint() - started) / 1e9);
     return reply;
   }
@@ -103,15 +109,16 @@ export class RpcAdapter {
       this.server.addMethod(m.name, (params) => m.handler(validParams(m.name, check, params ?? {})));
       return;
     }
-    this.server.addMethod(m.name, async (params) => {
+    this.server.addMethod(m.name, async (params, caller) => {
       const valid = validParams(m.name, check, params ?? {});
+      const who = { caller_pid: caller?.pid, caller_uid: caller?.uid };
       try {
         const result = await m.handler(valid);
-        this.log.info({ audit: m.name, ...audit(valid), outcome: "done" }, "audit");
+        this.log.info({ audit: m.name, ...who, ...audit(valid), outcome: "done" }, "audit");
         return result;
       } catch (e) {
         const code = e instanceof RpcError || e instanceof JSONRPCErrorException ? e.code : INTERNAL_ERROR;
-        this.log.info({ audit: m.name, ...audit(valid), outcome: "refused", code }, "audit");
+        this.log.info({ audit: m.name, ...who, ...audit(valid), outcome: "refused", code }, "audit");
         throw e;
       }
     });

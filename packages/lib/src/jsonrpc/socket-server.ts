@@ -11,9 +11,9 @@
  * that never reads its replies thus costs about a megabyte, and stalls only
  * itself.
  */
-import fs from "node:fs/promises";
 import net from "node:net";
 import type { Logger } from "pino";
+import { loadPeerCredentials, type PeerCredentials, peerCredentials } from "../os/peer-credentials.js";
 import { listenPrivate, replaceStaleSocket } from "../os/private-socket.js";
 import type { RpcAdapter } from "./adapter.js";
 import { LineReader } from "./line-reader.js";
@@ -42,6 +42,7 @@ export class RpcSocketServer {
 
   /** At `path` (0600, a stale socket replaced), or on a listening socket the service manager passed (`fd`). */
   async listen(where: string | { fd: number }): Promise<void> {
+    loadPeerCredentials();
     if (typeof where !== "string") {
       await new Promise<void>((resolve, reject) => {
         this.server.once("error", reject);
@@ -64,6 +65,8 @@ export class RpcSocketServer {
 
   private serve(socket: net.Socket): void {
     this.connections.add(socket);
+    // Taken once: the kernel fixed them when the peer connected.
+    const caller = peerCredentials(socket);
     socket.on("error", (e) => this.log.debug({ err: e.message }, "RPC connection error"));
     const lines = new LineReader(MAX_LINE_BYTES);
     /** Lines read but not yet dispatched: at most one read's worth while the connection is paused. */
@@ -74,7 +77,10 @@ export class RpcSocketServer {
     socket.on("close", (hadError) => {
       this.connections.delete(socket);
       // What a client saw as a reset connection can be told from this line: who ended it, and what was left.
-      this.log.debug({ calls, peer_ended: peerEnded, had_error: hadError, undispatched: waiting.length, unanswered: pending.size }, "RPC connection closed");
+      this.log.debug(
+        { caller_pid: caller?.pid, calls, peer_ended: peerEnded, had_error: hadError, undispatched: waiting.length, unanswered: pending.size },
+        "RPC connection closed",
+      );
     });
     const pump = () => {
       if (socket.destroyed) {
@@ -86,7 +92,7 @@ export class RpcSocketServer {
         if (item.tooLong) this.reply(socket, TOO_LONG_REPLY);
         else if (item.line.trim() !== "") {
           calls += 1;
-          this.track(socket, item.line, pending, pump);
+          this.track(socket, item.line, caller, pending, pump);
         }
       }
       if (waiting.length > 0 || pending.size >= MAX_IN_FLIGHT || socket.writableLength > OUTPUT_PAUSE_BYTES) socket.pause();
@@ -104,7 +110,7 @@ export class RpcSocketServer {
     });
   }
 
-  private track(socket: net.Socket, line: string, pending: Set<Promise<void>>, done: () => void): void {
+  private track(socket: net.Socket, line: string, caller: PeerCredentials | undefined, pending: Set<Promise<void>>, done: () => void): void {
     const settle = () => {
       this.inFlight.delete(work);
       pending.delete(work);
@@ -112,7 +118,7 @@ export class RpcSocketServer {
     };
     // One promise per call on this path, which every call takes.
     const work: Promise<void> = this.adapter
-      .handleLine(line)
+      .handleLine(line, caller)
       .then((reply) => this.reply(socket, reply))
       .then(settle, (e) => {
         this.log.error({ err: e }, "RPC line handling failed");

@@ -49,6 +49,7 @@ const PROGRAM: Program = {
     { name: "vmm-dir", value: "DIR", help: `Where each VMM's own directory is made, with --vmm-uid-range (default: ${DEFAULT_VMM_DIR})` },
     { name: "vmm-jail-bind", value: "PATH", multiple: true, help: "A path every jailed VMM sees too, read-only" },
     { name: "metrics-socket", value: "PATH", help: "Serve GET /metrics (OpenMetrics/Prometheus text) over HTTP on this Unix socket (mode 0600)" },
+    { name: "metrics-port", value: "PORT", help: "Serve the same on 127.0.0.1:PORT too, for a scraper that speaks only TCP (0: any free port, logged)" },
     { name: "allow-unenforced-limits", help: "Start VMs even where this host cannot hold them to their CPU, memory and pid limits (no cgroup v2)" },
   ],
 };
@@ -86,6 +87,10 @@ const reconcileIntervalMs = Number(str("reconcile-interval-ms"));
 if (!Number.isInteger(reconcileIntervalMs) || reconcileIntervalMs < 100) fail("--reconcile-interval-ms must be an integer of at least 100");
 const consoleLogMiB = Number(str("console-log-max-mib"));
 if (!Number.isInteger(consoleLogMiB) || consoleLogMiB < 1) fail("--console-log-max-mib must be a whole number of at least 1");
+const metricsPortText = str("metrics-port");
+if (metricsPortText !== undefined && !(/^\d{1,5}$/.test(metricsPortText) && Number(metricsPortText) <= 65535))
+  fail(`--metrics-port must be a port number, 0 to 65535 (0: any free port), not '${metricsPortText}'`);
+const metricsPort = metricsPortText === undefined ? undefined : Number(metricsPortText);
 const vmmUsers = parseVmmUsers(str("vmm-uid-range"), str("vmm-dir"), (args["vmm-jail-bind"] as string[] | undefined) ?? []);
 // A VMM binary given as a relative path is resolved now, not against a later cwd; one that cannot be found stops here.
 const vmm = str("cloud-hypervisor") as string;
@@ -106,6 +111,7 @@ try {
     vmmUsers,
     allowUnenforcedLimits: args["allow-unenforced-limits"] === true,
     metricsSocket: str("metrics-socket") ? path.resolve(str("metrics-socket") as string) : undefined,
+    metricsPort,
   });
   await server.closed;
   process.exit(0);

@@ -9,7 +9,7 @@ import path from "node:path";
 // @ts-expect-error: the parser ships no types
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, describe, expect, it } from "vitest";
-import { Fleet, tempDir, vmSpec } from "./harness.js";
+import { eventually, Fleet, tempDir, vmSpec } from "./harness.js";
 
 const fleet = new Fleet();
 afterAll(() => fleet.cleanup());
@@ -20,10 +20,12 @@ interface Family {
   metrics: { value?: string; labels?: Record<string, string>; count?: string; buckets?: Record<string, string> }[];
 }
 
-function scrape(socketPath: string): Promise<{ status: number; type: string; families: Map<string, Family>; text: string }> {
+/** GET /metrics on a Unix socket (a path) or on 127.0.0.1 (a port). */
+function scrape(where: string | number): Promise<{ status: number; type: string; families: Map<string, Family>; text: string }> {
+  const target = typeof where === "string" ? { socketPath: where } : { host: "127.0.0.1", port: where };
   return new Promise((resolve, reject) => {
     http
-      .get({ socketPath, path: "/metrics" }, (res) => {
+      .get({ ...target, path: "/metrics" }, (res) => {
         let body = "";
         res.on("data", (c) => {
           body += c;
@@ -73,5 +75,38 @@ describe("metrics", () => {
     expect(value(after.get("my_hypervisor_rpc_calls_total"), { method: "compute.vm.stop", code: "0" })).toBe(1);
     expect(count(afterText, "my_hypervisor_vm_step_duration_seconds", 'step="stop",outcome="done"')).toBe(1);
     expect(after.get("my_hypervisor_vm_memory_bytes")?.metrics ?? []).toEqual([]);
+  });
+
+  it("serves the same on a loopback port, and counts VMM deaths and failed sibling calls", async () => {
+    const dir = tempDir();
+    // A network sibling that is not there: every call to it fails unreachable.
+    const d = await fleet.daemon({ dir, args: ["--metrics-port", "0", "--net-socket", path.join(dir, "no-netd.sock")] });
+    // Logged before the API socket listens, so it is there by now.
+    const listening = fs
+      .readFileSync(path.join(dir, "daemon.log"), "utf8")
+      .split("\n")
+      .filter((l) => l.includes("metrics listening on loopback"))
+      .map((l) => JSON.parse(l));
+    expect(listening).toHaveLength(1);
+    const [host, port] = listening[0].address.split(":");
+    expect(host).toBe("127.0.0.1");
+
+    const refused = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "netless"), nets: [{ network: "lan" }] });
+    expect(refused.code).toBe(-32006);
+    await d.rpc.call("compute.vm.create", vmSpec(d, "doomed"));
+    const { pid } = await d.rpc.call("compute.vm.start", { id: "doomed" });
+    process.kill(pid, "SIGKILL");
+    // The death is counted when its transition is announced, once recorded: a moment after status shows it.
+    const { status, families } = await eventually(async () => {
+      const scraped = await scrape(Number(port));
+      return value(scraped.families.get("my_hypervisor_vmm_deaths_total"), {}) === 1 ? scraped : undefined;
+    });
+    expect(status).toBe(200);
+    expect(value(families.get("my_hypervisor_vm_transitions_total"), { event: "VMM_EXITED", to: "Failed" })).toBe(1);
+    const failures = families.get("my_hypervisor_sibling_errors_total")?.metrics ?? [];
+    expect(failures.length).toBeGreaterThan(0);
+    for (const f of failures) expect(f.labels).toMatchObject({ sibling: "net", kind: "unreachable" });
+    expect(failures.reduce((sum, f) => sum + Number(f.value), 0)).toBeGreaterThan(0);
+    expect(value(families.get("my_hypervisor_rpc_calls_total"), { method: "compute.vm.create", code: "-32006" })).toBe(1);
   });
 });

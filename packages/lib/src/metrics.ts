@@ -2,12 +2,14 @@
  * The daemon's metrics in the OpenMetrics/Prometheus text format, made by
  * prom-client (the ecosystem's library; no hand-written exposition), served
  * at GET /metrics over HTTP on a Unix socket of its own (--metrics-socket,
- * mode 0600). Counted as they happen: RPC calls by method and outcome with
- * their latency, VM transitions by event, start and stop durations. Read at
- * each scrape: VMs by state, and each running VM's CPU, memory and I/O (the
- * same figures as compute.vm.stats), plus the daemon process's own.
+ * mode 0600) and, if asked, on a loopback TCP port (--metrics-port). Counted
+ * as they happen: RPC calls by method and outcome with their latency, VM
+ * transitions by event, start and stop durations, VMM deaths, failed sibling
+ * calls. Read at each scrape: VMs by state, and each running VM's CPU, memory
+ * and I/O (the same figures as compute.vm.stats), plus the daemon process's own.
  */
 import http from "node:http";
+import type { AddressInfo } from "node:net";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { VmEvent } from "./events/event-bus.js";
 import type { Orchestrator } from "./orchestrator/orchestrator.js";
@@ -49,11 +51,26 @@ export class DaemonMetrics {
     buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
     registers: [this.registry],
   });
+  private readonly vmmDeaths = new Counter({
+    name: `${PREFIX}vmm_deaths_total`,
+    help: "VMMs that ended without being asked to (a crash, a kill from outside, a failed re-adoption)",
+    registers: [this.registry],
+  });
+  private readonly siblingErrors = new Counter({
+    name: `${PREFIX}sibling_errors_total`,
+    help: "Sibling calls that failed, by sibling, method and kind (unreachable: no answer; error: the sibling refused)",
+    labelNames: ["sibling", "method", "kind"],
+    registers: [this.registry],
+  });
   /** When each VM's timed step began (by id). */
   private readonly begun = new Map<string, number>();
 
-  constructor(orchestrator: Orchestrator) {
+  constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+  }
+
+  /** The gauges read from the orchestrator at each scrape. */
+  watch(orchestrator: Orchestrator): void {
     // Read when scraped: what is true now, not what was counted.
     this.gauge("vms", "VMs, by state", ["state"], (g) => {
       for (const vm of orchestrator.list().vms) g.inc({ state: vm.state });
@@ -92,11 +109,17 @@ export class DaemonMetrics {
     this.rpcSeconds.observe({ method }, seconds);
   };
 
+  /** For the siblings' clients: one failed attempt at a call. */
+  siblingError = (sibling: string, method: string, unreachable: boolean): void => {
+    this.siblingErrors.inc({ sibling, method, kind: unreachable ? "unreachable" : "error" });
+  };
+
   /** For the event bus: transitions counted, starts and stops timed from their first transition to their last. */
   event = (e: VmEvent): void => {
     if (e.type !== "transition") return;
     const event = String(e.data?.event ?? "");
     this.transitions.inc({ event, to: String(e.to) });
+    if (event === "VMM_EXITED") this.vmmDeaths.inc();
     for (const t of Object.values(TIMED)) {
       if (t.begins.includes(event)) this.begun.set(`${t.step}:${e.id}`, Date.now());
       const began = this.begun.get(`${t.step}:${e.id}`);
@@ -109,15 +132,29 @@ export class DaemonMetrics {
 
   /** GET /metrics on a Unix socket only root (the daemon's user) can reach. */
   async serve(socketPath: string): Promise<http.Server> {
-    const server = http.createServer(async (req, res) => {
+    const server = this.httpServer();
+    await replaceStaleSocket(socketPath);
+    await listenPrivate(server, socketPath);
+    return server;
+  }
+
+  /** GET /metrics on 127.0.0.1:`port` (0: any free port), for a scraper that speaks only TCP. Resolves to the port. */
+  async serveLoopback(port: number): Promise<{ server: http.Server; port: number }> {
+    const server = this.httpServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host: "127.0.0.1", port }, () => resolve());
+    });
+    return { server, port: (server.address() as AddressInfo).port };
+  }
+
+  private httpServer(): http.Server {
+    return http.createServer(async (req, res) => {
       if (req.method !== "GET" || req.url !== "/metrics") {
         res.writeHead(404).end("only GET /metrics here\n");
         return;
       }
       res.writeHead(200, { "Content-Type": this.registry.contentType }).end(await this.registry.metrics());
     });
-    await replaceStaleSocket(socketPath);
-    await listenPrivate(server, socketPath);
-    return server;
   }
 }

@@ -5,6 +5,7 @@
  * running VMs; SIGHUP runs a reconcile sweep at once.
  */
 import fs from "node:fs/promises";
+import type http from "node:http";
 import path from "node:path";
 import type { Logger } from "pino";
 import { computeMethods } from "./api/methods.js";
@@ -54,6 +55,8 @@ export interface ServerOptions {
   allowUnenforcedLimits?: boolean;
   /** --metrics-socket: GET /metrics (OpenMetrics text) over HTTP on this Unix socket. */
   metricsSocket?: string;
+  /** --metrics-port: the same on 127.0.0.1 (0: any free port; the port is logged). */
+  metricsPort?: number;
 }
 
 export interface RunningServer {
@@ -96,6 +99,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   });
   const cgroups = await VmCgroups.open(opts.allowUnenforcedLimits ?? false, log.child({ component: "cgroups" }));
   const events = EventBus.open(path.join(opts.stateDir, "events.jsonl"), log.child({ component: "events" }));
+  const metrics = opts.metricsSocket || opts.metricsPort !== undefined ? new DaemonMetrics() : undefined;
   const orchestrator = new Orchestrator({
     store,
     events,
@@ -103,6 +107,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
       { net: opts.netSocket, vol: opts.volSocket },
       await ReleaseQueue.open(path.join(opts.stateDir, "pending-releases.json"), log.child({ component: "releases" })),
       log,
+      metrics?.siblingError,
     ),
     vmmBinary: opts.cloudHypervisor,
     vmmExecutable,
@@ -120,11 +125,11 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     ),
   });
   // Before load: the re-adoptions' transitions are counted too.
-  const metrics = opts.metricsSocket ? new DaemonMetrics(orchestrator) : undefined;
+  metrics?.watch(orchestrator);
   if (metrics) events.observe(metrics.event);
   await orchestrator.load();
   // Before the API socket: whoever sees that can scrape.
-  const metricsServer = opts.metricsSocket ? await metrics?.serve(opts.metricsSocket) : undefined;
+  const metricsServers = metrics ? await serveMetrics(metrics, opts, log) : [];
   const socket = new RpcSocketServer(new RpcAdapter(computeMethods(orchestrator), VERSION, log.child({ component: "rpc" }), undefined, metrics?.call), log);
   // The handlers are in place before the socket accepts: a signal at any moment after that is handled.
   const closed = new Promise<void>((resolve) => {
@@ -135,7 +140,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
       // Long polls answer now rather than hold the shutdown for up to a minute.
       events.stopWaiting();
       await socket.close();
-      metricsServer?.close();
+      for (const m of metricsServers) m.close();
       await orchestrator.close();
       events.close();
       lock.unlock();
@@ -157,4 +162,16 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   await notifier?.notify({ READY: "1", STATUS: `serving; ${vms.length} VMs, ${vms.filter((v) => v.pid !== null).length} with a VMM` });
   notifier?.startWatchdog();
   return { log, closed };
+}
+
+/** The metrics endpoints asked for: the Unix socket, the loopback port, or both. */
+async function serveMetrics(metrics: DaemonMetrics, opts: ServerOptions, log: Logger): Promise<http.Server[]> {
+  const servers: http.Server[] = [];
+  if (opts.metricsSocket) servers.push(await metrics.serve(opts.metricsSocket));
+  if (opts.metricsPort !== undefined) {
+    const { server, port } = await metrics.serveLoopback(opts.metricsPort);
+    log.info({ address: `127.0.0.1:${port}` }, "metrics listening on loopback");
+    servers.push(server);
+  }
+  return servers;
 }

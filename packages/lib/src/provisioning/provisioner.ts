@@ -15,7 +15,7 @@ import { type NetPort, resourceId, SIBLING_METHODS, type SiblingKind, type VolAt
 import type { VmSpec } from "../domain/vm-spec.js";
 import { failpoint } from "../failpoints.js";
 import type { ReleaseQueue } from "./release-queue.js";
-import { SiblingClient, SiblingError } from "./sibling-client.js";
+import { SiblingClient, SiblingError, type SiblingFailureObserver } from "./sibling-client.js";
 
 export interface SiblingSockets {
   net?: string;
@@ -32,10 +32,11 @@ export class Provisioner {
     /** Releases that failed when they were due. */
     private readonly pending: ReleaseQueue,
     log: Logger,
+    onSiblingFailure?: SiblingFailureObserver,
   ) {
     for (const kind of ["net", "vol"] as const) {
       const socket = sockets[kind];
-      if (socket) this.clients[kind] = new SiblingClient(kind, socket, log.child({ component: `sibling-${kind}` }));
+      if (socket) this.clients[kind] = new SiblingClient(kind, socket, log.child({ component: `sibling-${kind}` }), onSiblingFailure);
     }
   }
 

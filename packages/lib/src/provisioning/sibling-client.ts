@@ -29,11 +29,15 @@ export class SiblingError extends Error {
   }
 }
 
+/** Told of each failed attempt at a call (for the metrics). */
+export type SiblingFailureObserver = (sibling: string, method: string, unreachable: boolean) => void;
+
 export class SiblingClient {
   constructor(
     readonly name: string,
     private readonly socketPath: string,
     private readonly log: Logger,
+    private readonly onFailure?: SiblingFailureObserver,
   ) {}
 
   async call<T>(method: string, params: Record<string, unknown>): Promise<T> {
@@ -46,6 +50,7 @@ export class SiblingClient {
       } catch (e) {
         const err = e as SiblingError;
         this.log.warn({ sibling: this.name, method, ms: Date.now() - started, attempt, err: err.message }, "sibling call failed");
+        this.onFailure?.(this.name, method, err.unreachable);
         const backoff = BACKOFF_MS[attempt];
         if (!err.unreachable || backoff === undefined) throw err;
         await new Promise((r) => setTimeout(r, backoff));

@@ -25,8 +25,10 @@ install: build
 run: build
 	scripts/run-dev.sh $(RUN_DIR)
 
+# The tests, and the bench against the typed client (tsconfig.bench.json: JavaScript, checked loosely).
 typecheck: build
 	npx tsc -p tsconfig.test.json --noEmit
+	npx tsc -p tsconfig.bench.json
 
 lint: deps
 	npx biome check .
@@ -61,4 +63,4 @@ bench-quick: build
 	node bench/bench.mjs --quick
 
 clean:
-	rm -rf node_modules packages/*/dist packages/*/tsconfig.tsbuildinfo packages/lib/src/ch/api.generated.ts $(RUN_DIR)
+	rm -rf node_modules packages/*/dist packages/*/tsconfig.tsbuildinfo packages/lib/src/ch/api.generated.ts packages/client/src/api.generated.ts $(RUN_DIR)

@@ -11,13 +11,14 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+// The project's own JSON-RPC client (packages/lib/src/jsonrpc/client.ts), so the bench measures what clients get.
+import { ComputeClient } from "../packages/client/dist/index.js";
 // The project's own CH and exec clients, for the baselines that bypass the daemon.
 import { ChClient } from "../packages/lib/dist/ch/client.js";
 import { encodeFrame, FrameReader, FrameType } from "../packages/lib/dist/domain/exec-protocol.js";
 import { runExec } from "../packages/lib/dist/exec/exec-client.js";
 import { connectGuestPort } from "../packages/lib/dist/exec/hybrid-vsock.js";
-// The project's own JSON-RPC client (packages/lib/src/jsonrpc/client.ts), so the bench measures what clients get.
-import { JsonRpcConnection as Conn } from "../packages/lib/dist/jsonrpc/client.js";
+/** @typedef {import("../packages/client/dist/index.js").MethodName} MethodName */
 import { readProcStat } from "../packages/lib/dist/os/proc.js";
 import { guestBoot, vmmFootprint } from "./guest.mjs";
 
@@ -118,7 +119,7 @@ const spec = (d, id, cmdline = SCRIPTED) => ({ id, vcpus: 1, memory_mib: 64, boo
 
 /** `conns` connections, each doing request after request for `seconds`: throughput and latencies. */
 async function drive(sock, method, params, conns, seconds) {
-  const clients = await Promise.all(Array.from({ length: conns }, () => Conn.open(sock)));
+  const clients = await Promise.all(Array.from({ length: conns }, () => ComputeClient.connect(sock)));
   const lat = [];
   const end = performance.now() + seconds * 1000;
   await Promise.all(
@@ -138,15 +139,15 @@ async function rpcOverhead() {
   console.log("\n1. RPC overhead (daemon vs a bare NDJSON echo server, same client)");
   const dir = tmp();
   const d = await startDaemon(dir);
-  const c = await Conn.open(d.sock);
+  const c = await ComputeClient.connect(d.sock);
   for (let i = 0; i < P.listVms; i++) await c.call("compute.vm.create", spec(d, `vm${i}`));
   const echoSock = path.join(dir, "echo.sock");
   const echo = spawn(process.execPath, [path.join(ROOT, "bench/echo-server.mjs"), echoSock], { stdio: ["ignore", "pipe", "inherit"] });
   await waitSocket(echoSock);
-  for (const [method, params] of [
+  for (const [method, params] of /** @type {[MethodName, object][]} */ ([
     ["compute.vm.status", { id: "vm0" }],
     ["compute.vm.list", {}],
-  ]) {
+  ])) {
     for (const conns of [1, 32]) {
       const mine = [];
       const base = [];
@@ -178,7 +179,7 @@ async function rpcOverhead() {
 async function lifecycle() {
   console.log("\n2. Lifecycle cost (create → start → stop → remove, scripted guests)");
   const d = await startDaemon(tmp());
-  const c = await Conn.open(d.sock);
+  const c = await ComputeClient.connect(d.sock);
   // Warm-up, not measured: the first calls of each path load and compile code once per daemon.
   for (let i = 0; i < 3; i++) {
     await c.call("compute.vm.create", spec(d, `warm${i}`));
@@ -194,16 +195,15 @@ async function lifecycle() {
       Array.from({ length: parallel }, async () => {
         while (next < P.lifecycle) {
           const id = `l${parallel}-${next++}`;
-          for (const [op, method, params] of [
-            ["create", "compute.vm.create", spec(d, id)],
-            ["start", "compute.vm.start", { id }],
-            ["stop", "compute.vm.stop", { id, force: true }],
-            ["remove", "compute.vm.remove", { id }],
-          ]) {
+          const timed = async (op, call) => {
             const t = performance.now();
-            await c.call(method, params);
+            await call();
             times[op].push(performance.now() - t);
-          }
+          };
+          await timed("create", () => c.call("compute.vm.create", spec(d, id)));
+          await timed("start", () => c.call("compute.vm.start", { id }));
+          await timed("stop", () => c.call("compute.vm.stop", { id, force: true }));
+          await timed("remove", () => c.call("compute.vm.remove", { id }));
         }
       }),
     );
@@ -233,7 +233,7 @@ async function scaleAndRecovery() {
   console.log("\n3. Scale (running VMs, each booting the real my_hypervisor-init) and 4. recovery");
   const dir = tmp();
   let d = await startDaemon(dir);
-  let c = await Conn.open(d.sock);
+  let c = await ComputeClient.connect(d.sock);
   const rss = {};
   const rssBurst = {};
   let running = 0;
@@ -278,7 +278,7 @@ async function scaleAndRecovery() {
   await new Promise((r) => d.proc.once("exit", r));
   const t0 = performance.now();
   d = await startDaemon(dir);
-  c = await Conn.open(d.sock);
+  c = await ComputeClient.connect(d.sock);
   for (;;) {
     const { vms } = await c.call("compute.vm.list", {});
     if (vms.filter((v) => v.state === "Running").length === top) break;
@@ -318,7 +318,7 @@ async function rawCopy(bytes) {
     };
     pump();
   });
-  await new Promise((r) => server.listen(p, r));
+  await new Promise((r) => server.listen(p, () => r(undefined)));
   const t = performance.now();
   await new Promise((resolve) => {
     const s = net.connect(p);
@@ -340,13 +340,16 @@ async function consoleDirect(bytes) {
   const sim = spawn(SIM, ["--api-socket", `path=${api}`], { stdio: "ignore" });
   await waitSocket(api);
   const ch = new ChClient(api);
-  await ch.createVm({
-    payload: { kernel: path.join(dir, "vmlinux"), cmdline: `${SCRIPTED} sim.serial_flood_bytes=${bytes}` },
-    cpus: { boot_vcpus: 1, max_vcpus: 1 },
-    memory: { size: 64 << 20 },
-    serial: { mode: "Socket", socket: serial },
-    console: { mode: "Off" },
-  });
+  // Only what the test VMM needs (CH fills in the rest): not the typed config the daemon builds.
+  await ch.createVm(
+    /** @type {any} */ ({
+      payload: { kernel: path.join(dir, "vmlinux"), cmdline: `${SCRIPTED} sim.serial_flood_bytes=${bytes}` },
+      cpus: { boot_vcpus: 1, max_vcpus: 1 },
+      memory: { size: 64 << 20 },
+      serial: { mode: "Socket", socket: serial },
+      console: { mode: "Off" },
+    }),
+  );
   let got = 0;
   let first = 0;
   const done = new Promise((resolve) => {
@@ -386,7 +389,7 @@ function drainExecStream(socket) {
 async function dataPaths() {
   console.log("\n5. Data paths (console and exec vs a raw Unix-socket copy of the same bytes)");
   const d = await startDaemon(tmp());
-  const c = await Conn.open(d.sock);
+  const c = await ComputeClient.connect(d.sock);
   const rates = [];
   const raws = [];
   const directs = [];
@@ -444,10 +447,11 @@ async function dataPaths() {
   const ex = [];
   const exRaw = [];
   const exDirect = [];
+  /** @type {[string, ...string[]]} */
   const argv = ["head", "-c", String(P.execBytes), "/dev/zero"];
   for (let r = 0; r < P.repeats; r++) {
     let t = performance.now();
-    await c.call("compute.vm.exec", { id: "exec", argv, encoding: "base64" });
+    await c.exec({ id: "exec", argv, encoding: "base64" });
     ex.push(P.execBytes / ((performance.now() - t) / 1000) / (1 << 20));
     exRaw.push(await rawCopy(P.execBytes));
     // The same exec through the exec protocol straight on the VMM's vsock socket: guest, agent and VMM, no daemon.
@@ -459,7 +463,7 @@ async function dataPaths() {
   const streamed = [];
   for (let r = 0; r < P.repeats; r++) {
     const t = performance.now();
-    const { path: socket } = await c.call("compute.vm.exec", { id: "exec", argv, stream: true });
+    const { path: socket } = await c.execStream({ id: "exec", argv });
     const got = await drainExecStream(socket);
     if (got !== P.execBytes) throw new Error(`streamed exec delivered ${got} of ${P.execBytes} bytes`);
     streamed.push(P.execBytes / ((performance.now() - t) / 1000) / (1 << 20));

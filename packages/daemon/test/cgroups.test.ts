@@ -10,7 +10,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { eventually, Fleet, vmSpec } from "./harness.js";
+import { eventually, Fleet, pidOf, vmSpec } from "./harness.js";
 
 const fleet = new Fleet();
 afterAll(() => fleet.cleanup());
@@ -43,7 +43,7 @@ describe("where the host cannot enforce limits", () => {
     // The VM's VMM opens it read-write under its own uid.
     fs.chmodSync(disk, 0o666);
     await lenient.rpc.call("compute.vm.create", { ...vmSpec(lenient, "sized"), vcpus: 2, memory_mib: 256, disks: [{ path: disk }] });
-    const { pid } = await lenient.rpc.call("compute.vm.start", { id: "sized" });
+    const pid = pidOf(await lenient.rpc.call("compute.vm.start", { id: "sized" }));
     fleet.pids.add(pid);
     expect((await lenient.rpc.call("compute.vm.status", { id: "sized" })).limits).toEqual({
       cpu_quota_us: 300_000,

@@ -10,7 +10,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execaSync } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { type Daemon, type DaemonOptions, eventually, Fleet, isAlive, tempDir, vmSpec } from "./harness.js";
+import { type Daemon, type DaemonOptions, eventually, Fleet, isAlive, pidOf, tempDir, vmSpec } from "./harness.js";
 
 const isRoot = process.getuid?.() === 0;
 const fleet = new Fleet();
@@ -67,7 +67,7 @@ const status = (d: Daemon, id: string) => d.rpc.call("compute.vm.status", { id }
 
 async function running(d: Daemon, id: string, cmdline = ""): Promise<number> {
   await d.rpc.call("compute.vm.create", vmSpec(d, id, cmdline));
-  const { pid } = await d.rpc.call("compute.vm.start", { id });
+  const pid = pidOf(await d.rpc.call("compute.vm.start", { id }));
   fleet.pids.add(pid);
   return pid;
 }
@@ -129,7 +129,7 @@ describe.skipIf(!isRoot)("a full state disk (needs root to mount a small tmpfs)"
     expect(after.transitions.map((t: { event: string }) => t.event).slice(-3)).toEqual(["SNAPSHOT", "SNAPSHOT_FAILED", "RESUME"]);
     expect((await d.rpc.call("compute.vm.snapshots", { id: "snap" })).snapshots).toEqual([]);
     expect(fs.readdirSync(path.join(d.stateDir, "snap", "snapshots"))).toEqual([]);
-    expect((await d.rpc.call("compute.vm.exec", { id: "snap", argv: ["true"] })).exit_code).toBe(0);
+    expect((await d.rpc.exec({ id: "snap", argv: ["true"] })).exit_code).toBe(0);
     fs.rmSync(filler);
     await d.rpc.call("compute.vm.snapshot", { id: "snap", name: "roomy" });
     expect((await d.rpc.call("compute.vm.snapshots", { id: "snap" })).snapshots.map((s: { name: string }) => s.name)).toEqual(["roomy"]);

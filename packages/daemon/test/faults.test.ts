@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { DAEMON_BIN, type Daemon, eventually, Fleet, RpcConnection, SIM_BIN, startDaemon, tempDir, vmSpec } from "./harness.js";
+import { DAEMON_BIN, type Daemon, eventually, Fleet, pidOf, RpcConnection, SIM_BIN, startDaemon, tempDir, vmSpec } from "./harness.js";
 
 const fleet = new Fleet();
 afterAll(() => fleet.cleanup());
@@ -225,7 +225,7 @@ describe("the daemon's directories are not trusted blindly", () => {
     // Unjailed: a jailed VMM's /tmp is its own, and goes with its mount namespace.
     const d = await fleet.daemon({ args: ["--vmm-uid-range", "off"] });
     await d.rpc.call("compute.vm.create", vmSpec(d, "k1"));
-    const { pid } = await d.rpc.call("compute.vm.start", { id: "k1" });
+    const pid = pidOf(await d.rpc.call("compute.vm.start", { id: "k1" }));
     const dirOf = (p: number) => fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith(`chsim-vsock-${p}-`));
     await eventually(() => (dirOf(pid).length === 1 ? true : undefined));
     process.kill(pid, "SIGKILL");
@@ -270,7 +270,7 @@ describe("validation", () => {
     expect(env).toMatchObject({ code: -32602, message: expect.stringMatching(/environment variable name/) });
     expect(await d.rpc.callError("compute.vm.exec", { id: "env", argv: ["true"], env: { "1X": "y" } })).toMatchObject({ code: -32602 });
     expect(await d.rpc.callError("rpc.discover", { verbose: true })).toMatchObject({ code: -32602 });
-    expect((await d.rpc.call("rpc.discover", {})).openrpc).toBe("1.3.2");
+    expect((await d.rpc.discover()).openrpc).toBe("1.3.2");
     // Every -32602 has one shape: where in the params, and what.
     const missing = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "nokernel"), boot: { kernel: "/nonexistent/vmlinux" } });
     expect(missing).toMatchObject({ code: -32602, data: { errors: [{ path: "/boot/kernel", message: expect.stringMatching(/does not exist/) }] } });

@@ -59,7 +59,7 @@ describe.skipIf(skip !== undefined)(
       );
 
       const stopped = await d.rpc.call("compute.vm.stop", { id: "e2e", timeout_ms: 60_000 });
-      expect(stopped.transitions.at(-1).reason).toMatch(/power button/);
+      expect(stopped.transitions.at(-1)?.reason).toMatch(/power button/);
       expect(await d.rpc.call("compute.vm.remove", { id: "e2e" })).toEqual({ id: "e2e", removed: true });
     }, 180_000);
   },

@@ -9,7 +9,8 @@ import type net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { RpcCallError as JsonRpcCallError, JsonRpcConnection, RpcConnectionError } from "@my_hypervisor/lib/jsonrpc-client";
+import { ComputeClient, ComputeError, type MethodName, type Params, type Result } from "@my_hypervisor/client";
+import { RpcCallError as JsonRpcCallError, RpcConnectionError } from "@my_hypervisor/lib/jsonrpc-client";
 import { isListening } from "@my_hypervisor/lib/private-socket";
 import { readProcStat } from "@my_hypervisor/lib/proc";
 import { execa, type ResultPromise } from "execa";
@@ -36,42 +37,58 @@ export class RpcCallError extends Error {
   }
 }
 
-/** The project's JSON-RPC client (lib's jsonrpc/client.ts), with what tests need besides: errors as values, raw bytes. */
+/**
+ * The typed client (packages/client, generated from the OpenRPC document), with what tests need besides: errors
+ * as values, raw bytes, and calls the types forbid (`untyped`, for tests of what the daemon refuses).
+ */
 export class RpcConnection {
   /** Every line received that no call claimed (replies to raw writes, batches). */
   readonly unclaimed: unknown[] = [];
   private readonly unclaimedWaiters: (() => void)[] = [];
 
-  private constructor(private readonly conn: JsonRpcConnection) {
-    conn.onUnmatched = (msg) => {
+  private constructor(private readonly client: ComputeClient) {
+    client.connection.onUnmatched = (msg) => {
       this.unclaimed.push(msg);
       for (const w of this.unclaimedWaiters.splice(0)) w();
     };
   }
 
   static async open(socketPath: string): Promise<RpcConnection> {
-    return new RpcConnection(await JsonRpcConnection.open(socketPath));
+    return new RpcConnection(await ComputeClient.connect(socketPath));
   }
 
   /** The socket itself, for tests of framing and half-closing. */
   get socket(): net.Socket {
-    return this.conn.socket;
+    return this.client.connection.socket;
   }
 
-  async call<T = Record<string, any>>(method: string, params?: unknown): Promise<T> {
-    try {
-      return await this.conn.call<T>(method, params);
-    } catch (e) {
-      if (e instanceof JsonRpcCallError) throw new RpcCallError({ code: e.code, message: e.message, data: e.data });
-      if (e instanceof RpcConnectionError) throw new RpcCallError({ code: CONNECTION_LOST, message: e.message });
-      throw e;
-    }
+  /** A call as the client types it: a method that exists, its params, its result. */
+  async call<M extends MethodName>(method: M, params: Params<M>): Promise<Result<M>> {
+    return this.settle(() => this.client.call(method, params));
   }
 
-  /** Calls and returns the JSON-RPC error, failing if the call succeeds. */
+  /** compute.vm.exec run to its end, and with `stream`: the client's narrowed forms. */
+  async exec(params: Parameters<ComputeClient["exec"]>[0]) {
+    return this.settle(() => this.client.exec(params));
+  }
+
+  async execStream(params: Parameters<ComputeClient["execStream"]>[0]) {
+    return this.settle(() => this.client.execStream(params));
+  }
+
+  async discover() {
+    return this.settle(() => this.client.discover());
+  }
+
+  /** A call outside the types: a method that does not exist, params the schema refuses. */
+  async untyped(method: string, params?: unknown): Promise<any> {
+    return this.settle(() => this.client.connection.call(method, params));
+  }
+
+  /** Calls and returns the JSON-RPC error, failing if the call succeeds. Takes anything: refusals are its point. */
   async callError(method: string, params?: unknown): Promise<RpcErrorObject> {
     try {
-      await this.call(method, params);
+      await this.untyped(method, params);
     } catch (e) {
       if (e instanceof RpcCallError) return e.error;
       throw e;
@@ -79,16 +96,26 @@ export class RpcConnection {
     throw new Error(`${method} succeeded but an error was expected`);
   }
 
+  private async settle<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (e) {
+      if (e instanceof ComputeError || e instanceof JsonRpcCallError) throw new RpcCallError({ code: e.code, message: e.message, data: e.data });
+      if (e instanceof RpcConnectionError) throw new RpcCallError({ code: CONNECTION_LOST, message: e.message });
+      throw e;
+    }
+  }
+
   /** Writes raw bytes; returns the next `n` unclaimed replies. */
   async raw(data: string | Buffer, n = 1): Promise<any[]> {
     const start = this.unclaimed.length;
-    this.conn.write(data);
+    this.client.connection.write(data);
     while (this.unclaimed.length < start + n) await new Promise<void>((r) => this.unclaimedWaiters.push(r));
     return this.unclaimed.slice(start, start + n);
   }
 
   close(): void {
-    this.conn.close();
+    this.client.close();
   }
 }
 
@@ -202,6 +229,19 @@ export function staleSocket(file: string): void {
   if (signal !== "SIGKILL") throw new Error(`could not leave a stale socket at ${file}: ${stderr}`);
 }
 
+/** A VM's resource in a slot (`net0`, `disk1`), failing the test if the slot is empty. */
+export function slot<T>(resources: Record<string, T>, name: string): T {
+  const r = resources[name];
+  if (r === undefined) throw new Error(`no resource in slot ${name}`);
+  return r;
+}
+
+/** The VMM pid of a VM that has one (a status or a start's result), failing the test if it has none. */
+export function pidOf(status: { id: string; pid: number | null }): number {
+  if (status.pid === null) throw new Error(`VM ${status.id} has no VMM pid`);
+  return status.pid;
+}
+
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Field 22 of /proc/<pid>/stat (start time since boot), or undefined if the process is gone or a zombie. */
@@ -296,7 +336,7 @@ export async function startSibling(kind: "netd" | "vold", dir: string, extra: st
     async call(method, params) {
       const conn = await RpcConnection.open(socket);
       try {
-        return await conn.call(method, params);
+        return await conn.untyped(method, params);
       } finally {
         conn.close();
       }

@@ -2,7 +2,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, isAlive, SIM_BIN, startDaemon, VmmPids, vmmFile, vmSpec } from "./harness.js";
+import { type Daemon, eventually, isAlive, pidOf, SIM_BIN, startDaemon, VmmPids, vmmFile, vmSpec } from "./harness.js";
 
 let d: Daemon;
 const pids = new VmmPids();
@@ -25,15 +25,15 @@ describe("create, start, stop, start, stop, remove", () => {
 
     const running = await d.rpc.call("compute.vm.start", { id: "walk" });
     expect(running.state).toBe("Running");
-    expect(isAlive(running.pid)).toBe(true);
+    expect(isAlive(pidOf(running))).toBe(true);
     pids.add(running.pid);
     const apiSocket = vmmFile(d, "walk", "api.sock");
     expect(fs.existsSync(apiSocket)).toBe(true);
 
     const stopped = await d.rpc.call("compute.vm.stop", { id: "walk" });
     expect(stopped).toMatchObject({ state: "Stopped", pid: null });
-    expect(stopped.transitions.at(-1).reason).toMatch(/power button/);
-    expect(isAlive(running.pid)).toBe(false);
+    expect(stopped.transitions.at(-1)?.reason).toMatch(/power button/);
+    expect(isAlive(pidOf(running))).toBe(false);
     expect(fs.existsSync(apiSocket)).toBe(false);
 
     const again = await d.rpc.call("compute.vm.start", { id: "walk" });
@@ -90,7 +90,7 @@ describe("application errors", () => {
     await d.rpc.call("compute.vm.create", vmSpec(d, "dup"));
     const err = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "dup"), vcpus: 4 });
     expect(err.code).toBe(-32002);
-    expect((await d.rpc.call("compute.vm.status", { id: "dup" })).spec.vcpus).toBe(1);
+    expect((await d.rpc.call("compute.vm.status", { id: "dup" })).spec?.vcpus).toBe(1);
   });
 
   it("-32002 for exactly one of many concurrent creates of one id", async () => {
@@ -112,7 +112,7 @@ describe("application errors", () => {
     const removeErr = await d.rpc.callError("compute.vm.remove", { id: "illegal" });
     expect(removeErr).toMatchObject({ code: -32003, data: { state: "Running" } });
     expect(removeErr.message).toMatch(/force/);
-    expect(isAlive(started.pid)).toBe(true);
+    expect(isAlive(pidOf(started))).toBe(true);
   });
 
   it("-32602 for a missing kernel, a relative path, a bad id or an unknown field, naming it", async () => {
@@ -139,7 +139,7 @@ describe("application errors", () => {
     const status = await d.rpc.call("compute.vm.status", { id: "bootfail" });
     expect(status.state).toBe("Failed");
     expect(status.transitions.at(-1)).toMatchObject({ from: "Starting", to: "Failed", event: "START_FAILED" });
-    expect(status.transitions.at(-1).reason).toContain("vm.boot");
+    expect(status.transitions.at(-1)?.reason).toContain("vm.boot");
     expect(fs.existsSync(vmmFile(d, "bootfail", "api.sock"))).toBe(false);
 
     fs.writeFileSync(kernel, "k");
@@ -147,7 +147,7 @@ describe("application errors", () => {
     expect(retried.state).toBe("Running");
     pids.add(retried.pid);
     await d.rpc.call("compute.vm.remove", { id: "bootfail", force: true });
-    expect(isAlive(retried.pid)).toBe(false);
+    expect(isAlive(pidOf(retried))).toBe(false);
   });
 
   it("-32005 when the start times out; no VMM process is left", async () => {
@@ -164,7 +164,7 @@ describe("application errors", () => {
 describe("the VMM on its own", () => {
   it("a guest that powers itself off leaves the VM Stopped", async () => {
     await d.rpc.call("compute.vm.create", vmSpec(d, "selfoff", "sim.guest=scripted sim.poweroff_after_ms=200"));
-    const { pid } = await d.rpc.call("compute.vm.start", { id: "selfoff" });
+    const pid = pidOf(await d.rpc.call("compute.vm.start", { id: "selfoff" }));
     pids.add(pid);
     const status = await eventually(async () => {
       const s = await d.rpc.call("compute.vm.status", { id: "selfoff" });
@@ -176,33 +176,33 @@ describe("the VMM on its own", () => {
 
   it("a VMM killed behind the daemon's back leaves the VM Failed with the reason", async () => {
     await d.rpc.call("compute.vm.create", vmSpec(d, "killed"));
-    const { pid } = await d.rpc.call("compute.vm.start", { id: "killed" });
+    const pid = pidOf(await d.rpc.call("compute.vm.start", { id: "killed" }));
     process.kill(pid, "SIGKILL");
     const status = await eventually(async () => {
       const s = await d.rpc.call("compute.vm.status", { id: "killed" });
       return s.state === "Failed" ? s : undefined;
     });
     expect(status.transitions.at(-1)).toMatchObject({ from: "Running", to: "Failed", event: "VMM_EXITED" });
-    expect(status.transitions.at(-1).reason).toContain("SIGKILL");
+    expect(status.transitions.at(-1)?.reason).toContain("SIGKILL");
     expect(fs.existsSync(vmmFile(d, "killed", "api.sock"))).toBe(false);
   });
 
   it("a guest that ignores the power button is stopped by escalation after timeout_ms", async () => {
     await d.rpc.call("compute.vm.create", vmSpec(d, "stubborn", "sim.guest=scripted sim.power_button=ignore"));
-    const { pid } = await d.rpc.call("compute.vm.start", { id: "stubborn" });
+    const pid = pidOf(await d.rpc.call("compute.vm.start", { id: "stubborn" }));
     pids.add(pid);
     const stopped = await d.rpc.call("compute.vm.stop", { id: "stubborn", timeout_ms: 200 });
     expect(stopped.state).toBe("Stopped");
-    expect(stopped.transitions.at(-1).reason).toMatch(/vmm\.shutdown/);
+    expect(stopped.transitions.at(-1)?.reason).toMatch(/vmm\.shutdown/);
     expect(isAlive(pid)).toBe(false);
   });
 
   it("force skips the power button", async () => {
     await d.rpc.call("compute.vm.create", vmSpec(d, "forced", "sim.guest=scripted sim.power_button=ignore"));
-    const { pid } = await d.rpc.call("compute.vm.start", { id: "forced" });
+    const pid = pidOf(await d.rpc.call("compute.vm.start", { id: "forced" }));
     pids.add(pid);
     const stopped = await d.rpc.call("compute.vm.stop", { id: "forced", force: true });
-    expect(stopped.transitions.at(-1).reason).toMatch(/vmm\.shutdown/);
+    expect(stopped.transitions.at(-1)?.reason).toMatch(/vmm\.shutdown/);
   });
 });
 
@@ -216,7 +216,7 @@ describe("concurrency", () => {
     const stop = d.rpc.call("compute.vm.stop", { id: "queued" });
     await eventually(async () => ((await d.rpc.call("compute.vm.status", { id: "queued" })).state === "Starting" ? true : undefined));
     const { vms } = await d.rpc.call("compute.vm.list", {});
-    expect(vms.find((v: { id: string }) => v.id === "queued").state).toBe("Starting");
+    expect(vms.find((v: { id: string }) => v.id === "queued")?.state).toBe("Starting");
     expect(startReturned).toBe(false);
     const started = await start;
     pids.add(started.pid);

@@ -9,7 +9,7 @@ import path from "node:path";
 // @ts-expect-error: the parser ships no types
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, describe, expect, it } from "vitest";
-import { eventually, Fleet, tempDir, vmSpec } from "./harness.js";
+import { eventually, Fleet, pidOf, tempDir, vmSpec } from "./harness.js";
 
 const fleet = new Fleet();
 afterAll(() => fleet.cleanup());
@@ -94,7 +94,7 @@ describe("metrics", () => {
     const refused = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "netless"), nets: [{ network: "lan" }] });
     expect(refused.code).toBe(-32006);
     await d.rpc.call("compute.vm.create", vmSpec(d, "doomed"));
-    const { pid } = await d.rpc.call("compute.vm.start", { id: "doomed" });
+    const pid = pidOf(await d.rpc.call("compute.vm.start", { id: "doomed" }));
     process.kill(pid, "SIGKILL");
     // The death is counted when its transition is announced, once recorded: a moment after status shows it.
     const { status, families } = await eventually(async () => {

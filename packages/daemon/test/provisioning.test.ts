@@ -7,7 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { chVmInfo, type Daemon, eventually, Fleet, ipInNetd, type Sibling, tempDir, vmSpec } from "./harness.js";
+import { chVmInfo, type Daemon, eventually, Fleet, ipInNetd, type Sibling, slot, tempDir, vmSpec } from "./harness.js";
 
 const isRoot = process.getuid?.() === 0;
 const fleet = new Fleet();
@@ -39,7 +39,7 @@ describe("volumes through my_hypervisor-vold", () => {
     const d = await daemonWith(dir, { vol });
     const created = await d.rpc.call("compute.vm.create", { ...vmSpec(d, "withvol"), disks: [{ volume: "data", size_mib: 64 }] });
     expect(created.state).toBe("Configured");
-    const file = created.resources.disks.disk0.path;
+    const file = slot(created.resources.disks, "disk0").path;
     expect(file).toBe(path.join(dir, "volumes", "data.raw"));
     const stat = fs.statSync(file);
     expect(stat.size).toBe(64 * 1024 * 1024);
@@ -82,7 +82,7 @@ describe.skipIf(!isRoot)("networks through my_hypervisor-netd (needs root for a 
       ...vmSpec(d, "withnet"),
       nets: [{ network: "lan" }, { network: "lan", mac: "52:54:00:00:00:07" }],
     });
-    const [a, b] = [created.resources.nets.net0, created.resources.nets.net1];
+    const [a, b] = [slot(created.resources.nets, "net0"), slot(created.resources.nets, "net1")];
     expect(a.mac).toMatch(/^02:/);
     expect(b.mac).toBe("52:54:00:00:00:07");
     const link = await ipInNetd(netd, "-o", "link", "show", "dev", a.tap);
@@ -124,7 +124,7 @@ describe.skipIf(!isRoot)("networks through my_hypervisor-netd (needs root for a 
     const d = await daemonWith(dir, { net: netd });
     const ids = ["c1", "c2", "c3", "c4", "c5", "c6"];
     const made = await Promise.all(ids.map((id) => d.rpc.call("compute.vm.create", { ...vmSpec(d, id), nets: [{ network: "lan" }] })));
-    const taps = made.map((s) => s.resources.nets.net0.tap);
+    const taps = made.map((s) => slot(s.resources.nets, "net0").tap);
     expect(new Set(taps).size).toBe(ids.length);
     for (const tap of taps) expect((await ipInNetd(netd, "link", "show", "dev", tap)).exitCode).toBe(0);
     await d.stop();

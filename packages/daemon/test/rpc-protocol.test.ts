@@ -6,7 +6,7 @@ import path from "node:path";
 import { Ajv } from "ajv";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DAEMON_BIN, type Daemon, eventually, RpcConnection, SIM_BIN, startDaemon, vmSpec } from "./harness.js";
+import { DAEMON_BIN, type Daemon, eventually, pidOf, RpcConnection, SIM_BIN, startDaemon, vmSpec } from "./harness.js";
 
 // The meta-schema packages are CommonJS whose typings declare types only.
 const require = createRequire(import.meta.url);
@@ -124,7 +124,7 @@ describe("batches and notifications", () => {
 
 describe("rpc.discover", () => {
   it("is a valid OpenRPC document listing exactly the working methods", async () => {
-    const doc = await d.rpc.call("rpc.discover");
+    const doc = await d.rpc.discover();
     const ajv = new Ajv({ strict: false, validateFormats: false });
     // Both meta-schemas name https://meta.json-schema.tools/ as their $schema; their content is draft-07.
     const withoutMeta = ({ $schema: _ignored, ...rest }: Record<string, unknown>) => rest;
@@ -161,8 +161,9 @@ describe("rpc.discover", () => {
   });
 
   it("describes params with the schemas that validate them", async () => {
-    const doc = await d.rpc.call("rpc.discover");
+    const doc = await d.rpc.discover();
     const create = doc.methods.find((m: { name: string }) => m.name === "compute.vm.create");
+    if (!create) throw new Error("rpc.discover has no compute.vm.create");
     const id = create.params.find((p: { name: string }) => p.name === "id");
     expect(id).toMatchObject({ required: true, schema: { type: "string", pattern: "^[a-z0-9][a-z0-9_-]{0,62}$" } });
     const ajv = new Ajv({ strict: false, validateFormats: false });
@@ -199,7 +200,7 @@ describe("the socket and the process", () => {
   it("SIGTERM lets an in-flight call answer, leaves running VMs running, and exits 0", async () => {
     const own = await startDaemon();
     await own.rpc.call("compute.vm.create", vmSpec(own, "survivor"));
-    const { pid } = await own.rpc.call("compute.vm.start", { id: "survivor" });
+    const pid = pidOf(await own.rpc.call("compute.vm.start", { id: "survivor" }));
     await own.rpc.call("compute.vm.create", vmSpec(own, "slow", "sim.guest=scripted sim.boot_ms=700"));
     const inFlight = own.rpc.call("compute.vm.start", { id: "slow" });
     // In flight once the daemon shows it Starting (on another connection): only then the signal.
@@ -211,7 +212,7 @@ describe("the socket and the process", () => {
     expect(slow.state).toBe("Running");
     const result = await own.proc;
     expect(result.exitCode).toBe(0);
-    for (const p of [pid, slow.pid]) {
+    for (const p of [pid, pidOf(slow)]) {
       expect(() => process.kill(p, 0)).not.toThrow();
       process.kill(p, "SIGKILL");
     }

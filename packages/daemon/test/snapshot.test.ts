@@ -8,18 +8,18 @@ import fs from "node:fs";
 import path from "node:path";
 import { FAILPOINTS_ENV } from "@my_hypervisor/lib/failpoints";
 import { afterAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, Fleet, vmSpec } from "./harness.js";
+import { type Daemon, eventually, Fleet, pidOf, vmSpec } from "./harness.js";
 
 const fleet = new Fleet();
 afterAll(() => fleet.cleanup());
 
-const TICKER = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"];
+const TICKER: [string, ...string[]] = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done"];
 const log = async (d: Daemon, id: string) => (await d.rpc.call("compute.vm.logs", { id, tail: 65536 })).data as string;
 const events = (status: any): string[] => status.transitions.map((t: { event: string }) => t.event);
 
 async function ticking(d: Daemon, id: string): Promise<number> {
   await d.rpc.call("compute.vm.create", { ...vmSpec(d, id), workload: { argv: TICKER } });
-  const { pid } = await d.rpc.call("compute.vm.start", { id });
+  const pid = pidOf(await d.rpc.call("compute.vm.start", { id }));
   fleet.pids.add(pid);
   await eventually(async () => (/tick 2\b/.test(await log(d, id)) ? true : undefined), 20_000);
   return pid;
@@ -63,7 +63,7 @@ describe("snapshot and restore", () => {
       return s?.after === "restore" ? s : undefined;
     }, 30_000);
     expect(sync).toMatchObject({ clock_set: false, reseeded: true });
-    expect((await d.rpc.call("compute.vm.exec", { id: "saved", argv: ["true"] })).exit_code).toBe(0);
+    expect((await d.rpc.exec({ id: "saved", argv: ["true"] })).exit_code).toBe(0);
 
     await d.rpc.call("compute.vm.stop", { id: "saved", force: true });
     const held = await d.rpc.call("compute.vm.restore", { id: "saved", name: "second", resume: false });
@@ -89,7 +89,7 @@ describe("snapshot and restore", () => {
     expect(events(status).slice(-3)).toEqual(["SNAPSHOT", "SNAPSHOT_FAILED", "RESUME"]);
     expect((await d2.rpc.call("compute.vm.snapshots", { id: "cut" })).snapshots).toEqual([]);
     expect(fs.readdirSync(path.join(d.stateDir, "cut", "snapshots"))).toEqual([]);
-    expect((await d2.rpc.call("compute.vm.exec", { id: "cut", argv: ["true"] })).exit_code).toBe(0);
+    expect((await d2.rpc.exec({ id: "cut", argv: ["true"] })).exit_code).toBe(0);
   });
 
   it("a VMM killed mid-snapshot: the VM is Failed, nothing of the snapshot is kept, and the VM restarts", async () => {

@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, Fleet, isAlive, SIM_BIN, staleSocket, vmmFile, vmSpec } from "./harness.js";
+import { type Daemon, eventually, Fleet, isAlive, pidOf, SIM_BIN, staleSocket, vmmFile, vmSpec } from "./harness.js";
 
 const fleet = new Fleet();
 const pids = fleet.pids;
@@ -23,7 +23,7 @@ async function crash(d: Daemon): Promise<void> {
 
 async function startVm(d: Daemon, id: string, cmdline = ""): Promise<number> {
   await d.rpc.call("compute.vm.create", vmSpec(d, id, cmdline));
-  const { pid } = await d.rpc.call("compute.vm.start", { id });
+  const pid = pidOf(await d.rpc.call("compute.vm.start", { id }));
   pids.add(pid);
   return pid;
 }
@@ -83,7 +83,7 @@ describe("re-adoption after a daemon SIGKILL", () => {
     process.kill(pid, "SIGKILL");
     const failed = await waitForState(second, "victim", "Failed");
     expect(failed.transitions.at(-1)).toMatchObject({ from: "Running", to: "Failed", event: "VMM_EXITED" });
-    expect(failed.transitions.at(-1).reason).toContain(String(pid));
+    expect(failed.transitions.at(-1)?.reason).toContain(String(pid));
     expect(fs.existsSync(vmmFile(second, "victim", "api.sock"))).toBe(false);
 
     const off = await waitForState(second, "selfoff", "Stopped");
@@ -105,7 +105,7 @@ describe("re-adoption after a daemon SIGKILL", () => {
     expect(died.transitions.at(-1)).toMatchObject({ event: "VMM_EXITED", reason: expect.stringContaining("while the daemon was down") });
     const off = await second.rpc.call("compute.vm.status", { id: "offwhiledown" });
     expect(off.state).toBe("Stopped");
-    expect(off.transitions.at(-1).reason).toMatch(/guest powered off/);
+    expect(off.transitions.at(-1)?.reason).toMatch(/guest powered off/);
     expect(await second.rpc.call("compute.vm.start", { id: "diedwhiledown" })).toMatchObject({ state: "Running" });
     await second.rpc.call("compute.vm.remove", { id: "diedwhiledown", force: true });
     await second.stop();
@@ -143,7 +143,7 @@ describe("a daemon killed in the middle of an operation", () => {
 
     const second = await daemon(first.dir);
     const stopped = await waitForState(second, "midstop", "Stopped");
-    expect(stopped.transitions.at(-1).reason).toMatch(/after a daemon restart/);
+    expect(stopped.transitions.at(-1)?.reason).toMatch(/after a daemon restart/);
     expect(isAlive(pid)).toBe(false);
     expect(await vmmsFor(second, "midstop")).toEqual([]);
     await second.stop();

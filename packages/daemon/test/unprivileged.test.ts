@@ -9,7 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { DAEMON_BIN, type Daemon, eventually, Fleet, ipInNetd, tempDir, vmSpec } from "./harness.js";
+import { DAEMON_BIN, type Daemon, eventually, Fleet, ipInNetd, pidOf, slot, tempDir, vmSpec } from "./harness.js";
 
 const isRoot = process.getuid?.() === 0;
 const fleet = new Fleet();
@@ -29,7 +29,7 @@ async function unprivilegedDaemon(count: number, dir = tempDir(), extra: string[
 }
 
 const status = (pid: number) => fs.readFileSync(`/proc/${pid}/status`, "utf8");
-const field = (pid: number, name: string) => new RegExp(`^${name}:\\s*(.*)$`, "m").exec(status(pid))?.[1]?.trim();
+const field = (pid: number, name: string) => new RegExp(`^${name}:[ \\t]*(.*)$`, "m").exec(status(pid))?.[1]?.trim();
 /** Runs a shell command as `uid` (as the VMM would, without privileges); its exit code and stderr. */
 const asUid = (uid: number, script: string) =>
   spawnSync("setpriv", [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "sh", "-c", script], { encoding: "utf8" });
@@ -49,7 +49,7 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     const pids: number[] = [];
     for (const id of ["one", "two"]) {
       await d.rpc.call("compute.vm.create", vmSpec(d, id));
-      pids.push((await d.rpc.call("compute.vm.start", { id })).pid);
+      pids.push(pidOf(await d.rpc.call("compute.vm.start", { id })));
       fleet.pids.add(pids.at(-1) as number);
     }
     const [one, two] = pids as [number, number];
@@ -79,7 +79,7 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     expect(inJailOf(one, FIRST, `: > ${d.kernel}`).stderr).toMatch(/Read-only file system|Permission denied/);
     expect(inJailOf(one, FIRST, `touch ${path.join(d.dir, "vmm", "one", "scratch")}`).status).toBe(0);
     // The guest runs as before.
-    expect((await d.rpc.call("compute.vm.exec", { id: "two", argv: ["true"] })).exit_code).toBe(0);
+    expect((await d.rpc.exec({ id: "two", argv: ["true"] })).exit_code).toBe(0);
   });
 
   it("runs each VMM under its VM's uid, with no capabilities and no_new_privs, writing only in its own directory", async () => {
@@ -87,7 +87,7 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     const pids: number[] = [];
     for (const id of ["one", "two"]) {
       await d.rpc.call("compute.vm.create", { ...vmSpec(d, id), hostname: id });
-      const { pid } = await d.rpc.call("compute.vm.start", { id });
+      const pid = pidOf(await d.rpc.call("compute.vm.start", { id }));
       fleet.pids.add(pid);
       pids.push(pid);
     }
@@ -116,7 +116,7 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     expect(asUid(FIRST, `touch ${path.join(d.dir, "vmm", "planted")}`).stderr).toMatch(/Permission denied/);
 
     // The guest still works: the test VMM makes its namespaces in a user namespace of its own.
-    expect((await d.rpc.call("compute.vm.exec", { id: "two", argv: ["hostname"] })).stdout).toBe("two\n");
+    expect((await d.rpc.exec({ id: "two", argv: ["hostname"] })).stdout).toBe("two\n");
     await d.rpc.call("compute.vm.stop", { id: "one", force: true });
     await d.rpc.call("compute.vm.remove", { id: "one" });
     expect(fs.existsSync(vmmDir("one"))).toBe(false);
@@ -142,7 +142,7 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     expect(await second.rpc.call("compute.vm.status", { id: "kept" })).toMatchObject({ state: "Running", pid: kept });
     const log = fs.readFileSync(path.join(dir, "daemon.log"), "utf8");
     expect(log).toMatch(new RegExp(`"vm":"kept","pid":${kept},"uid":${FIRST},"expected":${FIRST + 3}.*another uid than its VM's`));
-    expect((await second.rpc.call("compute.vm.exec", { id: "kept", argv: ["true"] })).exit_code).toBe(0);
+    expect((await second.rpc.exec({ id: "kept", argv: ["true"] })).exit_code).toBe(0);
     expect((await second.rpc.call("compute.vm.status", { id: "orphaned" })).state).toBe("Failed");
     await eventually(() => (fs.existsSync(`/proc/${orphan}`) ? undefined : true));
     expect(fs.existsSync(path.join(dir, "vmm", "orphaned", "api.sock"))).toBe(false);
@@ -156,7 +156,7 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     fs.writeFileSync(path.join(stale, "vmm.log"), "an earlier VMM's log\n", { mode: 0o600 });
     for (const f of [stale, path.join(stale, "vmm.log")]) fs.chownSync(f, FIRST + 1, FIRST + 1);
     await d.rpc.call("compute.vm.create", vmSpec(d, "again"));
-    const { pid } = await d.rpc.call("compute.vm.start", { id: "again" });
+    const pid = pidOf(await d.rpc.call("compute.vm.start", { id: "again" }));
     fleet.pids.add(pid);
     expect(fs.statSync(stale)).toMatchObject({ uid: FIRST });
     expect(fs.statSync(path.join(stale, "vmm.log"))).toMatchObject({ uid: FIRST });
@@ -193,9 +193,9 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
       ],
       nets: [{ network: "lan" }],
     });
-    const { path: file } = created.resources.disks.disk0;
-    expect(fs.statSync(created.resources.disks.disk1.path).mode & 0o777).toBe(0o400);
-    const { tap } = created.resources.nets.net0;
+    const { path: file } = slot(created.resources.disks, "disk0");
+    expect(fs.statSync(slot(created.resources.disks, "disk1").path).mode & 0o777).toBe(0o400);
+    const { tap } = slot(created.resources.nets, "net0");
     expect(fs.statSync(file)).toMatchObject({ uid: FIRST, gid: FIRST });
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
     expect((await ipInNetd(netd, "-d", "link", "show", "dev", tap)).stdout).toMatch(new RegExp(`user ${FIRST} group ${FIRST}`));

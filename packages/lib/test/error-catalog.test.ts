@@ -9,9 +9,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { computeMethods } from "../src/api/methods.js";
+import { COMPUTE_API } from "../src/api/methods.js";
 import { ERRORS } from "../src/domain/errors.js";
-import type { Orchestrator } from "../src/orchestrator/orchestrator.js";
 
 const DOC = fs.readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../../docs/rpc.md"), "utf8");
 const STANDARD = [-32700, -32600, -32601, -32602, -32603];
@@ -58,7 +57,7 @@ describe("the error table in docs/rpc.md", () => {
 });
 
 describe("each method's Errors line in docs/rpc.md", () => {
-  const methods = computeMethods({} as Orchestrator);
+  const methods = Object.entries(COMPUTE_API).map(([name, c]) => ({ name, ...c }));
   for (const m of methods) {
     it(`${m.name} names exactly the errors its method definition lists`, () => {
       const listed = m.errors.map((e) => e.code);

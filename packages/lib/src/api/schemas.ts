@@ -135,17 +135,23 @@ export const ExecParams = Type.Object(
 /** What exec's params say about the command is exactly the guest's Request frame (domain/exec-protocol.ts). */
 export type ExecRequestContract = Expect<Same<Pick<Static<typeof ExecParams>, "argv" | "env" | "cwd" | "timeout_ms">, ExecRequest>>;
 
-export const ExecStreamResult = Type.Object({
-  path: Type.String({ description: "Unix socket (0600) for one client, removed once connected; unclaimed after 10 s, it goes and the command never runs" }),
-});
-export const ExecResultSchema = Type.Object({
-  exit_code: Type.Union([Type.Integer(), Type.Null()]),
-  signal: Type.Union([Type.String(), Type.Null()]),
-  stdout: Type.String(),
-  stderr: Type.String(),
-  timed_out: Type.Boolean(),
-  truncated: Type.Boolean({ description: "stdout or stderr passed 16 MiB and was cut" }),
-});
+export const ExecStreamResult = Type.Object(
+  {
+    path: Type.String({ description: "Unix socket (0600) for one client, removed once connected; unclaimed after 10 s, it goes and the command never runs" }),
+  },
+  { title: "ExecStreamSocket" },
+);
+export const ExecResultSchema = Type.Object(
+  {
+    exit_code: Type.Union([Type.Integer(), Type.Null()]),
+    signal: Type.Union([Type.String(), Type.Null()]),
+    stdout: Type.String(),
+    stderr: Type.String(),
+    timed_out: Type.Boolean(),
+    truncated: Type.Boolean({ description: "stdout or stderr passed 16 MiB and was cut" }),
+  },
+  { title: "ExecOutput" },
+);
 /** The output and exit status, or with `stream` the socket to run it on. */
 export const ExecReply = Type.Union([ExecResultSchema, ExecStreamResult]);
 

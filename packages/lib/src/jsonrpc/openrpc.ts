@@ -3,13 +3,13 @@
  * table: each method's params and result from the schemas that validate
  * them, and its errors from the definitions it lists.
  */
-import type { MethodDef } from "./method.js";
+import type { MethodContract } from "./method.js";
 
 /** TypeBox schemas carry symbol keys; JSON round-tripping leaves plain JSON Schema. */
 const plain = (schema: unknown) => JSON.parse(JSON.stringify(schema)) as Record<string, unknown>;
 
 export function openRpcDocument(
-  methods: MethodDef[],
+  methods: (Omit<MethodContract, "audit"> & { name: string })[],
   version: string,
   title = "my_hypervisor compute API",
   description = "JSON-RPC 2.0, one message per line, on the daemon's Unix socket. See docs/rpc.md.",

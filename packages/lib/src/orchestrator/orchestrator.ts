@@ -21,17 +21,18 @@ import type { Transition } from "../lifecycle/vm-lifecycle.js";
 import { type Provisioner, provisioningFailure } from "../provisioning/provisioner.js";
 import type { StateStore } from "../state/store.js";
 import type { VmPaths } from "../state/vm-paths.js";
-import { type Adoption, adoptRecord, vmmDeathEvent } from "./adoption.js";
+import { vmmDeathEvent } from "./adoption.js";
 import { type HostInfo, hostInfo } from "./host-info.js";
 import { IdQueue } from "./id-queue.js";
 import { reconcile } from "./reconcile.js";
 import { RunningVmOps } from "./running-vm-ops.js";
 import { checkFilesExist, checkHostCpus, checkSocketPaths } from "./spec-checks.js";
 import { startError, unsupportedVmm } from "./start-error.js";
-import { entryFromRecord, newEntry, toStatus, unreadableEntry, type VmEntry } from "./vm-entry.js";
+import { newEntry, toStatus, type VmEntry } from "./vm-entry.js";
+import { VmLoading } from "./vm-loading.js";
 import { VmRecords, type Write } from "./vm-records.js";
 import { VmServices } from "./vm-services.js";
-import { snapshotDir, sweepSnapshots } from "./vm-snapshots.js";
+import { snapshotDir } from "./vm-snapshots.js";
 import { type HostUsage, readVmStats } from "./vm-stats.js";
 import type { VmmConfinement } from "./vmm-confinement.js";
 import { bootVmm, cleanUpAfterVmm, haltVmm, type RestoreFrom, type RunningVmm } from "./vmm-control.js";
@@ -42,7 +43,6 @@ export const DEFAULT_STOP_GRACE_MS = 10_000;
 export const DEFAULT_RECONCILE_INTERVAL_MS = 30_000;
 
 export const DEFAULT_CONSOLE_LOG_BYTES = 16 * 1024 * 1024;
-const ATTACH_BATCH = 16;
 
 export interface OrchestratorOptions {
   store: StateStore;
@@ -72,8 +72,8 @@ export class Orchestrator {
   private readonly log: Logger;
   private reconcileTimer: NodeJS.Timeout | undefined;
   private reconciling: Promise<unknown> = Promise.resolve();
-  /** VMMs re-adopted by load() whose console, event tail and agent probe wait for attachAdopted(). */
-  private adoptedAwaitingServices: [VmEntry, RunningVmm][] = [];
+  /** Picking VMs up again at start-up. */
+  private readonly loading: VmLoading;
 
   /** Pause, resume, reboot, snapshots and exec: what is done to a running VM's guest. */
   readonly running: RunningVmOps;
@@ -92,6 +92,22 @@ export class Orchestrator {
       consoleDir: opts.consoleDir,
       cgroupOf: (vm) => opts.confinement.cgroupOf(vm),
     });
+    this.loading = new VmLoading({
+      store: opts.store,
+      records: this.records,
+      vms: this.vms,
+      pathsFor: (id, recordedApiSocket) => this.pathsFor(id, recordedApiSocket),
+      openServices: (id, paths) => this.openServices(id, paths),
+      holdUid: (uid) => this.users?.hold(uid),
+      serialize: (id, op) => this.serialize(id, op),
+      transition: (vm, event, write) => this.transition(vm, event, write),
+      checkConfinement: (vm, what) => opts.confinement.check(vm, what),
+      abandonSnapshot: (vm, adoption) => this.running.abandonSnapshot(vm, adoption),
+      watchExit: (vm, vmm) => this.watchExit(vm, vmm),
+      vmmGone: (vm) => this.vmmGone(vm),
+      release: (vm, spec) => this.release(vm, spec),
+      log: this.log,
+    });
   }
 
   /**
@@ -100,33 +116,7 @@ export class Orchestrator {
    * for orphans and starts the periodic reconcile.
    */
   async load(): Promise<void> {
-    const finished = await this.opts.store.emptyTrash();
-    if (finished.length > 0) this.log.info({ dirs: finished }, "finished interrupted removals");
-    const { records, unreadable, notes } = await this.opts.store.loadAll();
-    this.records.logLoadNotes(notes);
-    for (const bad of unreadable) {
-      this.log.error({ vm: bad.id, err: bad.error }, "cannot read VM record; the VM is Failed and its file kept as found");
-      const paths = this.pathsFor(bad.id);
-      this.vms.set(bad.id, unreadableEntry(bad.id, bad.error, paths, await this.openServices(bad.id, paths)));
-    }
-    await Promise.all(
-      records.map(async ({ record, migrated }) => {
-        // A running VMM's files stay where it made them, whichever way this daemon runs VMMs now.
-        const paths = this.pathsFor(record.id, record.vmm?.api_socket);
-        if (record.vmm_uid !== undefined) this.users?.hold(record.vmm_uid);
-        const vm = entryFromRecord(record, paths, await this.openServices(record.id, paths));
-        this.vms.set(vm.id, vm);
-        const stray = await sweepSnapshots(vm.paths, vm.snapshots);
-        if (stray.length > 0) this.log.warn({ vm: vm.id, removed: stray }, "removed snapshot directories no record lists (cut short by a crash)");
-        await this.applyAdoption(vm, await adoptRecord(record, vm.paths));
-        // A restart cut provisioning short: give back whatever the siblings handed out, recorded or not.
-        if (record.state === "Provisioning") await this.release(vm, record.spec);
-        if (migrated) {
-          this.log.info({ vm: vm.id }, "state.json migrated from version 1 to 2");
-          await this.records.write(vm, "lazy");
-        }
-      }),
-    );
+    await this.loading.load();
     await this.reconcileNow();
     const interval = this.opts.reconcileIntervalMs ?? DEFAULT_RECONCILE_INTERVAL_MS;
     this.reconcileTimer = setInterval(() => void this.reconcileNow(), interval).unref();
@@ -141,10 +131,7 @@ export class Orchestrator {
    * went away meanwhile (stopped, exited) is skipped.
    */
   attachAdopted(): void {
-    const batch = this.adoptedAwaitingServices.splice(0, ATTACH_BATCH);
-    for (const [vm, vmm] of batch) if (vm.vmm === vmm && this.vms.get(vm.id) === vm) vm.services.vmmUp(vmm.process.pid);
-    // A few at a time, so RPC calls are answered in between.
-    if (this.adoptedAwaitingServices.length > 0) setImmediate(() => this.attachAdopted());
+    this.loading.attachAdopted();
   }
 
   list(): VmList {
@@ -310,36 +297,6 @@ export class Orchestrator {
       .then(() => this.opts.provisioner.retryPending())
       .catch((e) => this.log.error({ err: (e as Error).message }, "reconcile sweep failed"));
     return this.reconciling;
-  }
-
-  private async applyAdoption(vm: VmEntry, adoption: Adoption): Promise<void> {
-    if (adoption.kind === "unchanged") return;
-    if (adoption.kind === "gone") return this.transition(vm, adoption.event);
-    vm.vmm = adoption.vmm;
-    this.adoptedAwaitingServices.push([vm, adoption.vmm]);
-    this.log.info({ vm: vm.id, pid: adoption.vmm.process.pid }, "re-adopted VMM");
-    await this.opts.confinement.check(vm, "re-adopted VMM");
-    if (adoption.kind === "finish-stop") {
-      // The stop the restart interrupted goes on in the background, in the VM's queue.
-      void this.serialize(vm.id, () => this.finishStop(vm, adoption.vmm)).catch((e) =>
-        this.log.error({ vm: vm.id, err: (e as Error).message }, "could not finish an interrupted stop"),
-      );
-      return;
-    }
-    this.watchExit(vm, adoption.vmm);
-    failpoint("adopt.identified");
-    if (adoption.event) await this.transition(vm, adoption.event);
-    if (vm.lifecycle.substate === "Snapshotting") await this.running.abandonSnapshot(vm, adoption);
-    // What CH says now, not what the record said: a VM paused or resumed while the daemon was down.
-    if (adoption.paused !== (vm.lifecycle.substate === "Paused"))
-      await this.transition(vm, { type: adoption.paused ? "PAUSE" : "RESUME", reason: "found so by vm.info at re-adoption" });
-  }
-
-  private async finishStop(vm: VmEntry, vmm: RunningVmm): Promise<void> {
-    const outcome = await haltVmm(vmm, vm.paths, 0, this.log.child({ vm: vm.id }));
-    if (outcome === undefined) return this.transition(vm, { type: "STOP_FAILED", reason: `VMM pid ${vmm.process.pid} survived SIGKILL` });
-    await this.vmmGone(vm);
-    await this.transition(vm, { type: "STOPPED", reason: `stop finished after a daemon restart: ${outcome}` });
   }
 
   private async stopNow(vm: VmEntry, graceMs: number): Promise<void> {

@@ -14,6 +14,16 @@ import * as S from "./schemas.js";
 
 const E = ERRORS;
 
+/** Pause, resume and reboot: an id in, the VM's status out, done by the VMM. */
+const throughVmm = (summary: string) =>
+  contract({
+    summary,
+    params: S.IdParams,
+    result: S.VmStatus,
+    errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout],
+    audit: (p) => ({ id: p.id }),
+  });
+
 /** What each method takes, answers and may fail with: the contract, without the code behind it. */
 export const COMPUTE_API = {
   "compute.vm.create": contract({
@@ -37,27 +47,11 @@ export const COMPUTE_API = {
     errors: [E.VmNotFound, E.InvalidState, E.Timeout],
     audit: (p) => ({ id: p.id }),
   }),
-  "compute.vm.pause": contract({
-    summary: "CH holds the guest (vm.pause): it stops running, its console and exec sessions stay attached; the VM stays Running, substate Paused",
-    params: S.IdParams,
-    result: S.VmStatus,
-    errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout],
-    audit: (p) => ({ id: p.id }),
-  }),
-  "compute.vm.resume": contract({
-    summary: "A paused guest runs again (vm.resume); substate Active",
-    params: S.IdParams,
-    result: S.VmStatus,
-    errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout],
-    audit: (p) => ({ id: p.id }),
-  }),
-  "compute.vm.reboot": contract({
-    summary: "A guest reboot through CH (vm.reboot): the console reconnects to the new serial device and the exec agent is probed again",
-    params: S.IdParams,
-    result: S.VmStatus,
-    errors: [E.VmNotFound, E.InvalidState, E.VmmError, E.Timeout],
-    audit: (p) => ({ id: p.id }),
-  }),
+  "compute.vm.pause": throughVmm(
+    "CH holds the guest (vm.pause): it stops running, its console and exec sessions stay attached; the VM stays Running, substate Paused",
+  ),
+  "compute.vm.resume": throughVmm("A paused guest runs again (vm.resume); substate Active"),
+  "compute.vm.reboot": throughVmm("A guest reboot through CH (vm.reboot): the console reconnects to the new serial device and the exec agent is probed again"),
   "compute.vm.snapshot": contract({
     summary: "CH's snapshot of the VM, kept by the daemon under the VM's state dir; a running guest is paused for it and resumed after",
     params: S.SnapshotParams,

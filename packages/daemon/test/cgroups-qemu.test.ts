@@ -82,8 +82,8 @@ async function buildProofImage(): Promise<string> {
     put(file, `usr/bin/${name}`);
     for (const lib of execFileSync("ldd", [file], { encoding: "utf8" }).matchAll(/(\/\S+) \(0x/g)) put(fs.realpathSync(lib[1] as string), lib[1] as string);
   }
-  put(path.join(ROOT, "packages/daemon/dist/my_hypervisor-daemon.mjs"), "opt/mh/my_hypervisor-daemon.mjs");
-  put(path.join(ROOT, "packages/init/dist/my_hypervisor-init"), "opt/mh/my_hypervisor-init");
+  // The daemon and the init as a host installs them (under /usr/lib/my_hypervisor, with what the daemon loads beside it).
+  execFileSync(path.join(ROOT, "scripts/install.sh"), ["/usr"], { env: { ...process.env, DESTDIR: stage }, stdio: ["ignore", "ignore", "pipe"] });
   put(path.join(HERE, "guest/cgroup-proof.mjs"), "opt/mh/cgroup-proof.mjs");
   // The test VMM as one file: it runs from /opt/mh, which its jail shows.
   await build({

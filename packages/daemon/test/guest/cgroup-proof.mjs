@@ -46,7 +46,7 @@ const log = fs.openSync(`${DIR}/daemon.log`, "a");
 const daemon = spawn(
   "node",
   [
-    "/opt/mh/my_hypervisor-daemon.mjs",
+    "/usr/lib/my_hypervisor/my_hypervisor-daemon.mjs",
     "--rpc-socket",
     SOCKET,
     "--state-dir",
@@ -62,7 +62,7 @@ const daemon = spawn(
     "--log-level",
     "debug",
   ],
-  { stdio: ["ignore", log, log], env: { ...process.env, CH_SIM_GUEST_INIT: "/opt/mh/my_hypervisor-init" } },
+  { stdio: ["ignore", log, log], env: { ...process.env, CH_SIM_GUEST_INIT: "/usr/lib/my_hypervisor/my_hypervisor-init" } },
 );
 
 try {

@@ -12,7 +12,7 @@
  * others) it cannot open inside either, and CH reports that as it would.
  */
 import type { JailView } from "../os/mount-jail.js";
-import { canOpenAs, type UnprivilegedUser } from "../os/unprivileged-user.js";
+import { canOpenAs, type FileAccess, type UnprivilegedUser } from "../os/unprivileged-user.js";
 import type { VmPaths } from "../state/vm-paths.js";
 import type { ChVmConfig } from "./client.js";
 import type { VmmExecutable } from "./vmm-binary.js";
@@ -35,11 +35,10 @@ export async function vmmJailView(
   vmm: { binary: string; executable: VmmExecutable | undefined },
 ): Promise<JailView> {
   const { payload, disks } = vm;
-  const files = [payload.kernel, payload.initramfs, payload.firmware, ...(disks ?? []).filter((d) => d.readonly).map((d) => d.path)].map((p) => ({
-    p,
-    write: false,
-  }));
-  files.push(...(disks ?? []).filter((d) => !d.readonly).map((d) => ({ p: d.path, write: true })));
+  const files: FileAccess[] = [
+    ...[payload.kernel, payload.initramfs, payload.firmware].map((path) => ({ path, write: false })),
+    ...(disks ?? []).map((d) => ({ path: d.path, write: !d.readonly })),
+  ].filter((f): f is FileAccess => absolute(f.path));
   const view: JailView = {
     mountPoint: jail.mountPoint,
     readOnly: [vmm.binary, vmm.executable?.exe, vmm.executable?.script, ...jail.extra].filter(absolute),
@@ -47,8 +46,10 @@ export async function vmmJailView(
     devices: DEVICES,
     denied: [],
   };
-  const checked = await Promise.all(files.filter((f) => absolute(f.p)).map(async (f) => ({ ...f, ok: await canOpenAs(user, f.p as string, f.write) })));
-  for (const { p, write, ok } of checked) (ok ? (write ? view.writable : view.readOnly) : view.denied).push(p as string);
+  const allowed = await canOpenAs(user, files);
+  files.forEach(({ path, write }, i) => {
+    (allowed[i] ? (write ? view.writable : view.readOnly) : view.denied).push(path);
+  });
   return { ...view, readOnly: [...new Set(view.readOnly)], writable: [...new Set(view.writable)], denied: [...new Set(view.denied)] };
 }
 

@@ -23,12 +23,27 @@ export function setprivArgs(user: UnprivilegedUser): string[] {
   return [`--reuid=${user.uid}`, `--regid=${user.gid}`, ...groups, "--no-new-privs", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all"];
 }
 
+/** One file to check: opened for reading, and writing too with `write`. */
+export interface FileAccess {
+  path: string;
+  write: boolean;
+}
+
+/** Prints y or n per argument (`r:PATH` or `w:PATH`), in order: one process for all of a VM's files. */
+const ACCESS_SCRIPT = 'for f; do p=${f#?:}; case $f in w:*) test -r "$p" -a -w "$p";; *) test -r "$p";; esac && echo y || echo n; done';
+
 /**
- * Whether `user` can open `file` for reading (and writing, with `write`) on
- * this host: the kernel answers (test(1) under that uid), so directory
- * permissions above the file, ACLs and read-only mounts all count.
+ * Whether `user` can open each file, in the order given: the kernel answers (test(1) under that uid, all files in
+ * one shell), so directory permissions above a file, ACLs and read-only mounts all count. Nothing can be opened if
+ * the check itself cannot run.
  */
-export function canOpenAs(user: UnprivilegedUser, file: string, write: boolean): Promise<boolean> {
-  const test = write ? ["-r", file, "-a", "-w", file] : ["-r", file];
-  return new Promise((resolve) => execFile("setpriv", [...setprivArgs(user), "--", "test", ...test], (err) => resolve(!err)));
+export function canOpenAs(user: UnprivilegedUser, files: FileAccess[]): Promise<boolean[]> {
+  if (files.length === 0) return Promise.resolve([]);
+  const args = files.map((f) => `${f.write ? "w" : "r"}:${f.path}`);
+  return new Promise((resolve) =>
+    execFile("setpriv", [...setprivArgs(user), "--", "sh", "-c", ACCESS_SCRIPT, "sh", ...args], (err, stdout) => {
+      const answers = err ? [] : stdout.split("\n");
+      resolve(files.map((_, i) => answers[i] === "y"));
+    }),
+  );
 }

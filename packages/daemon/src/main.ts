@@ -68,8 +68,8 @@ function parseVmmUsers(given: string | undefined, dir: string | undefined, jailB
     if (jailBinds.length > 0) fail("--vmm-jail-bind is only used when VMMs run jailed under uids of their own (--vmm-uid-range is off)");
     return undefined;
   }
-  const relative = jailBinds.find((p) => !path.isAbsolute(p));
-  if (relative !== undefined) fail(`--vmm-jail-bind needs an absolute path, not '${relative}'`);
+  const relative = jailBinds.find((p) => !path.isAbsolute(p) || p.includes("\n"));
+  if (relative !== undefined) fail(`--vmm-jail-bind needs an absolute path without a newline, not ${JSON.stringify(relative)}`);
   const m = /^(\d+)-(\d+)$/.exec(range);
   const [first, last] = [Number(m?.[1]), Number(m?.[2])];
   if (!m || first < 1 || last < first || last > 4294967294) fail("--vmm-uid-range must be FIRST-LAST, with 1 <= FIRST <= LAST < 4294967295");

@@ -262,7 +262,7 @@ describe("signals", () => {
 });
 
 describe("validation", () => {
-  it("refuses a NUL in the kernel command line, bad environment names, and params to rpc.discover", async () => {
+  it("refuses a NUL in the kernel command line, a newline in a path, bad environment names, and params to rpc.discover", async () => {
     const d = await fleet.daemon();
     const nul = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "nul"), boot: { kernel: d.kernel, cmdline: "console=ttyS0\u0000evil" } });
     expect(nul).toMatchObject({ code: -32602, message: expect.stringMatching(/NUL/) });
@@ -274,6 +274,9 @@ describe("validation", () => {
     // Every -32602 has one shape: where in the params, and what.
     const missing = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "nokernel"), boot: { kernel: "/nonexistent/vmlinux" } });
     expect(missing).toMatchObject({ code: -32602, data: { errors: [{ path: "/boot/kernel", message: expect.stringMatching(/does not exist/) }] } });
+    // A newline in a file's path is refused with the rest of the params (the VMM's jail lists paths a line each).
+    const newline = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "newline"), disks: [{ path: `${d.kernel}\nx` }] });
+    expect(newline).toMatchObject({ code: -32602, data: { errors: [{ path: "/disks/0/path", message: expect.stringMatching(/newline/) }] } });
     await d.rpc.call("compute.vm.create", vmSpec(d, "shape"));
     const both = await d.rpc.callError("compute.vm.logs", { id: "shape", offset: 0, tail: 5 });
     expect(both).toMatchObject({ code: -32602, data: { errors: [{ path: "/tail" }] } });

@@ -18,10 +18,11 @@ export const VmId = Type.String({
   errorMessage: `id must match ${VM_ID_PATTERN}`,
 });
 const AbsolutePath = Type.String({
-  pattern: "^/",
+  // A newline has no place in a VM's file names, and the VMM's jail lists paths a line each.
+  pattern: "^/[^\\n\\u0000]*$",
   maxLength: 4096,
   description: "Absolute path of an existing file",
-  errorMessage: "must be an absolute path",
+  errorMessage: "must be an absolute path, without a newline or NUL byte",
 });
 
 export const KernelBoot = Type.Object(

@@ -12,7 +12,14 @@
  * Why a script and not Node: the mounts must happen inside the new namespace,
  * in the process that then becomes the command; Node can neither unshare nor
  * pivot_root. unshare(1), mount(8) and pivot_root(8) are on every Debian.
+ *
+ * What to make and mount is worked out here, so the script runs few programs
+ * (each costs a fork and an exec on the VM's start path): one mkdir for every
+ * directory, one `mount --all` over an fstab of every mount, the rest shell
+ * builtins.
  */
+import fs from "node:fs";
+import path from "node:path";
 
 export interface JailView {
   /** An empty directory, root's, on which the namespace mounts its new root. */
@@ -27,63 +34,108 @@ export interface JailView {
   denied: string[];
 }
 
-/** The host's programs and libraries; on a merged-/usr system most are links, and links are copied as links. */
+/** The host's programs and libraries; on a merged-/usr system most are links, and links are made as links. */
 const SYSTEM_DIRS = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 
 /**
- * $1 is the mount point, then r:/w:/d: entries, then `--` and the command.
- * A path that does not exist is skipped: what needs it fails as it would
- * outside the jail (a missing kernel is the VMM's error to report).
- * /proc and /sys carry no restricting flags: a user namespace inside the
- * jail (the test VMM's guest) may mount its own only if none it sees is
- * less restricted.
+ * $1 is the mount point, then newline-separated lists under it: directories to make, empty files to make (bind
+ * targets), files to make unopenable (denied), links to make (their targets: a link's name is its target's last
+ * component), and the fstab; then `--` and the command. Lists split on newlines only, globbing off.
  */
-const SCRIPT = `set -eu
-root=$1; shift
+const SCRIPT = `set -euf
+root=$1 dirs=$2 files=$3 denied=$4 links=$5 fstab=$6; shift 7
 fail() { echo "jail: $*" >&2; exit 125; }
-mount -t tmpfs -o mode=0755,nosuid,nodev,size=4m jail "$root" || fail "cannot mount a tmpfs on $root"
-for d in ${SYSTEM_DIRS.join(" ")}; do
-  if [ -L "/$d" ]; then ln -s "$(readlink "/$d")" "$root/$d"
-  elif [ -d "/$d" ]; then mkdir "$root/$d"; mount --bind -o ro "/$d" "$root/$d"; fi
-done
-mkdir "$root/usr" "$root/proc" "$root/sys" "$root/dev" "$root/tmp"
-mount --bind -o ro /usr "$root/usr"
-mount -t proc -o hidepid=invisible proc "$root/proc"
-mount -t sysfs sysfs "$root/sys"
-mount -t tmpfs -o mode=1777,nosuid,nodev,size=4m tmp "$root/tmp"
-show() {
-  [ -e "$2" ] || return 0
-  o=$1
-  # A disk may be a block device: bound without nodev, or it could not be opened.
-  if [ -b "$2" ] || [ -c "$2" ]; then o=\${o%,nodev}; fi
-  if [ -d "$2" ]; then mkdir -p "$root$2"; else mkdir -p "$root$(dirname "$2")"; [ -e "$root$2" ] || : > "$root$2"; fi
-  mount --bind -o "$o" "$2" "$root$2" || fail "cannot show $2"
-}
-while [ "$1" != -- ]; do
-  case $1 in
-    r:*) show ro,nosuid,nodev "\${1#r:}" ;;
-    w:*) show rw,nosuid,nodev "\${1#w:}" ;;
-    # Read-only binds stop writes to files, not to device nodes.
-    d:*) show ro,nosuid "\${1#d:}" ;;
-    x:*) p=\${1#x:}; mkdir -p "$root$(dirname "$p")"; : > "$root$p"; chmod 000 "$root$p" ;;
-  esac
-  shift
-done
-shift
+mount -t tmpfs -o mode=0755,nosuid,nodev,size=8m jail "$root" || fail "cannot mount a tmpfs on $root"
 cd "$root"
+mkdir -m 1777 tmp
+IFS='
+'
+[ -z "$links" ] || ln -s -- $links . || fail "cannot link the system's directories"
+mkdir -p -- $dirs || fail "cannot make the jail's directories"
+for f in $files $denied; do : > "$f"; done
+[ -z "$denied" ] || chmod 000 -- $denied
+(umask 077 && printf '%s' "$fstab" > .fstab)
+mount --all --fstab .fstab || fail "cannot mount what the jail shows (see above)"
+rm -f .fstab
 pivot_root . . || fail "pivot_root failed"
 umount -l .
 cd /
 exec "$@"
 `;
 
+/** fstab's escapes for a path: a space, tab, newline or backslash as octal. */
+const fstabPath = (p: string) => p.replace(/[\\ \t\n]/g, (c) => `\\${c.charCodeAt(0).toString(8).padStart(3, "0")}`);
+
+/** A newline-separated list for the script, which splits on newlines only. */
+function lines(paths: string[]): string {
+  const bad = paths.find((p) => p.includes("\n"));
+  if (bad !== undefined) throw new Error(`cannot show ${JSON.stringify(bad)} in a VMM's jail: its path has a newline`);
+  return paths.join("\n");
+}
+
+const depth = (p: string) => p.split("/").length;
+
 /** The command line that runs `command` inside a jail showing `view`. */
 export function jailCommand(view: JailView, command: string[]): string[] {
-  const entries = [
-    ...view.readOnly.map((p) => `r:${p}`),
-    ...view.writable.map((p) => `w:${p}`),
-    ...view.devices.map((p) => `d:${p}`),
-    ...view.denied.map((p) => `x:${p}`),
+  const root = view.mountPoint;
+  const under = (p: string) => path.join(root, p);
+  // /tmp is a directory of the root's tmpfs, not a tmpfs of its own: what is shown under /tmp is made in it first.
+  const dirs = new Set(["usr", "proc", "sys", "dev"].map(under));
+  const files = new Set<string>();
+  const links: string[] = [];
+  const fstab = [
+    `/usr ${fstabPath(under("/usr"))} none bind,ro 0 0`,
+    `proc ${fstabPath(under("/proc"))} proc hidepid=invisible 0 0`,
+    `sysfs ${fstabPath(under("/sys"))} sysfs defaults 0 0`,
   ];
-  return ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", SCRIPT, "jail", view.mountPoint, ...entries, "--", ...command];
+  for (const d of SYSTEM_DIRS) {
+    const host = `/${d}`;
+    const stat = fs.lstatSync(host, { throwIfNoEntry: false });
+    if (stat?.isSymbolicLink() && path.basename(fs.readlinkSync(host)) === d) links.push(fs.readlinkSync(host));
+    else if (stat?.isDirectory()) {
+      dirs.add(under(host));
+      fstab.push(`${host} ${fstabPath(under(host))} none bind,ro 0 0`);
+    }
+  }
+  // A path that does not exist is skipped: what needs it fails as it would outside (a missing kernel is the VMM's
+  // error to report). Outer paths are mounted before the paths inside them.
+  const shown = [
+    ...view.readOnly.map((p) => ({ p, options: "ro,nosuid,nodev" })),
+    ...view.writable.map((p) => ({ p, options: "rw,nosuid,nodev" })),
+    // Read-only binds stop writes to files, not to device nodes.
+    ...view.devices.map((p) => ({ p, options: "ro,nosuid" })),
+  ].sort((a, b) => depth(a.p) - depth(b.p));
+  for (const { p, options } of shown) {
+    const stat = fs.statSync(p, { throwIfNoEntry: false });
+    if (!stat) continue;
+    // A disk may be a block device: bound without nodev, or it could not be opened.
+    const device = stat.isBlockDevice() || stat.isCharacterDevice();
+    if (stat.isDirectory()) dirs.add(under(p));
+    else {
+      dirs.add(path.dirname(under(p)));
+      files.add(under(p));
+    }
+    fstab.push(`${fstabPath(p)} ${fstabPath(under(p))} none bind,${device ? options.replace(",nodev", "") : options} 0 0`);
+  }
+  const denied = view.denied.map(under);
+  for (const d of denied) dirs.add(path.dirname(d));
+  return [
+    "unshare",
+    "--mount",
+    "--propagation",
+    "private",
+    "--",
+    "/bin/sh",
+    "-c",
+    SCRIPT,
+    "jail",
+    root,
+    lines([...dirs]),
+    lines([...files]),
+    lines(denied),
+    lines(links),
+    `${fstab.join("\n")}\n`,
+    "--",
+    ...command,
+  ];
 }

@@ -30,6 +30,7 @@ export interface FileAccess {
 }
 
 /** Prints y or n per argument (`r:PATH` or `w:PATH`), in order: one process for all of a VM's files. */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: ${f#?:} is the shell's, not a template's
 const ACCESS_SCRIPT = 'for f; do p=${f#?:}; case $f in w:*) test -r "$p" -a -w "$p";; *) test -r "$p";; esac && echo y || echo n; done';
 
 /**

@@ -291,7 +291,9 @@ async function scaleAndRecovery() {
     } catch {}
   }
   c.close();
-  d.proc.kill("SIGKILL");
+  // Stopped, not killed: a daemon run with --cpu-prof writes its profile of the recovery as it exits.
+  d.proc.kill("SIGTERM");
+  await new Promise((r) => d.proc.once("exit", r));
 }
 
 /**

@@ -117,7 +117,8 @@ export class Orchestrator {
    */
   async load(): Promise<void> {
     await this.loading.load();
-    await this.reconcileNow();
+    // Every re-adopted VMM's uid and cgroup were just checked: this first sweep need not check them again.
+    await this.reconcileNow({ confinement: false });
     const interval = this.opts.reconcileIntervalMs ?? DEFAULT_RECONCILE_INTERVAL_MS;
     this.reconcileTimer = setInterval(() => void this.reconcileNow(), interval).unref();
     this.log.info({ vms: this.vms.size, running: [...this.vms.values()].filter((v) => v.vmm).length }, "VM records loaded and VMMs re-adopted");
@@ -289,10 +290,14 @@ export class Orchestrator {
   }
 
   /** One sweep at a time; a failing sweep is logged, never fatal. */
-  reconcileNow(): Promise<unknown> {
+  reconcileNow(opts: { confinement: boolean } = { confinement: true }): Promise<unknown> {
+    const checkConfinement = () =>
+      opts.confinement
+        ? Promise.all([...this.vms.values()].filter((vm) => !this.ops.busy(vm.id)).map((vm) => this.opts.confinement.check(vm, "running VMM")))
+        : undefined;
     this.reconciling = this.reconciling
       .then(() => reconcile(this.vmmRoots(), this.vms, this.opts.vmmExecutable, (id) => this.ops.busy(id), this.log))
-      .then(() => Promise.all([...this.vms.values()].filter((vm) => !this.ops.busy(vm.id)).map((vm) => this.opts.confinement.check(vm, "running VMM"))))
+      .then(checkConfinement)
       .then(() => this.records.catchUp(this.vms.values(), (id) => this.ops.busy(id)))
       .then(() => this.opts.provisioner.retryPending())
       .catch((e) => this.log.error({ err: (e as Error).message }, "reconcile sweep failed"));

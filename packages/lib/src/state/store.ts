@@ -10,7 +10,7 @@
  * Every failure is a StorageError naming the path.
  */
 import { randomBytes } from "node:crypto";
-import fs from "node:fs";
+import fs, { type Dirent } from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -147,39 +147,49 @@ export class StateStore {
    * first record (the create was never acknowledged) is removed.
    */
   async loadAll(): Promise<{ records: { record: VmRecord; migrated: boolean }[]; unreadable: UnreadableRecord[]; notes: LoadNotes }> {
-    const records: { record: VmRecord; migrated: boolean }[] = [];
-    const unreadable: UnreadableRecord[] = [];
     const notes: LoadNotes = { incomplete: [], tempFiles: [], narrowed: [], ignored: [] };
-    for (const entry of await fsp.readdir(this.stateDir, { withFileTypes: true })) {
-      if (entry.name.startsWith(".")) continue;
-      if (!entry.isDirectory()) {
-        const file = path.join(this.stateDir, entry.name);
-        if (!isStateDirFile(entry.name)) notes.ignored.push(file);
-        else if (entry.name.endsWith(".tmp")) {
-          await fsp.rm(file, { force: true });
-          notes.tempFiles.push(file);
-        }
-        continue;
+    const entries = (await fsp.readdir(this.stateDir, { withFileTypes: true })).filter((e) => !e.name.startsWith("."));
+    // All at once, not one after another: on a busy host, three round trips to the thread pool per VM, in turn, were a
+    // third of a second of a 300-VM restart.
+    const loaded = await Promise.all(entries.map((entry) => this.loadEntry(entry, notes)));
+    return {
+      records: loaded.flatMap((l) => (l && "record" in l ? [l.record] : [])),
+      unreadable: loaded.flatMap((l) => (l && "unreadable" in l ? [l.unreadable] : [])),
+      notes,
+    };
+  }
+
+  /** One entry of the state dir: a VM's record, one that cannot be read, or nothing (noted in `notes`). */
+  private async loadEntry(
+    entry: Dirent,
+    notes: LoadNotes,
+  ): Promise<{ record: { record: VmRecord; migrated: boolean } } | { unreadable: UnreadableRecord } | undefined> {
+    if (!entry.isDirectory()) {
+      const file = path.join(this.stateDir, entry.name);
+      if (!isStateDirFile(entry.name)) notes.ignored.push(file);
+      else if (entry.name.endsWith(".tmp")) {
+        await fsp.rm(file, { force: true });
+        notes.tempFiles.push(file);
       }
-      const paths = vmPaths(this.stateDir, entry.name);
-      if (await privateDir(paths.dir)) notes.narrowed.push(paths.dir);
-      const names = await fsp.readdir(paths.dir);
-      for (const name of names.filter((n) => isTempFile(n, "state.json"))) {
-        await fsp.rm(path.join(paths.dir, name), { force: true });
-        notes.tempFiles.push(path.join(paths.dir, name));
-      }
-      if (!names.includes("state.json") && names.every((n) => isTempFile(n, "state.json"))) {
-        await this.remove(entry.name);
-        notes.incomplete.push(paths.dir);
-        continue;
-      }
-      try {
-        records.push(parseRecord(await fsp.readFile(paths.record, "utf8"), entry.name, paths));
-      } catch (e) {
-        unreadable.push({ id: entry.name, error: `${paths.record}: ${(e as Error).message}` });
-      }
+      return undefined;
     }
-    return { records, unreadable, notes };
+    const paths = vmPaths(this.stateDir, entry.name);
+    if (await privateDir(paths.dir)) notes.narrowed.push(paths.dir);
+    const names = await fsp.readdir(paths.dir);
+    for (const name of names.filter((n) => isTempFile(n, "state.json"))) {
+      await fsp.rm(path.join(paths.dir, name), { force: true });
+      notes.tempFiles.push(path.join(paths.dir, name));
+    }
+    if (!names.includes("state.json") && names.every((n) => isTempFile(n, "state.json"))) {
+      await this.remove(entry.name);
+      notes.incomplete.push(paths.dir);
+      return undefined;
+    }
+    try {
+      return { record: parseRecord(await fsp.readFile(paths.record, "utf8"), entry.name, paths) };
+    } catch (e) {
+      return { unreadable: { id: entry.name, error: `${paths.record}: ${(e as Error).message}` } };
+    }
   }
 }
 

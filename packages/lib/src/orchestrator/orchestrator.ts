@@ -16,7 +16,7 @@ import type { VmSpec } from "../domain/vm-spec.js";
 import type { VmList, VmStatus } from "../domain/vm-status.js";
 import type { EventBus, VmEvent } from "../events/event-bus.js";
 import { failpoint } from "../failpoints.js";
-import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
+import type { LifecycleEvent } from "../lifecycle/machine.js";
 import type { Transition } from "../lifecycle/vm-lifecycle.js";
 import { type Provisioner, provisioningFailure } from "../provisioning/provisioner.js";
 import type { StateStore } from "../state/store.js";
@@ -24,11 +24,11 @@ import type { VmPaths } from "../state/vm-paths.js";
 import { vmmDeathEvent } from "./adoption.js";
 import { type HostInfo, hostInfo } from "./host-info.js";
 import { IdQueue } from "./id-queue.js";
-import { reconcile } from "./reconcile.js";
+import { ReconcileLoop, reconcile } from "./reconcile.js";
 import { RunningVmOps } from "./running-vm-ops.js";
 import { checkFilesExist, checkHostCpus, checkSocketPaths } from "./spec-checks.js";
 import { startError, unsupportedVmm } from "./start-error.js";
-import { newEntry, toStatus, type VmEntry } from "./vm-entry.js";
+import { newEntry, requireEvent, toStatus, type VmEntry } from "./vm-entry.js";
 import { VmLoading } from "./vm-loading.js";
 import { VmRecords, type Write } from "./vm-records.js";
 import { VmServices } from "./vm-services.js";
@@ -70,8 +70,7 @@ export class Orchestrator {
   private readonly ops = new IdQueue();
   private readonly records: VmRecords;
   private readonly log: Logger;
-  private reconcileTimer: NodeJS.Timeout | undefined;
-  private reconciling: Promise<unknown> = Promise.resolve();
+  private readonly sweeps: ReconcileLoop;
   /** Picking VMs up again at start-up. */
   private readonly loading: VmLoading;
 
@@ -84,13 +83,20 @@ export class Orchestrator {
     this.running = new RunningVmOps({
       serialize: (id, op) => this.serialize(id, op),
       get: (id) => this.get(id),
-      require: (vm, event, action) => this.require(vm, event, action),
       transition: (vm, event, write) => this.transition(vm, event, write),
       writeRecord: (vm, write) => this.records.write(vm, write),
       statusOf: (vm) => this.statusOf(vm),
       log: this.log,
       consoleDir: opts.consoleDir,
       cgroupOf: (vm) => opts.confinement.cgroupOf(vm),
+    });
+    const busy = (id: string) => this.ops.busy(id);
+    this.sweeps = new ReconcileLoop({
+      fixDrift: () => reconcile(this.vmmRoots(), this.vms, opts.vmmExecutable, busy, this.log),
+      checkConfinement: () => Promise.all([...this.vms.values()].filter((vm) => !busy(vm.id)).map((vm) => opts.confinement.check(vm, "running VMM"))),
+      catchUpRecords: () => this.records.catchUp(this.vms.values(), busy),
+      retryReleases: () => opts.provisioner.retryPending(),
+      log: this.log,
     });
     this.loading = new VmLoading({
       store: opts.store,
@@ -110,27 +116,16 @@ export class Orchestrator {
     });
   }
 
-  /**
-   * Loads the records a previous daemon left and re-adopts their VMMs, so that
-   * `list` and `status` are right as soon as the socket accepts. Then sweeps
-   * for orphans and starts the periodic reconcile.
-   */
+  /** Records loaded and VMMs re-adopted (`list` is right once the socket accepts), orphans swept, sweeps scheduled. */
   async load(): Promise<void> {
     await this.loading.load();
     // Every re-adopted VMM's uid and cgroup were just checked: this first sweep need not check them again.
-    await this.reconcileNow({ confinement: false });
-    const interval = this.opts.reconcileIntervalMs ?? DEFAULT_RECONCILE_INTERVAL_MS;
-    this.reconcileTimer = setInterval(() => void this.reconcileNow(), interval).unref();
+    await this.sweeps.run({ confinement: false });
+    this.sweeps.every(this.opts.reconcileIntervalMs ?? DEFAULT_RECONCILE_INTERVAL_MS);
     this.log.info({ vms: this.vms.size, running: [...this.vms.values()].filter((v) => v.vmm).length }, "VM records loaded and VMMs re-adopted");
   }
 
-  /**
-   * Re-attaches consoles, event tails and agent probes of the VMMs load()
-   * adopted. Called once the RPC socket accepts, so that `list` answers with
-   * every VM re-adopted without waiting for hundreds of reconnections. Nothing
-   * is lost by the wait: event tails resume from their offset. A VM whose VMM
-   * went away meanwhile (stopped, exited) is skipped.
-   */
+  /** Called once the RPC socket accepts: see VmLoading.attachAdopted. */
   attachAdopted(): void {
     this.loading.attachAdopted();
   }
@@ -219,7 +214,7 @@ export class Orchestrator {
   }
 
   private async startNow(vm: VmEntry, timeoutMs: number, from?: RestoreFrom & { name: string }): Promise<VmStatus> {
-    this.require(vm, from ? "RESTORE" : "START", from ? "restore" : "start");
+    requireEvent(vm, from ? "RESTORE" : "START", from ? "restore" : "start");
     const refused = unsupportedVmm(vm.id, this.opts.vmmBinary, await this.opts.vmmVersion) ?? this.opts.confinement.refusal(vm.id);
     if (refused) throw refused;
     // Written with the VMM's pid in the `spawned` hook: until a VMM exists, a crash loses nothing.
@@ -269,8 +264,7 @@ export class Orchestrator {
 
   /** Daemon shutdown: stop sweeping, close API clients, leave every VMM running. */
   async close(): Promise<void> {
-    clearInterval(this.reconcileTimer);
-    await this.reconciling;
+    await this.sweeps.stop();
     await Promise.all([...this.vms.values()].map((vm) => Promise.all([vm.vmm?.client.close(), vm.services.close()])));
   }
 
@@ -289,23 +283,13 @@ export class Orchestrator {
     return this.opts.events.tail(q);
   }
 
-  /** One sweep at a time; a failing sweep is logged, never fatal. */
-  reconcileNow(opts: { confinement: boolean } = { confinement: true }): Promise<unknown> {
-    const checkConfinement = () =>
-      opts.confinement
-        ? Promise.all([...this.vms.values()].filter((vm) => !this.ops.busy(vm.id)).map((vm) => this.opts.confinement.check(vm, "running VMM")))
-        : undefined;
-    this.reconciling = this.reconciling
-      .then(() => reconcile(this.vmmRoots(), this.vms, this.opts.vmmExecutable, (id) => this.ops.busy(id), this.log))
-      .then(checkConfinement)
-      .then(() => this.records.catchUp(this.vms.values(), (id) => this.ops.busy(id)))
-      .then(() => this.opts.provisioner.retryPending())
-      .catch((e) => this.log.error({ err: (e as Error).message }, "reconcile sweep failed"));
-    return this.reconciling;
+  /** A reconcile sweep now, after any under way (SIGHUP). */
+  reconcileNow(): Promise<unknown> {
+    return this.sweeps.run();
   }
 
   private async stopNow(vm: VmEntry, graceMs: number): Promise<void> {
-    this.require(vm, "STOP", "stop");
+    requireEvent(vm, "STOP", "stop");
     // A paused guest cannot answer the power button: straight to vmm.shutdown.
     const grace = vm.lifecycle.substate === "Paused" ? 0 : graceMs;
     await this.transition(vm, { type: "STOP" });
@@ -382,16 +366,6 @@ export class Orchestrator {
     const vm = this.vms.get(id);
     if (!vm) throw vmNotFound(id);
     return vm;
-  }
-
-  private require(vm: VmEntry, event: LifecycleEventType, action: string): void {
-    if (vm.lifecycle.can(event)) return;
-    const hint = {
-      Paused: "it is paused (compute.vm.resume lets it run)",
-      Active: event === "RESUME" ? "it is not paused" : "",
-      Snapshotting: "its snapshot is being taken",
-    };
-    throw invalidState(vm.id, vm.lifecycle.state, action, hint[vm.lifecycle.substate ?? "Active"]);
   }
 
   /** Runs `op` in the id's queue, on the VM as it is then (an earlier operation may have removed it). */

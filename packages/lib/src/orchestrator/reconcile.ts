@@ -4,7 +4,9 @@
  * VM whose VMM was replaced), and API socket files left by VMMs that died.
  * A process counts as a VMM only if it runs the configured VMM binary
  * (ch/vmm-binary.ts): a wrapper that merely names the socket is never killed.
- * It runs at start-up, after adoption, and then periodically.
+ * It runs at start-up, after adoption, and then periodically (ReconcileLoop),
+ * with the steps the orchestrator adds: VMMs' uids and cgroups checked,
+ * records written again, releases retried.
  */
 import fs from "node:fs/promises";
 import path from "node:path";
@@ -82,3 +84,42 @@ function killOrphans(
 }
 
 const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** A sweep's steps, in order, as the orchestrator lends them. */
+export interface SweepSteps {
+  fixDrift(): Promise<unknown>;
+  checkConfinement(): Promise<unknown>;
+  catchUpRecords(): Promise<unknown>;
+  retryReleases(): Promise<unknown>;
+  log: Logger;
+}
+
+/** Sweeps one at a time, each after the last: at start-up, every interval, on SIGHUP. A failing sweep is logged, never fatal. */
+export class ReconcileLoop {
+  private timer: NodeJS.Timeout | undefined;
+  private last: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly steps: SweepSteps) {}
+
+  /** `confinement: false` when every VMM's uid and cgroup were just checked (right after adoption). */
+  run(opts: { confinement: boolean } = { confinement: true }): Promise<unknown> {
+    const s = this.steps;
+    this.last = this.last
+      .then(() => s.fixDrift())
+      .then(() => (opts.confinement ? s.checkConfinement() : undefined))
+      .then(() => s.catchUpRecords())
+      .then(() => s.retryReleases())
+      .catch((e) => s.log.error({ err: (e as Error).message }, "reconcile sweep failed"));
+    return this.last;
+  }
+
+  every(ms: number): void {
+    this.timer = setInterval(() => void this.run(), ms).unref();
+  }
+
+  /** No more sweeps; resolves once the one under way ends. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.last;
+  }
+}

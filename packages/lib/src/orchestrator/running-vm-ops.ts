@@ -2,8 +2,8 @@
  * What can be done to a running VM's guest, beside starting and stopping it:
  * commands through its exec agent, and through its VMM (issue 15) pause,
  * resume and reboot, and snapshots (taken of a paused guest, kept under the
- * VM's state dir, listed only once complete and recorded). The orchestrator hands over its queue, its lifecycle checks
- * and its transitions: the machine alone decides what may happen.
+ * VM's state dir, listed only once complete and recorded). The orchestrator hands over its queue and its transitions;
+ * each operation asks the lifecycle machine first (requireEvent): the machine alone decides what may happen.
  */
 import type { Logger } from "pino";
 import { ChApiError, type ChClient } from "../ch/client.js";
@@ -15,12 +15,12 @@ import type { ExecResult } from "../exec/exec-client.js";
 import { execStreamSocket } from "../exec/exec-stream.js";
 import { syncGuest } from "../exec/guest-sync.js";
 import { failpoint } from "../failpoints.js";
-import type { LifecycleEvent, LifecycleEventType } from "../lifecycle/machine.js";
+import type { LifecycleEvent } from "../lifecycle/machine.js";
 import type { SnapshotInfo } from "../state/record.js";
 import type { Adoption } from "./adoption.js";
 import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest, execStreamInGuest } from "./guest-exec.js";
 import { chCallError } from "./start-error.js";
-import type { VmEntry } from "./vm-entry.js";
+import { requireEvent, type VmEntry } from "./vm-entry.js";
 import type { Write } from "./vm-records.js";
 import { commitSnapshot, prepareSnapshot, removeSnapshot } from "./vm-snapshots.js";
 import { readVmStats } from "./vm-stats.js";
@@ -29,11 +29,10 @@ import type { RunningVmm } from "./vmm-control.js";
 /** CH writes the guest's whole memory: a large VM on a slow disk takes minutes. */
 export const DEFAULT_SNAPSHOT_TIMEOUT_MS = 300_000;
 
-/** What the orchestrator lends: its per-VM queue, lifecycle checks, transitions and records. */
+/** What the orchestrator lends: its per-VM queue, transitions and records. */
 export interface VmOpsContext {
   serialize<T>(id: string, op: (vm: VmEntry) => Promise<T>): Promise<T>;
   get(id: string): VmEntry;
-  require(vm: VmEntry, event: LifecycleEventType, action: string): void;
   transition(vm: VmEntry, event: LifecycleEvent, write?: Write): Promise<void>;
   writeRecord(vm: VmEntry, write: "required" | "lazy"): Promise<void>;
   statusOf(vm: VmEntry): VmStatus;
@@ -61,7 +60,7 @@ export class RunningVmOps {
     return this.ctx.serialize(id, async (vm) => {
       if (vm.snapshots.some((s) => s.name === name)) throw invalidParams("/name", `VM '${vm.id}' already has a snapshot '${name}'`, { id: vm.id, name });
       const wasActive = vm.lifecycle.substate === "Active";
-      this.ctx.require(vm, wasActive ? "PAUSE" : "SNAPSHOT", "snapshot");
+      requireEvent(vm, wasActive ? "PAUSE" : "SNAPSHOT", "snapshot");
       const client = (vm.vmm as RunningVmm).client;
       const dir = await prepareSnapshot(vm.paths, name, vm.vmmUid);
       if (wasActive) {
@@ -159,7 +158,7 @@ export class RunningVmOps {
   /** One call to the running VMM that the machine allows in the VM's state, then its transition. */
   private guestAction(id: string, event: "PAUSE" | "RESUME" | "REBOOT", action: string, act: (c: ChClient, vm: VmEntry) => Promise<void>): Promise<VmStatus> {
     return this.ctx.serialize(id, async (vm) => {
-      this.ctx.require(vm, event, action);
+      requireEvent(vm, event, action);
       try {
         await act((vm.vmm as RunningVmm).client, vm);
       } catch (e) {
@@ -174,14 +173,14 @@ export class RunningVmOps {
   /** A command in the guest. Not queued: execs run alongside each other and alongside operations. */
   exec(id: string, req: ExecRequest, stdin?: Buffer): Promise<ExecResult> {
     const vm = this.ctx.get(id);
-    this.ctx.require(vm, "EXEC", "exec in");
+    requireEvent(vm, "EXEC", "exec in");
     return execInGuest(vm, { ...req, timeout_ms: req.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS }, stdin);
   }
 
   /** The same, streamed: a one-shot socket (beside the console sockets) on which the caller speaks the exec protocol. */
   execStream(id: string, req: ExecRequest): Promise<{ path: string }> {
     const vm = this.ctx.get(id);
-    this.ctx.require(vm, "EXEC", "exec in");
+    requireEvent(vm, "EXEC", "exec in");
     const socket = execStreamSocket(this.ctx.consoleDir);
     return execStreamInGuest(vm, { ...req, timeout_ms: req.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS }, socket, this.ctx.log.child({ vm: id }));
   }

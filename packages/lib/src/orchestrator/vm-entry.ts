@@ -1,9 +1,11 @@
 /** What the orchestrator holds for one VM while the daemon runs. */
 
+import { invalidState } from "../domain/errors.js";
 import { emptyResources, isProvisioned, type Resources } from "../domain/resources.js";
 import { vmLimits } from "../domain/vm-limits.js";
 import type { VmSpec } from "../domain/vm-spec.js";
 import type { GuestSyncStatus, VmStatus } from "../domain/vm-status.js";
+import type { LifecycleEventType } from "../lifecycle/machine.js";
 import { VmLifecycle } from "../lifecycle/vm-lifecycle.js";
 import type { PendingRelease } from "../provisioning/release-queue.js";
 import { RECORD_VERSION, type SnapshotInfo, type SnapshotInProgress, type VmRecord } from "../state/record.js";
@@ -140,4 +142,15 @@ export function toStatus(vm: VmEntry, pendingReleases: PendingRelease[], cgroup:
     ...(vm.guestSync ? { guest_sync: vm.guestSync } : {}),
     ...(vm.unsaved ? { unsaved: vm.unsaved } : {}),
   };
+}
+
+/** -32003 unless the lifecycle machine lets `event` happen to the VM now, saying why not where a substate explains it. */
+export function requireEvent(vm: VmEntry, event: LifecycleEventType, action: string): void {
+  if (vm.lifecycle.can(event)) return;
+  const hint = {
+    Paused: "it is paused (compute.vm.resume lets it run)",
+    Active: event === "RESUME" ? "it is not paused" : "",
+    Snapshotting: "its snapshot is being taken",
+  };
+  throw invalidState(vm.id, vm.lifecycle.state, action, hint[vm.lifecycle.substate ?? "Active"]);
 }

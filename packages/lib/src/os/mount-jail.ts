@@ -83,6 +83,8 @@ export function jailCommand(view: JailView, command: string[]): string[] {
   const dirs = new Set(["usr", "proc", "sys", "dev"].map(under));
   const files = new Set<string>();
   const links: string[] = [];
+  // /proc and /sys carry no restricting flags: a user namespace inside the jail (the test VMM's guest) may mount its
+  // own only if none it sees is less restricted.
   const fstab = [
     `/usr ${fstabPath(under("/usr"))} none bind,ro 0 0`,
     `proc ${fstabPath(under("/proc"))} proc hidepid=invisible 0 0`,
@@ -90,9 +92,10 @@ export function jailCommand(view: JailView, command: string[]): string[] {
   ];
   for (const d of SYSTEM_DIRS) {
     const host = `/${d}`;
-    const stat = fs.lstatSync(host, { throwIfNoEntry: false });
-    if (stat?.isSymbolicLink() && path.basename(fs.readlinkSync(host)) === d) links.push(fs.readlinkSync(host));
-    else if (stat?.isDirectory()) {
+    const target = fs.lstatSync(host, { throwIfNoEntry: false })?.isSymbolicLink() ? fs.readlinkSync(host) : undefined;
+    if (target !== undefined && path.basename(target) === d) links.push(target);
+    // A link one `ln` cannot make under its own name is shown as what it leads to, bound at its path.
+    else if (fs.statSync(host, { throwIfNoEntry: false })?.isDirectory()) {
       dirs.add(under(host));
       fstab.push(`${host} ${fstabPath(under(host))} none bind,ro 0 0`);
     }

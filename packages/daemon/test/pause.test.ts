@@ -97,7 +97,7 @@ describe("pause, resume and reboot", () => {
     fleet.pids.add(started.pid);
     // Only where the guest cannot set the host's clock: under a uid of its own (a user namespace) or unprivileged.
     expect(started.vmm_uid !== undefined || process.getuid?.() !== 0).toBe(true);
-    const conn = await connectGuestPort(vmmFile(d, "clock", "vsock.sock"), DEFAULT_EXEC_PORT, Date.now() + 20_000);
+    const conn = await connectGuestPort({ path: vmmFile(d, "clock", "vsock.sock"), pid: pidOf(started) }, DEFAULT_EXEC_PORT, Date.now() + 20_000);
     const reply = await new Promise<Record<string, unknown>>((resolve, reject) => {
       const reader = new FrameReader();
       conn.on("data", (chunk: Buffer) => {

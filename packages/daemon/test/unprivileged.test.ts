@@ -4,11 +4,11 @@
  * no_new_privs, and can write only in its own directory. The test VMM, like
  * CH, cannot boot a kernel its uid cannot read.
  */
-import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
+import { asUid, inJailOf } from "./attacker.js";
 import { DAEMON_BIN, type Daemon, eventually, Fleet, ipInNetd, pidOf, slot, tempDir, vmSpec } from "./harness.js";
 
 const isRoot = process.getuid?.() === 0;
@@ -30,15 +30,6 @@ async function unprivilegedDaemon(count: number, dir = tempDir(), extra: string[
 
 const status = (pid: number) => fs.readFileSync(`/proc/${pid}/status`, "utf8");
 const field = (pid: number, name: string) => new RegExp(`^${name}:[ \\t]*(.*)$`, "m").exec(status(pid))?.[1]?.trim();
-/** Runs a shell command as `uid` (as the VMM would, without privileges); its exit code and stderr. */
-const asUid = (uid: number, script: string) =>
-  spawnSync("setpriv", [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "sh", "-c", script], { encoding: "utf8" });
-
-/** Runs a shell command as `uid` in the mount namespace of process `pid`: what that VMM sees. */
-const inJailOf = (pid: number, uid: number, script: string) =>
-  spawnSync("nsenter", [`--target=${pid}`, "--mount", "--", "setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "sh", "-c", script], {
-    encoding: "utf8",
-  });
 
 describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
   it("jails each VMM: it sees its own files, the system's programs and its devices, and nothing else of the host", async () => {

@@ -3,10 +3,13 @@
  * project's OpenAPI document; requests go through undici on the Unix socket.
  * CH serves one request at a time and at most 10 connections, so the client
  * keeps a single connection and never pipelines. Bodies are always sent with
- * Content-Length (CH ignores chunked bodies).
+ * Content-Length (CH ignores chunked bodies). The connection is used only
+ * once the kernel names the VMM's pid as the socket's listener: the socket
+ * lives in a directory the VMM owns (os/process-socket.ts).
  */
 import createClient from "openapi-fetch";
 import { Client, type Dispatcher } from "undici";
+import { connectToProcess, type ProcessSocket, WrongListenerError } from "../os/process-socket.js";
 import type { components, paths } from "./api.generated.js";
 
 const ORIGIN = "http://localhost";
@@ -27,11 +30,13 @@ export class ChApiError extends Error {
   readonly timedOut: boolean;
   /** The socket could not be reached (not there yet, or refused). */
   readonly unreachable: boolean;
+  /** Another process than the VMM listens at the socket's path: nothing was sent. */
+  readonly wrongListener: boolean;
 
   constructor(
     readonly call: string,
     message: string,
-    how: { status?: number; body?: unknown; timedOut?: boolean; unreachable?: boolean },
+    how: { status?: number; body?: unknown; timedOut?: boolean; unreachable?: boolean; wrongListener?: boolean },
   ) {
     super(message);
     this.name = "ChApiError";
@@ -39,6 +44,7 @@ export class ChApiError extends Error {
     this.body = how.body;
     this.timedOut = how.timedOut ?? false;
     this.unreachable = how.unreachable ?? false;
+    this.wrongListener = how.wrongListener ?? false;
   }
 }
 
@@ -91,8 +97,8 @@ export class ChClient {
   private readonly http: Client;
   private readonly api;
 
-  constructor(readonly socketPath: string) {
-    this.http = new Client(ORIGIN, { socketPath, pipelining: 1 });
+  constructor(readonly socket: ProcessSocket) {
+    this.http = new Client(ORIGIN, { pipelining: 1, connect: (_options, callback) => connectToProcess(socket, callback) });
     this.api = createClient<paths>({
       baseUrl: `${ORIGIN}/api/v1`,
       Request: ChRequest as unknown as typeof Request,
@@ -162,6 +168,7 @@ export class ChClient {
     } catch (e) {
       const err = e as Error & { code?: string };
       if (err.name === "TimeoutError") throw new ChApiError(name, `${name}: no answer within ${timeoutMs} ms`, { timedOut: true });
+      if (err instanceof WrongListenerError) throw new ChApiError(name, `${name}: ${err.message}`, { unreachable: true, wrongListener: true });
       const cause = err.code ?? err.message;
       throw new ChApiError(name, `${name}: cannot reach the VMM API socket (${cause})`, { unreachable: true });
     }

@@ -10,8 +10,12 @@
  * The jail narrows what the VMM can reach, never widens it: a file of the
  * config its uid could not open outside (a directory above it closed to
  * others) it cannot open inside either, and CH reports that as it would.
+ * Those files are looked up without following a link, judged by the objects
+ * found, and pinned: the jail checks it bound those very objects, so a path
+ * swapped after the check fails the start instead of showing something else.
  */
 import type { JailView } from "../os/mount-jail.js";
+import { identityOf, modeAllows, walkPath } from "../os/path-walk.js";
 import { canOpenAs, type FileAccess, type UnprivilegedUser } from "../os/unprivileged-user.js";
 import type { VmPaths } from "../state/vm-paths.js";
 import type { ChVmConfig } from "./client.js";
@@ -45,10 +49,18 @@ export async function vmmJailView(
     writable: [paths.vmmDir, paths.snapshots],
     devices: DEVICES,
     denied: [],
+    pinned: new Map(),
   };
-  const allowed = await canOpenAs(user, files);
+  // The mode bits of the objects found decide; the kernel's own check (ACLs, read-only mounts) can only narrow that.
+  const [walks, kernelAllows] = await Promise.all([Promise.all(files.map((f) => walkPath(f.path))), canOpenAs(user, files)]);
   files.forEach(({ path, write }, i) => {
-    (allowed[i] ? (write ? view.writable : view.readOnly) : view.denied).push(path);
+    const walk = walks[i];
+    if (walk?.kind === "link") throw new Error(`${path} passes through a symbolic link at ${walk.at}: the VMM is shown no file through a link`);
+    // Missing: the VMM reports it as it would outside.
+    if (walk?.kind !== "found") return;
+    const allowed = kernelAllows[i] && modeAllows(walk, user, write);
+    (allowed ? (write ? view.writable : view.readOnly) : view.denied).push(path);
+    if (allowed) view.pinned.set(path, identityOf(walk.file));
   });
   return { ...view, readOnly: [...new Set(view.readOnly)], writable: [...new Set(view.writable)], denied: [...new Set(view.denied)] };
 }

@@ -3,10 +3,12 @@
  * time (a new one disconnects the old), so the daemon is that one client for
  * the VM's whole life and everyone else goes through the console server. CH
  * re-creates the socket on a reboot, so a lost connection is retried until
- * the link is stopped.
+ * the link is stopped. A socket another process than the VMM serves (the
+ * VMM owns the directory, and can put a link there) is never read or written.
  */
 import net from "node:net";
 import type { Logger } from "pino";
+import { type ProcessSocket, wrongListener } from "../os/process-socket.js";
 
 const RETRY_MS = 100;
 
@@ -14,9 +16,10 @@ export class SerialLink {
   private socket: net.Socket | undefined;
   private stopped = false;
   private retry: NodeJS.Timeout | undefined;
+  private refusedOnce = false;
 
   constructor(
-    private readonly path: string,
+    private readonly target: ProcessSocket,
     private readonly onOutput: (data: Buffer) => void,
     private readonly log: Logger,
   ) {}
@@ -40,9 +43,19 @@ export class SerialLink {
 
   private connect(): void {
     if (this.stopped) return;
-    const socket = net.connect(this.path);
+    const socket = net.connect(this.target.path);
     this.socket = socket;
-    socket.on("connect", () => this.log.debug({ socket: this.path }, "serial console connected"));
+    socket.on("connect", () => {
+      const wrong = wrongListener(socket, this.target);
+      if (!wrong) return this.log.debug({ socket: this.target.path }, "serial console connected");
+      socket.destroy();
+      // Retried like a lost connection: said once at error, the retries quietly.
+      this.log[this.refusedOnce ? "debug" : "error"](
+        { socket: this.target.path, listener_pid: wrong.listenerPid, err: wrong.message },
+        "serial socket refused",
+      );
+      this.refusedOnce = true;
+    });
     socket.on("data", (chunk: Buffer) => this.onOutput(chunk));
     socket.on("error", () => undefined);
     socket.on("close", () => {

@@ -4,6 +4,7 @@
  * to every viewer; input from any viewer goes to the guest.
  */
 import type { Logger } from "pino";
+import type { ProcessSocket } from "../os/process-socket.js";
 import { ConsoleServer } from "./console-server.js";
 import { SerialLink } from "./serial-link.js";
 import { type LogSlice, SerialLog } from "./serial-log.js";
@@ -24,7 +25,7 @@ export class VmConsole {
   }
 
   /** Connects to the VMM's serial socket; call once the socket exists (after vm.create). */
-  attach(serialSocket: string): void {
+  attach(serialSocket: ProcessSocket): void {
     this.link?.stop();
     this.link = new SerialLink(serialSocket, (data) => this.output(data), this.log);
     this.link.start();

@@ -18,11 +18,12 @@ export const VmId = Type.String({
   errorMessage: `id must match ${VM_ID_PATTERN}`,
 });
 const AbsolutePath = Type.String({
-  // A newline has no place in a VM's file names, and the VMM's jail lists paths a line each.
-  pattern: "^/[^\\n\\u0000]*$",
+  // Canonical, so a path means one place: the VMM's jail shows each file at its own path under a new root, and a
+  // `..` would climb out of it. A newline has no place in a VM's file names, and the jail lists paths a line each.
+  pattern: "^(/(?!\\.\\.?(/|$))[^/\\n\\u0000]+)+$",
   maxLength: 4096,
-  description: "Absolute path of an existing file",
-  errorMessage: "must be an absolute path, without a newline or NUL byte",
+  description: "Canonical absolute path of an existing file: no '.', '..' or empty segment, no symbolic link on the way",
+  errorMessage: "must be a canonical absolute path (no '.', '..' or empty segment, no trailing '/'), without a newline or NUL byte",
 });
 
 export const KernelBoot = Type.Object(

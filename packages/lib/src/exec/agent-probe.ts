@@ -7,6 +7,7 @@
  */
 
 import { DEFAULT_EXEC_PORT } from "../domain/exec-protocol.js";
+import type { ProcessSocket } from "../os/process-socket.js";
 import { attempt } from "./hybrid-vsock.js";
 
 const FIRST_RETRY_MS = 250;
@@ -23,19 +24,25 @@ export class AgentProbe {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private retryMs = FIRST_RETRY_MS;
+  /** The vsock socket of the VMM that is up, and its pid. */
+  private vsockSocket: ProcessSocket | undefined;
 
-  constructor(
-    private readonly vsockSocket: string,
-    private readonly port = DEFAULT_EXEC_PORT,
-  ) {}
+  constructor(private readonly port = DEFAULT_EXEC_PORT) {}
 
   /** Replaced, never changed in place: callers may keep it. */
   get current(): Readonly<AgentStatus> {
     return this.status;
   }
 
+  /** Probes the agent behind the VMM `vsockSocket`, from now on. */
+  watch(vsockSocket: ProcessSocket): void {
+    this.vsockSocket = vsockSocket;
+    this.start();
+  }
+
   start(): void {
     this.stop();
+    if (!this.vsockSocket) return;
     this.running = true;
     this.retryMs = FIRST_RETRY_MS;
     void this.tryOnce();
@@ -60,6 +67,7 @@ export class AgentProbe {
   }
 
   private async tryOnce(): Promise<void> {
+    if (!this.vsockSocket) return;
     try {
       const conn = await attempt(this.vsockSocket, this.port, ATTEMPT_MS);
       conn.destroy();

@@ -5,12 +5,13 @@
  */
 import { randomBytes } from "node:crypto";
 import { DEFAULT_EXEC_PORT, decodeJson, encodeFrame, FrameReader, FrameType, type GuestSynced } from "../domain/exec-protocol.js";
+import type { ProcessSocket } from "../os/process-socket.js";
 import { connectGuestPort } from "./hybrid-vsock.js";
 
 const SEED_BYTES = 32;
 
 /** Reaches the agent (retrying while it starts) and syncs; rejects saying why by `deadline` (epoch ms). */
-export async function syncGuest(vsockSocket: string, deadline: number): Promise<GuestSynced> {
+export async function syncGuest(vsockSocket: ProcessSocket, deadline: number): Promise<GuestSynced> {
   const conn = await connectGuestPort(vsockSocket, DEFAULT_EXEC_PORT, deadline);
   return new Promise((resolve, reject) => {
     const reader = new FrameReader();

@@ -3,9 +3,12 @@
  * to the VM's vsock Unix socket, send `CONNECT <port>\n`, and read one line.
  * `OK <n>` means the guest accepted; CH closes without a word when nothing
  * listens, the guest does not answer within 2 s, or the command is bad. Bytes
- * that arrive after the line belong to the stream and are put back.
+ * that arrive after the line belong to the stream and are put back. The
+ * socket is in a directory the VMM owns: nothing is sent unless the VMM's
+ * pid listens on it (os/process-socket.ts).
  */
 import net from "node:net";
+import { type ProcessSocket, wrongListener } from "../os/process-socket.js";
 
 const RETRY_MS = 100;
 /** CH waits 2000 ms for the guest; give the line a little longer. */
@@ -14,7 +17,7 @@ const HANDSHAKE_MS = 2500;
 export class AgentUnreachableError extends Error {}
 
 /** Connects, retrying while the guest is not listening yet, until `deadline` (epoch ms). */
-export async function connectGuestPort(vsockSocket: string, port: number, deadline: number): Promise<net.Socket> {
+export async function connectGuestPort(vsockSocket: ProcessSocket, port: number, deadline: number): Promise<net.Socket> {
   let lastReason = "no attempt made";
   for (;;) {
     try {
@@ -22,15 +25,15 @@ export async function connectGuestPort(vsockSocket: string, port: number, deadli
     } catch (e) {
       lastReason = (e as Error).message;
     }
-    if (Date.now() + RETRY_MS >= deadline) throw new AgentUnreachableError(`guest port ${port} unreachable through ${vsockSocket}: ${lastReason}`);
+    if (Date.now() + RETRY_MS >= deadline) throw new AgentUnreachableError(`guest port ${port} unreachable through ${vsockSocket.path}: ${lastReason}`);
     await new Promise((r) => setTimeout(r, RETRY_MS));
   }
 }
 
 /** One CONNECT attempt, no retries: for probes that keep their own schedule. */
-export function attempt(vsockSocket: string, port: number, timeoutMs = HANDSHAKE_MS): Promise<net.Socket> {
+export function attempt(vsockSocket: ProcessSocket, port: number, timeoutMs = HANDSHAKE_MS): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect(vsockSocket);
+    const socket = net.connect(vsockSocket.path);
     let line = Buffer.alloc(0);
     const timer = setTimeout(() => fail(`no answer to CONNECT within ${timeoutMs} ms`), timeoutMs);
     const fail = (reason: string) => {
@@ -56,6 +59,10 @@ export function attempt(vsockSocket: string, port: number, timeoutMs = HANDSHAKE
     socket.on("data", onData);
     socket.once("close", onClose);
     socket.once("error", (e) => fail(e.message));
-    socket.once("connect", () => socket.write(`CONNECT ${port}\n`));
+    socket.once("connect", () => {
+      const wrong = wrongListener(socket, vsockSocket);
+      if (wrong) fail(wrong.message);
+      else socket.write(`CONNECT ${port}\n`);
+    });
   });
 }

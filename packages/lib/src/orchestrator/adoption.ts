@@ -33,7 +33,7 @@ export async function adoptRecord(record: VmRecord, paths: VmPaths): Promise<Ado
   const identity = record.vmm ? establishIdentity(record.vmm, paths) : undefined;
   if (!identity) return { kind: "gone", event: deadVmmEvent(state, record.vmm?.pid, await readEvents(paths.eventMonitor)) };
 
-  const vmm: RunningVmm = { process: VmmProcess.adopt(identity, paths), client: new ChClient(paths.apiSocket) };
+  const vmm: RunningVmm = { process: VmmProcess.adopt(identity, paths), client: new ChClient({ path: paths.apiSocket, pid: identity.pid }) };
   if (state === "Stopping") return { kind: "finish-stop", vmm };
   const vmState = await vmmVmState(vmm);
   const decision = liveVmmDecision(state, vmState, identity.pid);

@@ -11,7 +11,7 @@ import { DEFAULT_EXEC_PORT, type ExecRequest } from "../domain/exec-protocol.js"
 import { ExecAgentError, ExecConnectionLost, type ExecResult, runExec } from "../exec/exec-client.js";
 import { serveExecStream } from "../exec/exec-stream.js";
 import { AgentUnreachableError, connectGuestPort } from "../exec/hybrid-vsock.js";
-import type { VmEntry } from "./vm-entry.js";
+import { type VmEntry, vsockOf } from "./vm-entry.js";
 
 export const DEFAULT_EXEC_TIMEOUT_MS = 60_000;
 /** How long an exec waits for the agent to start listening (a guest still booting). */
@@ -39,7 +39,9 @@ export async function execStreamInGuest(vm: VmEntry, req: ExecRequest & { timeou
 /** The agent's port, retried while it starts; -32007 if it never answers. */
 async function connectAgent(vm: VmEntry, timeoutMs: number): Promise<net.Socket> {
   try {
-    const conn = await connectGuestPort(vm.paths.vsockSocket, DEFAULT_EXEC_PORT, Date.now() + Math.min(AGENT_WAIT_MS, timeoutMs));
+    const vsock = vsockOf(vm);
+    if (!vsock) throw new AgentUnreachableError("no VMM runs");
+    const conn = await connectGuestPort(vsock, DEFAULT_EXEC_PORT, Date.now() + Math.min(AGENT_WAIT_MS, timeoutMs));
     vm.services.agent.markReachable();
     return conn;
   } catch (e) {

@@ -20,7 +20,7 @@ import type { SnapshotInfo } from "../state/record.js";
 import type { Adoption } from "./adoption.js";
 import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest, execStreamInGuest } from "./guest-exec.js";
 import { chCallError } from "./start-error.js";
-import { requireEvent, type VmEntry } from "./vm-entry.js";
+import { requireEvent, type VmEntry, vsockOf } from "./vm-entry.js";
 import type { Write } from "./vm-records.js";
 import { commitSnapshot, prepareSnapshot, removeSnapshot } from "./vm-snapshots.js";
 import { readVmStats } from "./vm-stats.js";
@@ -207,7 +207,9 @@ export class RunningVmOps {
    */
   syncGuestClock(vm: VmEntry, after: "resume" | "restore"): void {
     const at = new Date().toISOString();
-    void syncGuest(vm.paths.vsockSocket, Date.now() + SYNC_WAIT_MS).then(
+    const vsock = vsockOf(vm);
+    if (!vsock) return;
+    void syncGuest(vsock, Date.now() + SYNC_WAIT_MS).then(
       (synced) => {
         vm.guestSync = { at, after, ...synced };
         const level = synced.clock_error || synced.seed_error ? "warn" : "info";

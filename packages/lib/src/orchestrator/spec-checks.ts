@@ -1,7 +1,11 @@
-/** Checks on a VM spec that need the host: files that must exist, socket paths that must fit. */
+/**
+ * Checks on a VM spec that need the host: files that must exist (reached through no symbolic link: a link's target can
+ * change under the VM, and the jail shows no file through one), socket paths that must fit.
+ */
 import fs from "node:fs/promises";
 import { invalidParams } from "../domain/errors.js";
 import type { VmSpec } from "../domain/vm-spec.js";
+import { walkPath } from "../os/path-walk.js";
 import { MAX_SOCKET_PATH } from "../state/vm-paths.js";
 
 export async function checkFilesExist(spec: VmSpec): Promise<void> {
@@ -11,9 +15,13 @@ export async function checkFilesExist(spec: VmSpec): Promise<void> {
     ...(spec.disks ?? []).flatMap((d, i) => ("path" in d ? [[`disks[${i}].path`, `/disks/${i}/path`, d.path] as const] : [])),
   ];
   for (const [label, pointer, file] of files) {
-    const stat = await fs.stat(file).catch(() => undefined);
-    if (!stat) throw invalidParams(pointer, `${label}: ${file} does not exist`, { file });
-    if (!stat.isFile() && !stat.isBlockDevice()) throw invalidParams(pointer, `${label}: ${file} is not a file or block device`, { file });
+    const walk = await walkPath(file);
+    if (walk.kind === "link") {
+      const leadsTo = await fs.realpath(file).catch(() => "nothing that exists");
+      throw invalidParams(pointer, `${label}: ${file} passes through a symbolic link at ${walk.at}; it leads to ${leadsTo}: give that path`, { file });
+    }
+    if (walk.kind === "missing") throw invalidParams(pointer, `${label}: ${file} does not exist`, { file });
+    if (!walk.file.isFile() && !walk.file.isBlockDevice()) throw invalidParams(pointer, `${label}: ${file} is not a file or block device`, { file });
   }
 }
 

@@ -7,6 +7,7 @@ import type { VmSpec } from "../domain/vm-spec.js";
 import type { GuestSyncStatus, VmStatus } from "../domain/vm-status.js";
 import type { LifecycleEventType } from "../lifecycle/machine.js";
 import { VmLifecycle } from "../lifecycle/vm-lifecycle.js";
+import type { ProcessSocket } from "../os/process-socket.js";
 import type { PendingRelease } from "../provisioning/release-queue.js";
 import { RECORD_VERSION, type SnapshotInfo, type SnapshotInProgress, type VmRecord } from "../state/record.js";
 import type { VmPaths } from "../state/vm-paths.js";
@@ -43,6 +44,12 @@ export interface VmEntry {
    * why, and since when. The reconcile sweep writes it again until it lands.
    */
   unsaved?: { error: string; since: string };
+}
+
+/** The VMM's vsock socket and the pid that must serve it; undefined while no VMM runs. */
+export function vsockOf(vm: VmEntry): ProcessSocket | undefined {
+  const pid = vm.vmm?.process.pid;
+  return pid === undefined ? undefined : { path: vm.paths.vsockSocket, pid };
 }
 
 export function newEntry(spec: VmSpec, paths: VmPaths, services: VmServices): VmEntry {

@@ -21,7 +21,7 @@ export class VmServices {
     readonly console: VmConsole,
     private readonly events: EventBus,
   ) {
-    this.agent = new AgentProbe(paths.vsockSocket);
+    this.agent = new AgentProbe();
   }
 
   static async open(id: string, paths: VmPaths, consoleSocket: string, maxLogBytes: number, events: EventBus, log: Logger): Promise<VmServices> {
@@ -33,7 +33,7 @@ export class VmServices {
    * where a previous daemon stopped for this same VMM, else from the start.
    */
   vmmUp(pid: number): void {
-    this.console.attach(this.paths.serialSocket);
+    this.console.attach({ path: this.paths.serialSocket, pid });
     const last = this.events.findLast((e) => e.id === this.id && e.type === "vmm" && e.data?.pid === pid);
     const from = typeof last?.data?.offset === "number" ? last.data.offset : 0;
     void this.monitor?.stop();
@@ -45,7 +45,7 @@ export class VmServices {
       }),
     );
     this.monitor.start();
-    this.agent.start();
+    this.agent.watch({ path: this.paths.vsockSocket, pid });
   }
 
   /** The guest rebooted: its agent starts again, so it is probed again (the console reconnects by itself). */

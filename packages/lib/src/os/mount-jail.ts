@@ -32,6 +32,8 @@ export interface JailView {
   devices: string[];
   /** Paths the process may not open: shown as empty files it has no permission on, so opening one fails as it would outside. */
   denied: string[];
+  /** Shown paths that must show exactly these objects (`dev:ino`, os/path-walk.ts): the start fails if one was swapped. */
+  pinned: Map<string, string>;
 }
 
 /** The host's programs and libraries; on a merged-/usr system most are links, and links are made as links. */
@@ -40,10 +42,11 @@ const SYSTEM_DIRS = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
 /**
  * $1 is the mount point, then newline-separated lists under it: directories to make, empty files to make (bind
  * targets), files to make unopenable (denied), links to make (their targets: a link's name is its target's last
- * component), and the fstab; then `--` and the command. Lists split on newlines only, globbing off.
+ * component), the fstab, the pinned targets and the `dev:ino` each must show; then `--` and the command. Lists split
+ * on newlines only, globbing off.
  */
 const SCRIPT = `set -euf
-root=$1 dirs=$2 files=$3 denied=$4 links=$5 fstab=$6; shift 7
+root=$1 dirs=$2 files=$3 denied=$4 links=$5 fstab=$6 pinned=$7 pins=$8; shift 9
 fail() { echo "jail: $*" >&2; exit 125; }
 mount -t tmpfs -o mode=0755,nosuid,nodev,size=8m jail "$root" || fail "cannot mount a tmpfs on $root"
 cd "$root"
@@ -57,6 +60,7 @@ for f in $files $denied; do : > "$f"; done
 (umask 077 && printf '%s' "$fstab" > .fstab)
 mount --all --fstab .fstab || fail "cannot mount what the jail shows (see above)"
 rm -f .fstab
+[ -z "$pinned" ] || [ "$(stat -L -c %d:%i -- $pinned)" = "$pins" ] || fail "a file of the VM was replaced while its jail was built"
 pivot_root . . || fail "pivot_root failed"
 umount -l .
 cd /
@@ -75,12 +79,23 @@ function lines(paths: string[]): string {
 
 const depth = (p: string) => p.split("/").length;
 
+/**
+ * Where `p` is shown under the jail's root. Only a canonical absolute path is taken (no `.`, `..` or empty segment),
+ * so nothing the jail makes, empties or chmods can land outside its root.
+ */
+function underRoot(root: string, p: string): string {
+  const target = path.join(root, p);
+  if (!p.startsWith("/") || path.posix.normalize(p) !== p || !target.startsWith(`${root}/`))
+    throw new Error(`cannot show ${JSON.stringify(p)} in a VMM's jail: not a canonical absolute path`);
+  return target;
+}
+
 /** The command line that runs `command` inside a jail showing `view`. */
 export function jailCommand(view: JailView, command: string[]): string[] {
   const root = view.mountPoint;
-  const under = (p: string) => path.join(root, p);
+  const under = (p: string) => underRoot(root, p);
   // /tmp is a directory of the root's tmpfs, not a tmpfs of its own: what is shown under /tmp is made in it first.
-  const dirs = new Set(["usr", "proc", "sys", "dev"].map(under));
+  const dirs = new Set(["/usr", "/proc", "/sys", "/dev"].map(under));
   const files = new Set<string>();
   const links: string[] = [];
   // /proc and /sys carry no restricting flags: a user namespace inside the jail (the test VMM's guest) may mount its
@@ -122,6 +137,7 @@ export function jailCommand(view: JailView, command: string[]): string[] {
   }
   const denied = view.denied.map(under);
   for (const d of denied) dirs.add(path.dirname(d));
+  const pinned = [...view.pinned.keys()].filter((p) => files.has(under(p)) || dirs.has(under(p)));
   return [
     "unshare",
     "--mount",
@@ -138,6 +154,8 @@ export function jailCommand(view: JailView, command: string[]): string[] {
     lines(denied),
     lines(links),
     `${fstab.join("\n")}\n`,
+    lines(pinned.map(under)),
+    pinned.map((p) => view.pinned.get(p)).join("\n"),
     "--",
     ...command,
   ];

@@ -1,0 +1,15 @@
+/**
+ * The attacker the jail exists for: a guest that took over its VMM, so a process running as the VMM's uid, without
+ * privileges, in its mount namespace (ADR 0009's threat model). Tests act as it with these.
+ */
+import { spawnSync } from "node:child_process";
+
+/** Runs a shell command as `uid` (as the VMM would, without privileges); its exit code and output. */
+export const asUid = (uid: number, script: string) =>
+  spawnSync("setpriv", [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "sh", "-c", script], { encoding: "utf8" });
+
+/** Runs a shell command as `uid` in the mount namespace of process `pid`: what that VMM sees and can do. */
+export const inJailOf = (pid: number, uid: number, script: string) =>
+  spawnSync("nsenter", [`--target=${pid}`, "--mount", "--", "setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "sh", "-c", script], {
+    encoding: "utf8",
+  });

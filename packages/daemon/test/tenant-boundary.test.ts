@@ -1,0 +1,99 @@
+/**
+ * The tenant boundary, attacked (issue 22, ADR 0009's threat model): a guest that took over its VMM acts as the
+ * VMM's uid inside its jail, and a client passes specs made to climb out. Neither may reach the host's files, another
+ * tenant's VM, or the daemon's working.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { inJailOf } from "./attacker.js";
+import { chVmInfo, type Daemon, eventually, Fleet, pidOf, vmmFile, vmSpec } from "./harness.js";
+
+const isRoot = process.getuid?.() === 0;
+const fleet = new Fleet();
+afterAll(() => fleet.cleanup());
+
+async function started(d: Daemon, id: string, extra: Record<string, unknown> = {}): Promise<{ pid: number; uid: number }> {
+  await d.rpc.call("compute.vm.create", { ...vmSpec(d, id), hostname: id, ...extra });
+  const s = await d.rpc.call("compute.vm.start", { id });
+  fleet.pids.add(s.pid);
+  return { pid: pidOf(s), uid: s.vmm_uid as number };
+}
+
+const log = (d: Daemon) => fs.readFileSync(path.join(d.dir, "daemon.log"), "utf8");
+
+describe("spec paths that climb out", () => {
+  it("refuses a path with '.', '..' or '//' segments, or one through a symbolic link, and leaves the file as it was", async () => {
+    const d = await fleet.daemon();
+    const target = path.join(d.dir, "precious.img");
+    fs.writeFileSync(target, "the host's own file\n", { mode: 0o640 });
+    const climbing = `/../../../..${target}`;
+    for (const [p, why] of [
+      [climbing, /canonical/],
+      [`${d.dir}/./precious.img`, /canonical/],
+      [`${d.dir}//precious.img`, /canonical/],
+    ] as const) {
+      const err = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "climb"), disks: [{ path: p }] });
+      expect(err).toMatchObject({ code: -32602 });
+      expect(err.message).toMatch(why);
+    }
+    const kernelErr = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "climb"), boot: { kernel: `/..${d.kernel}` } });
+    expect(kernelErr).toMatchObject({ code: -32602 });
+    const link = path.join(d.dir, "link.img");
+    fs.symlinkSync(target, link);
+    const linked = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "climb"), disks: [{ path: link }] });
+    expect(linked).toMatchObject({ code: -32602, data: { file: link } });
+    expect(linked.message).toMatch(new RegExp(`symbolic link at ${link}.*${target}`));
+    expect(fs.readFileSync(target, "utf8")).toBe("the host's own file\n");
+    expect(fs.statSync(target).mode & 0o777).toBe(0o640);
+    expect((await d.rpc.call("compute.vm.list", {})).vms).toEqual([]);
+  });
+
+  it.skipIf(!isRoot)("fails the start, leaving the file alone, when a path became a symbolic link after create", async () => {
+    const d = await fleet.daemon();
+    const dir = path.join(d.dir, "images");
+    fs.mkdirSync(dir, { mode: 0o755 });
+    const disk = path.join(dir, "disk.img");
+    fs.writeFileSync(disk, Buffer.alloc(4096), { mode: 0o644 });
+    const secret = path.join(d.dir, "secret");
+    fs.writeFileSync(secret, "the host's own file\n", { mode: 0o600 });
+    await d.rpc.call("compute.vm.create", { ...vmSpec(d, "swapped"), disks: [{ path: disk, readonly: true }] });
+    fs.rmSync(disk);
+    fs.symlinkSync(secret, disk);
+    const err = await d.rpc.callError("compute.vm.start", { id: "swapped" });
+    expect(err.message).toMatch(new RegExp(`${disk}.*symbolic link`));
+    expect((await d.rpc.call("compute.vm.status", { id: "swapped" })).state).toBe("Failed");
+    expect(fs.readFileSync(secret, "utf8")).toBe("the host's own file\n");
+    expect(fs.statSync(secret).mode & 0o777).toBe(0o600);
+  });
+});
+
+describe.skipIf(!isRoot)("a VMM taken over by its guest (needs root)", () => {
+  it("cannot make the daemon drive another VM by linking its sockets to that VM's", async () => {
+    const first = await fleet.daemon();
+    const a = await started(first, "a");
+    const b = await started(first, "b");
+    const relink = ["api", "vsock", "serial"].map((s) => `rm -f ${s}.sock && ln -s ${vmmFile(first, "b", `${s}.sock`)} ${s}.sock`).join(" && ");
+    const done = inJailOf(a.pid, a.uid, `cd ${path.join(first.vmmDir, "a")} && ${relink}`);
+    expect(done.stderr).toBe("");
+    expect(done.status).toBe(0);
+    // The links wait for the daemon's next connection to each socket: every one, after a restart.
+    await first.stop();
+    const d = await fleet.daemon({ dir: first.dir });
+    expect(await d.rpc.call("compute.vm.status", { id: "a" })).toMatchObject({ state: "Running", pid: a.pid });
+    await eventually(() => (log(d).includes(`"err":"${vmmFile(d, "a", "serial.sock")} is not served by pid ${a.pid}`) ? true : undefined));
+
+    const exec = await d.rpc.callError("compute.vm.exec", { id: "a", argv: ["hostname"], timeout_ms: 1_000 });
+    expect(exec).toMatchObject({ code: -32007 });
+    expect(exec.message).toMatch(new RegExp(`not served by pid ${a.pid} \\(pid ${b.pid} listens there\\)`));
+    const pause = await d.rpc.callError("compute.vm.pause", { id: "a" });
+    expect(pause.message).toMatch(new RegExp(`not served by pid ${a.pid}`));
+    expect((await chVmInfo(d, "b")).state).toBe("Running");
+    // A's stop goes past its API (which answers nothing) to its process; B is not touched.
+    await d.rpc.call("compute.vm.stop", { id: "a", force: true });
+    expect((await d.rpc.call("compute.vm.status", { id: "a" })).state).toBe("Stopped");
+    expect((await chVmInfo(d, "b")).state).toBe("Running");
+    expect(await d.rpc.call("compute.vm.status", { id: "b" })).toMatchObject({ state: "Running", pid: b.pid });
+    expect((await d.rpc.exec({ id: "b", argv: ["hostname"] })).stdout).toBe("b\n");
+  });
+});

@@ -5,6 +5,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
+import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 import { inJailOf } from "./attacker.js";
 import { chVmInfo, type Daemon, eventually, Fleet, pidOf, vmmFile, vmSpec } from "./harness.js";
@@ -69,6 +70,36 @@ describe("spec paths that climb out", () => {
 });
 
 describe.skipIf(!isRoot)("a VMM taken over by its guest (needs root)", () => {
+  it("is never shown a file its uid could not open, however the path's directories are swapped during its start", async () => {
+    const d = await fleet.daemon();
+    // A tenant's directory holds a public image and a directory closed to others, whose image is readable by mode.
+    const parent = path.join(d.dir, "tenant");
+    fs.mkdirSync(path.join(parent, "pub"), { recursive: true, mode: 0o755 });
+    fs.mkdirSync(path.join(parent, "sec"), { mode: 0o700 });
+    fs.writeFileSync(path.join(parent, "pub", "disk.img"), "public\n", { mode: 0o644 });
+    fs.writeFileSync(path.join(parent, "sec", "disk.img"), "secret\n", { mode: 0o644 });
+    const disk = path.join(parent, "pub", "disk.img");
+    await d.rpc.call("compute.vm.create", { ...vmSpec(d, "flip"), disks: [{ path: disk, readonly: true }] });
+    // Swaps the two directories' names without pause while the VM starts again and again.
+    const swap = `cd ${parent}; while :; do mv pub x; mv sec pub; mv pub sec; mv x pub; mv pub x; mv sec pub; mv x sec; done`;
+    const flipper = execa("sh", ["-c", swap], { reject: false });
+    try {
+      for (let i = 0; i < 16; i++) {
+        const r = await d.rpc.call("compute.vm.start", { id: "flip" }).catch(() => undefined);
+        if (!r) continue;
+        fleet.pids.add(r.pid);
+        const seen = inJailOf(pidOf(r), r.vmm_uid as number, `cat ${disk}`);
+        expect(seen.stdout).not.toMatch(/secret/);
+        // Shown is the public image, or the empty placeholder of one the uid may not open.
+        expect(["public\n", ""]).toContain(seen.stdout);
+        await d.rpc.call("compute.vm.stop", { id: "flip", force: true });
+      }
+    } finally {
+      flipper.kill("SIGKILL");
+      await flipper;
+    }
+  });
+
   it("cannot make the daemon drive another VM by linking its sockets to that VM's", async () => {
     const first = await fleet.daemon();
     const a = await started(first, "a");

@@ -3,12 +3,13 @@
  * VMM's uid inside its jail, and a client passes specs made to climb out. Neither may reach the host's files, another
  * tenant's VM, or the daemon's working.
  */
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { inJailOf } from "./attacker.js";
-import { chVmInfo, type Daemon, eventually, Fleet, pidOf, vmmFile, vmSpec } from "./harness.js";
+import { asUid, inJailOf } from "./attacker.js";
+import { chVmInfo, type Daemon, eventually, Fleet, pidOf, tempDir, vmmFile, vmSpec } from "./harness.js";
 
 const isRoot = process.getuid?.() === 0;
 const fleet = new Fleet();
@@ -21,6 +22,8 @@ async function started(d: Daemon, id: string, extra: Record<string, unknown> = {
   return { pid: pidOf(s), uid: s.vmm_uid as number };
 }
 
+/** Listens on the abstract name it is given, until killed. */
+const SQUAT = `require("net").createServer().listen("\\0" + process.argv[1])`;
 const log = (d: Daemon) => fs.readFileSync(path.join(d.dir, "daemon.log"), "utf8");
 
 describe("spec paths that climb out", () => {
@@ -70,6 +73,26 @@ describe("spec paths that climb out", () => {
 });
 
 describe.skipIf(!isRoot)("a VMM taken over by its guest (needs root)", () => {
+  it("cannot keep the daemon from starting: the state dir's lock is a file no other uid can open", async () => {
+    const dir = tempDir();
+    const stateDir = path.join(dir, "state");
+    fs.mkdirSync(stateDir, { mode: 0o700 });
+    // What took the lock before: an abstract socket name any uid could bind first, read off the state dir's path.
+    const name = `my_hypervisor/state-dir/${createHash("sha256").update(fs.realpathSync(stateDir)).digest("hex").slice(0, 32)}`;
+    const squatter = execa("setpriv", ["--reuid=200150", "--regid=200150", "--clear-groups", process.execPath, "-e", SQUAT, name], { reject: false });
+    try {
+      await eventually(() => (fs.readFileSync("/proc/net/unix", "utf8").includes(`@${name}`) ? true : undefined));
+      const d = await fleet.daemon({ dir });
+      expect((await d.rpc.call("compute.vm.list", {})).vms).toEqual([]);
+      const lock = path.join(stateDir, "daemon.lock");
+      expect(fs.statSync(lock).mode & 0o777).toBe(0o600);
+      expect(asUid(200150, `exec 3<${lock}`).stderr).toMatch(/Permission denied/);
+    } finally {
+      squatter.kill("SIGKILL");
+      await squatter;
+    }
+  });
+
   it("is never shown a file its uid could not open, however the path's directories are swapped during its start", async () => {
     const d = await fleet.daemon();
     // A tenant's directory holds a public image and a directory closed to others, whose image is readable by mode.

@@ -1,19 +1,17 @@
 /**
- * One daemon per state dir. The lock is a listening Unix socket in Linux's
- * abstract namespace, named after the state dir's real path: the kernel
- * gives a name to one socket at a time and frees it when its process dies,
- * however it dies, so there is no stale lock to clean up and no window in
- * which two daemons both think they hold it. (Node has no flock(2); a pid
- * file alone cannot be taken atomically once a holder has died.)
- *
- * Abstract names belong to a network namespace, so `daemon.pid` backs the
- * lock up across namespaces: a live process with the recorded pid and start
- * time is a holder too. The pid file also names the holder in the refusal.
+ * One daemon per state dir: an exclusive flock(2) on `<state-dir>/daemon.lock`,
+ * a 0600 file of the daemon's in its 0700 state dir, so no other uid can open
+ * it, let alone take the lock first (an abstract socket name, the lock before
+ * this one, any local uid could bind and so keep the daemon from starting).
+ * The kernel drops the lock when its holder dies, however it dies, so there is
+ * no stale lock and no window in which two daemons both hold it; and it is the
+ * file's, so it holds across namespaces. The descriptor is close-on-exec, as
+ * Node opens every file: no VMM inherits it. `daemon.pid` beside it names the
+ * holder in the refusal.
  */
-import { createHash } from "node:crypto";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
+import { libc } from "./libc.js";
 import { readProcStat } from "./proc.js";
 
 export class StateDirLockedError extends Error {}
@@ -25,15 +23,15 @@ export interface StateDirLock {
 export async function lockStateDir(stateDir: string): Promise<StateDirLock> {
   const real = fs.realpathSync(stateDir);
   const pidFile = path.join(real, "daemon.pid");
-  const holder = livePidFileHolder(pidFile);
-  if (holder !== undefined) throw locked(real, holder);
-  const server = net.createServer((c) => c.destroy());
-  const name = `\0my_hypervisor/state-dir/${createHash("sha256").update(real).digest("hex").slice(0, 32)}`;
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", (e: NodeJS.ErrnoException) => reject(e.code === "EADDRINUSE" ? locked(real, readPidFile(pidFile)?.pid) : e));
-    server.listen(name, () => resolve());
-  });
-  server.unref();
+  // Never through a link, and never left open to others; the file stays when unlocked (a new one would be a new lock).
+  const fd = fs.openSync(path.join(real, "daemon.lock"), fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+  try {
+    fs.fchmodSync(fd, 0o600);
+    if (!libc().tryLockExclusive(fd)) throw locked(real, readPidFile(pidFile));
+  } catch (e) {
+    fs.closeSync(fd);
+    throw e;
+  }
   const self = readProcStat(process.pid);
   try {
     fs.writeFileSync(pidFile, `${process.pid} ${self?.startTime ?? ""}\n`, { mode: 0o600 });
@@ -42,8 +40,8 @@ export async function lockStateDir(stateDir: string): Promise<StateDirLock> {
   }
   return {
     unlock() {
-      server.close();
-      if (readPidFile(pidFile)?.pid === process.pid) fs.rmSync(pidFile, { force: true });
+      if (readPidFile(pidFile) === process.pid) fs.rmSync(pidFile, { force: true });
+      fs.closeSync(fd);
     },
   };
 }
@@ -54,19 +52,11 @@ function locked(stateDir: string, pid: number | undefined): StateDirLockedError 
   );
 }
 
-function readPidFile(file: string): { pid: number; startTime: string } | undefined {
+function readPidFile(file: string): number | undefined {
   try {
-    const [pid = "", startTime = ""] = fs.readFileSync(file, "utf8").trim().split(" ");
-    return /^\d+$/.test(pid) ? { pid: Number(pid), startTime } : undefined;
+    const [pid = ""] = fs.readFileSync(file, "utf8").trim().split(" ");
+    return /^\d+$/.test(pid) ? Number(pid) : undefined;
   } catch {
     return undefined;
   }
-}
-
-/** The pid in the file, if that process still runs (same start time) and is not this one. */
-function livePidFileHolder(file: string): number | undefined {
-  const recorded = readPidFile(file);
-  if (!recorded || recorded.pid === process.pid) return undefined;
-  const stat = readProcStat(recorded.pid);
-  return stat && stat.state !== "Z" && stat.startTime === recorded.startTime ? recorded.pid : undefined;
 }

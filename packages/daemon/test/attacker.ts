@@ -3,6 +3,7 @@
  * privileges, in its mount namespace (ADR 0009's threat model). Tests act as it with these.
  */
 import { spawnSync } from "node:child_process";
+import fs from "node:fs";
 
 /** Runs a shell command as `uid` (as the VMM would, without privileges); its exit code and output. */
 export const asUid = (uid: number, script: string) =>
@@ -13,3 +14,20 @@ export const inJailOf = (pid: number, uid: number, script: string) =>
   spawnSync("nsenter", [`--target=${pid}`, "--mount", "--", "setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "sh", "-c", script], {
     encoding: "utf8",
   });
+
+/** The live processes whose real uid is `uid`, from each /proc/<pid>/status. */
+export function processesOfUid(uid: number): number[] {
+  const pids: number[] = [];
+  for (const entry of fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e))) {
+    let status: string;
+    try {
+      status = fs.readFileSync(`/proc/${entry}/status`, "utf8");
+    } catch {
+      continue;
+    }
+    const real = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+    const state = /^State:\s+(\S)/m.exec(status)?.[1];
+    if (real === String(uid) && state !== "Z" && state !== "X") pids.push(Number(entry));
+  }
+  return pids;
+}

@@ -8,7 +8,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { asUid, inJailOf } from "./attacker.js";
+import { asUid, inJailOf, processesOfUid } from "./attacker.js";
 import { chVmInfo, type Daemon, eventually, Fleet, pidOf, tempDir, vmmFile, vmSpec } from "./harness.js";
 
 const isRoot = process.getuid?.() === 0;
@@ -73,6 +73,30 @@ describe("spec paths that climb out", () => {
 });
 
 describe.skipIf(!isRoot)("a VMM taken over by its guest (needs root)", () => {
+  it("never shares a uid: a torn record's uid stays held, and a removed VM's is free only once nothing runs under it", async () => {
+    const dir = tempDir();
+    const args = ["--vmm-uid-range", "200300-200303"];
+    const first = await fleet.daemon({ dir, args });
+    const torn = await started(first, "torn");
+    first.proc.kill("SIGKILL");
+    await first.proc;
+    const record = path.join(first.stateDir, "torn", "state.json");
+    fs.writeFileSync(record, fs.readFileSync(record, "utf8").slice(0, 40));
+    const d = await fleet.daemon({ dir, args });
+    expect((await d.rpc.call("compute.vm.status", { id: "torn" })).state).toBe("Failed");
+    expect(processesOfUid(torn.uid)).toContain(torn.pid);
+    const next = await started(d, "next");
+    expect(next.uid).not.toBe(torn.uid);
+
+    // The uid is free again from remove's reply on: nothing of the VM, its guest included, runs under it then.
+    expect(processesOfUid(next.uid).length).toBeGreaterThan(1);
+    await d.rpc.call("compute.vm.remove", { id: "next", force: true });
+    expect(processesOfUid(next.uid)).toEqual([]);
+    await d.rpc.call("compute.vm.remove", { id: "torn", force: true });
+    expect(processesOfUid(torn.uid)).toEqual([]);
+    expect((await started(d, "again")).uid).toBe(200300);
+  });
+
   it("cannot keep the daemon from starting: the state dir's lock is a file no other uid can open", async () => {
     const dir = tempDir();
     const stateDir = path.join(dir, "state");

@@ -7,8 +7,8 @@
 import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
-import { afterAll, describe, expect, it } from "vitest";
-import { asUid, inJailOf } from "./attacker.js";
+import { afterAll, afterEach, describe, expect, it } from "vitest";
+import { asUid, inJailOf, processesOfUid } from "./attacker.js";
 import { DAEMON_BIN, type Daemon, eventually, Fleet, ipInNetd, pidOf, slot, tempDir, vmSpec } from "./harness.js";
 
 const isRoot = process.getuid?.() === 0;
@@ -16,6 +16,21 @@ const fleet = new Fleet();
 afterAll(() => fleet.cleanup());
 
 const FIRST = 200100;
+const RANGE = [0, 1, 2, 3].map((i) => FIRST + i);
+// A daemon gives no uid that a process runs under: each test starts with every uid of the range free.
+afterEach(async () => {
+  await eventually(() => {
+    const left = RANGE.flatMap(processesOfUid);
+    for (const pid of left) {
+      try {
+        process.kill(pid, "SIGKILL");
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return left.length === 0 ? true : undefined;
+  }, 10_000);
+});
 const kvmGid = fs
   .readFileSync("/etc/group", "utf8")
   .split("\n")

@@ -105,6 +105,7 @@ export class Orchestrator {
       pathsFor: (id, recordedApiSocket) => this.pathsFor(id, recordedApiSocket),
       openServices: (id, paths) => this.openServices(id, paths),
       holdUid: (uid) => this.users?.hold(uid),
+      vmmDirUid: (id) => this.users?.dirOwner(id),
       serialize: (id, op) => this.serialize(id, op),
       transition: (vm, event, write) => this.transition(vm, event, write),
       checkConfinement: (vm, what) => opts.confinement.check(vm, what),
@@ -253,7 +254,8 @@ export class Orchestrator {
       const pending = vm.spec ? await this.release(vm, vm.spec) : 0;
       await this.opts.store.remove(vm.id);
       await this.users?.removeDir(vm.id);
-      this.users?.free(vm.vmmUid);
+      // The uid is free from the reply on: nothing of this VM may still run under it.
+      await this.users?.reclaim(vm.vmmUid, this.log.child({ vm: vm.id }));
       await vm.services.close();
       this.vms.delete(vm.id);
       this.opts.events.publish({ id: vm.id, type: "removed" });

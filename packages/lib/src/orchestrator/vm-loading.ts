@@ -30,6 +30,8 @@ export interface LoadingContext {
   openServices(id: string, paths: VmPaths): Promise<VmServices>;
   /** Marks a uid from a record as taken (VMMs under uids of their own). */
   holdUid(uid: number): void;
+  /** The uid of the range that owns a VM's VMM directory, if any. */
+  vmmDirUid(id: string): number | undefined;
   serialize<T>(id: string, op: (vm: VmEntry) => Promise<T>): Promise<T>;
   transition(vm: VmEntry, event: LifecycleEvent, write?: Write): Promise<void>;
   /** Checks a VMM runs under its VM's uid and in its cgroup (and says so where not). */
@@ -58,7 +60,11 @@ export class VmLoading {
     for (const bad of unreadable) {
       ctx.log.error({ vm: bad.id, err: bad.error }, "cannot read VM record; the VM is Failed and its file kept as found");
       const paths = ctx.pathsFor(bad.id);
-      ctx.vms.set(bad.id, unreadableEntry(bad.id, bad.error, paths, await ctx.openServices(bad.id, paths)));
+      const vm = unreadableEntry(bad.id, bad.error, paths, await ctx.openServices(bad.id, paths));
+      // Its uid, as its VMM directory says: held, so no other VM gets it while its VMM may run, and reclaimed at remove.
+      vm.vmmUid = ctx.vmmDirUid(bad.id);
+      if (vm.vmmUid !== undefined) ctx.holdUid(vm.vmmUid);
+      ctx.vms.set(bad.id, vm);
     }
     await Promise.all(
       records.map(async ({ record, migrated }) => {

@@ -2,15 +2,19 @@
  * VMMs under uids of their own (`--vmm-uid-range`): each VM holds one uid
  * (and the gid of the same number) from the range for its whole life, from
  * create to remove, recorded in its state.json; a uid is given again only
- * after its VM is removed. The VMM writes only in its own directory,
+ * after its VM is removed, every process of it ended and every file of it
+ * gone (issue 22: a uid given twice lets one tenant signal another's
+ * processes). The VMM writes only in its own directory,
  * `<vmm-dir>/<id>/`, owned by that uid with mode 0700; the base directory is
  * root's, 0711, so no VMM can list the others.
  */
+import fsSync from "node:fs";
 import fs from "node:fs/promises";
 import path from "node:path";
+import type { Logger } from "pino";
 import type { VmmJailConfig } from "../ch/vmm-jail.js";
 import { ErrorCode, onDisk, RpcError } from "../domain/errors.js";
-import { readUid } from "../os/proc.js";
+import { processesByUid, readUid } from "../os/proc.js";
 import type { UnprivilegedUser } from "../os/unprivileged-user.js";
 import { type VmPaths, vmPaths } from "../state/vm-paths.js";
 import type { VmEntry } from "./vm-entry.js";
@@ -26,6 +30,9 @@ export interface VmmUsersConfig {
   /** --vmm-jail-bind: more paths every jailed VMM sees, read-only. */
   jailBinds: string[];
 }
+
+const RECLAIM_WAIT_MS = 5_000;
+const RECLAIM_POLL_MS = 10;
 
 /** Each VMM's jail mounts its root here, in its own mount namespace. Not a VM id: those never start with a dot. */
 const JAIL_MOUNT_POINT = ".jail";
@@ -62,10 +69,16 @@ export class VmmUsers {
     this.held.add(uid);
   }
 
-  /** The lowest uid no VM holds; -32602 naming the range when every one is taken. */
+  /**
+   * The lowest uid no VM holds, no process runs under and no VMM directory belongs to (a record that could not be
+   * read holds none, but its VMM may run); -32014 naming the range when every one is taken. Synchronous, so two
+   * creates never take the same uid.
+   */
   take(id: string): number {
+    const running = processesByUid(this.config.first, this.config.last);
+    const owning = this.directoryOwners();
     for (let uid = this.config.first; uid <= this.config.last; uid++) {
-      if (this.held.has(uid)) continue;
+      if (this.held.has(uid) || running.has(uid) || owning.has(uid)) continue;
       this.held.add(uid);
       return uid;
     }
@@ -78,6 +91,44 @@ export class VmmUsers {
 
   free(uid: number | undefined): void {
     if (uid !== undefined) this.held.delete(uid);
+  }
+
+  /**
+   * A removed VM's uid, given up: every process still running under it (what its VMM left: a guest's processes, or
+   * one an attacker started) is killed and waited for, then the uid is free. One that outlives the wait keeps the uid
+   * held, and is said.
+   */
+  async reclaim(uid: number | undefined, log: Logger): Promise<void> {
+    if (uid === undefined) return;
+    const deadline = Date.now() + RECLAIM_WAIT_MS;
+    for (;;) {
+      const left = processesByUid(uid, uid).get(uid) ?? [];
+      if (left.length === 0) return this.free(uid);
+      if (Date.now() > deadline) return log.error({ uid, pids: left }, "processes of a removed VM's uid survived SIGKILL; the uid stays held");
+      for (const pid of left) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // gone meanwhile
+        }
+      }
+      await new Promise((r) => setTimeout(r, RECLAIM_POLL_MS));
+    }
+  }
+
+  /** The uid of the range that owns VM `id`'s VMM directory, if any (the base is root's: only the daemon makes them). */
+  dirOwner(id: string): number | undefined {
+    const uid = fsSync.lstatSync(this.dirOf(id), { throwIfNoEntry: false })?.uid;
+    return uid !== undefined && uid >= this.config.first && uid <= this.config.last ? uid : undefined;
+  }
+
+  private directoryOwners(): Set<number> {
+    const owners = new Set<number>();
+    for (const name of fsSync.readdirSync(this.config.dir)) {
+      const uid = this.dirOwner(name);
+      if (uid !== undefined) owners.add(uid);
+    }
+    return owners;
   }
 
   user(uid: number): UnprivilegedUser {

@@ -81,3 +81,27 @@ export function findProcessesByArg(prefix: string): { identity: ProcessIdentity;
   }
   return found;
 }
+
+/**
+ * Every live process whose real uid is in [first, last], by uid. /proc/<pid> is owned by its process's uid unless
+ * the process made itself non-dumpable (then by root): a root-owned entry has its status read, so none hides so.
+ */
+export function processesByUid(first: number, last: number): Map<number, number[]> {
+  const found = new Map<number, number[]>();
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    let uid: number | undefined;
+    try {
+      uid = fs.statSync(`/proc/${entry}`).uid;
+    } catch {
+      continue;
+    }
+    if (uid === 0) uid = readUid(pid);
+    if (uid === undefined || uid < first || uid > last) continue;
+    const state = readProcStat(pid)?.state;
+    if (state === undefined || state === "Z" || state === "X") continue;
+    found.set(uid, [...(found.get(uid) ?? []), pid]);
+  }
+  return found;
+}

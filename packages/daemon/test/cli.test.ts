@@ -72,7 +72,7 @@ describe("help, version and flags", () => {
     expect(listening.stateDir).toBe(env.MY_HYPERVISOR_STATE_DIR);
     expect(lines.find((l) => /VMM limits|VM limits are not enforced/.test(l.msg))?.level).toBe("warn");
 
-    // Each call that changes something is logged once, as an audit line, answered or refused; nothing secret in it.
+    // Each call that changes something is logged as it arrives and as it ends, answered or refused; nothing secret in it.
     const rpc = await RpcConnection.open(env.MY_HYPERVISOR_RPC_SOCKET);
     await rpc.call("compute.vm.create", { id: "audited", vcpus: 1, memory_mib: 64, boot: { kernel: SIM_BIN }, workload: { argv: ["sleep", "600"] } });
     // From another process: the audit line names the socket's peer, whoever it is.
@@ -87,15 +87,17 @@ describe("help, version and flags", () => {
     await rpc.call("compute.vm.exec", { id: "audited", argv: ["true"], env: { TOKEN: "s3cret" } });
     await rpc.call("compute.vm.list", {});
     rpc.close();
-    const audit = await eventually(() => {
+    const audited = await eventually(() => {
       const found = fs
         .readFileSync(log, "utf8")
         .trim()
         .split("\n")
         .map((l) => JSON.parse(l))
         .filter((l) => l.msg === "audit");
-      return found.length >= 4 ? found : undefined;
+      return found.length >= 8 ? found : undefined;
     });
+    const audit = audited.filter((a) => a.outcome !== "received");
+    expect(audited.filter((a) => a.outcome === "received").map((a) => [a.audit, a.id, a.caller_pid])).toEqual(audit.map((a) => [a.audit, a.id, a.caller_pid]));
     expect(audit.map((a) => [a.audit, a.id, a.outcome, a.code])).toEqual([
       ["compute.vm.create", "audited", "done", undefined],
       ["compute.vm.start", "nosuch", "refused", -32001],

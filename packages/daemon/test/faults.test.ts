@@ -160,6 +160,26 @@ describe("one daemon per state dir", () => {
   });
 });
 
+describe("audit lines", () => {
+  it("a stop the daemon's death cuts short is in the log as received, and is finished by the next daemon", async () => {
+    const first = await fleet.daemon();
+    await first.rpc.call("compute.vm.create", vmSpec(first, "cut"));
+    fleet.pids.add((await first.rpc.call("compute.vm.start", { id: "cut" })).pid);
+    const log = path.join(first.dir, "daemon.log");
+    const stopping = first.rpc.call("compute.vm.stop", { id: "cut" }).catch(() => undefined);
+    await eventually(() => (fs.readFileSync(log, "utf8").includes('"audit":"compute.vm.stop"') ? true : undefined));
+    const received = fs
+      .readFileSync(log, "utf8")
+      .split("\n")
+      .find((l) => l.includes('"audit":"compute.vm.stop"'));
+    expect(JSON.parse(received ?? "{}")).toMatchObject({ msg: "audit", id: "cut", outcome: "received", caller_pid: process.pid });
+    await crash(first);
+    await stopping;
+    const second = await fleet.daemon({ dir: first.dir });
+    await eventually(async () => ((await second.rpc.call("compute.vm.status", { id: "cut" })).state === "Stopped" ? true : undefined), 20_000);
+  });
+});
+
 describe("a start on a loaded host", () => {
   it("waits out a VMM API that answers late, within the start's own deadline", async () => {
     // Every vmm.ping is answered 1.5 s late: a short per-ping timeout would fail the start.

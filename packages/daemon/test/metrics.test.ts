@@ -75,6 +75,13 @@ describe("metrics", () => {
     expect(value(after.get("my_hypervisor_rpc_calls_total"), { method: "compute.vm.stop", code: "0" })).toBe(1);
     expect(count(afterText, "my_hypervisor_vm_step_duration_seconds", 'step="stop",outcome="done"')).toBe(1);
     expect(after.get("my_hypervisor_vm_memory_bytes")?.metrics ?? []).toEqual([]);
+
+    // Method names a client makes up are one label, whatever they are: they cannot grow the scrape.
+    for (let i = 0; i < 200; i++) await d.rpc.callError(`made.up.${i}.${"x".repeat(1000)}`, {});
+    const { families: flooded, text: floodedText } = await scrape(socket);
+    expect(value(flooded.get("my_hypervisor_rpc_calls_total"), { method: "unknown", code: "-32601" })).toBe(200);
+    expect(floodedText).not.toContain("made.up");
+    expect(floodedText.length).toBeLessThan(afterText.length + 4096);
   });
 
   it("serves the same on a loopback port, and counts VMM deaths and failed sibling calls", async () => {

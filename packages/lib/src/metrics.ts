@@ -27,13 +27,13 @@ export class DaemonMetrics {
   readonly registry = new Registry();
   private readonly rpcCalls = new Counter({
     name: `${PREFIX}rpc_calls_total`,
-    help: "RPC calls answered, by method and code (0: success)",
+    help: "RPC calls answered, by method (unknown: a name no method has) and code (0: success)",
     labelNames: ["method", "code"],
     registers: [this.registry],
   });
   private readonly rpcSeconds = new Histogram({
     name: `${PREFIX}rpc_call_duration_seconds`,
-    help: "How long RPC calls took to answer, by method",
+    help: "How long RPC calls took to answer, by method (unknown: a name no method has)",
     labelNames: ["method"],
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30],
     registers: [this.registry],

@@ -34,6 +34,8 @@ type Caller = PeerCredentials | undefined;
 const noParams = (p: unknown): boolean => p === undefined || (Array.isArray(p) ? p.length === 0 : Object.keys(p as object).length === 0);
 /** A batch's replies are built whole before they are sent: the batch size bounds that memory. */
 export const MAX_BATCH = 256;
+/** What a call to a method that does not exist is counted as, whatever name it gave. */
+export const UNKNOWN_METHOD = "unknown";
 
 export class RpcAdapter {
   // Errors are logged by toErrorResponse, not by the library's console listener.
@@ -97,8 +99,10 @@ export class RpcAdapter {
     }
     if (!this.onCall) return this.server.receive(message as JSONRPCRequest, caller);
     const started = process.hrtime.bigint();
+    const { method } = message as JSONRPCRequest;
     const reply = await this.server.receive(message as JSONRPCRequest, caller);
-    this.onCall((message as JSONRPCRequest).method, reply?.error?.code ?? 0, Number(process.hrtime.bigint() - started) / 1e9);
+    // A name the client made up is not a label: each would be a series of its own, and the scrape would grow without bound.
+    this.onCall(this.server.hasMethod(method) ? method : UNKNOWN_METHOD, reply?.error?.code ?? 0, Number(process.hrtime.bigint() - started) / 1e9);
     return reply;
   }
 
@@ -111,14 +115,16 @@ export class RpcAdapter {
     }
     this.server.addMethod(m.name, async (params, caller) => {
       const valid = validParams(m.name, check, params ?? {});
-      const who = { caller_pid: caller?.pid, caller_uid: caller?.uid };
+      const line = { audit: m.name, caller_pid: caller?.pid, caller_uid: caller?.uid, ...audit(valid) };
+      // Said before anything is done: a call the daemon's death cuts short is in the log all the same.
+      this.log.info({ ...line, outcome: "received" }, "audit");
       try {
         const result = await m.handler(valid);
-        this.log.info({ audit: m.name, ...who, ...audit(valid), outcome: "done" }, "audit");
+        this.log.info({ ...line, outcome: "done" }, "audit");
         return result;
       } catch (e) {
         const code = e instanceof RpcError || e instanceof JSONRPCErrorException ? e.code : INTERNAL_ERROR;
-        this.log.info({ audit: m.name, ...who, ...audit(valid), outcome: "refused", code }, "audit");
+        this.log.info({ ...line, outcome: "refused", code }, "audit");
         throw e;
       }
     });

@@ -2,7 +2,7 @@
  * What must hold after any crash and restart (issue 11), checked against a
  * freshly started daemon, the processes on the host and the files on disk:
  * each VM listed once; Running if and only if its VMM runs with the recorded
- * identity; no VMM without a record; no stray sockets, temp files or trash;
+ * identity, and not paused (nothing the lives do pauses a guest for good); no VMM without a record; no stray sockets, temp files or trash;
  * no snapshot directory the record does not list, none listed but incomplete;
  * every state.json parses; no acknowledged VM lost and no acknowledged
  * removal undone; the volume sibling holds nothing for a VM that is gone.
@@ -42,6 +42,8 @@ export async function checkInvariants(d: Daemon, acked: Acknowledged, vol?: Sibl
     if (vm.state === "Running") {
       expect(vm.pid, `${vm.id} is Running with a VMM`).not.toBeNull();
       expect(startTimeOf(vm.pid as number), `${vm.id}'s VMM runs with the recorded identity`).toBe(record.vmm?.start_time);
+      // The lives checked pause nothing but for a snapshot, which runs the guest again even when a crash cuts it short.
+      expect((await d.rpc.call("compute.vm.status", { id: vm.id })).substate, `${vm.id}: nobody paused it`).toBe("Active");
     } else {
       expect(vm.pid, `${vm.id} is ${vm.state} without a VMM`).toBeNull();
     }

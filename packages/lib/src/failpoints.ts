@@ -31,6 +31,8 @@ export const FAILPOINTS = [
   "vmm.created",
   /** vm.boot succeeded; Running is not recorded yet. */
   "vmm.booted",
+  /** A snapshot paused the running guest; Snapshotting is not recorded yet. */
+  "snapshot.paused",
   /** CH wrote a snapshot into its partial directory; it is not named or listed yet. */
   "snapshot.taken",
   /** vm.restore succeeded; Running is not recorded yet. */

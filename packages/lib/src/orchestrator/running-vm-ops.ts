@@ -63,14 +63,17 @@ export class RunningVmOps {
       requireEvent(vm, wasActive ? "PAUSE" : "SNAPSHOT", "snapshot");
       const client = (vm.vmm as RunningVmm).client;
       const dir = await prepareSnapshot(vm.paths, name, vm.vmmUid);
-      if (wasActive) {
-        await client.pause().catch((e) => Promise.reject(e instanceof ChApiError ? chCallError(vm.id, "snapshot", e) : e));
-        await this.ctx.transition(vm, { type: "PAUSE", reason: `to take snapshot '${name}'` });
-      }
       let info: SnapshotInfo;
       try {
-        // Durable: a restart that finds the VM Snapshotting knows the snapshot was cut short, and whether to resume.
+        // Durable before the guest is touched: a restart that finds it knows the snapshot was cut short, and whether
+        // the guest it paused must run again (issue 22: paused first, a crash in between left the guest paused).
         vm.snapshotInProgress = { name, resume: wasActive };
+        await this.ctx.writeRecord(vm, "required");
+        if (wasActive) {
+          await client.pause();
+          failpoint("snapshot.paused");
+          await this.ctx.transition(vm, { type: "PAUSE", reason: `to take snapshot '${name}'` });
+        }
         await this.ctx.transition(vm, { type: "SNAPSHOT", reason: name }, "required");
         await client.snapshot(dir, timeoutMs);
         failpoint("snapshot.taken");
@@ -86,7 +89,8 @@ export class RunningVmOps {
         );
         const error = e instanceof ChApiError ? chCallError(vm.id, "snapshot", e) : (e as Error);
         if (vm.lifecycle.substate === "Snapshotting") await this.ctx.transition(vm, { type: "SNAPSHOT_FAILED", reason: error.message });
-        if (wasActive) await this.resumeAfterSnapshot(vm, name);
+        else await this.ctx.writeRecord(vm, "lazy");
+        if (wasActive && vm.lifecycle.substate === "Paused") await this.resumeAfterSnapshot(vm, name);
         throw error;
       }
       if (wasActive) await this.resumeAfterSnapshot(vm, name);
@@ -98,7 +102,10 @@ export class RunningVmOps {
   async abandonSnapshot(vm: VmEntry, adoption: Adoption & { kind: "running" }): Promise<void> {
     const cut = vm.snapshotInProgress;
     vm.snapshotInProgress = undefined;
-    await this.ctx.transition(vm, { type: "SNAPSHOT_FAILED", reason: "the daemon restarted while the snapshot was taken; nothing of it was kept" });
+    const reason = "the daemon restarted while the snapshot was taken; nothing of it was kept";
+    // Cut short before the snapshot itself began (around the pause), the VM is not Snapshotting: only the record says so.
+    if (vm.lifecycle.substate === "Snapshotting") await this.ctx.transition(vm, { type: "SNAPSHOT_FAILED", reason });
+    else await this.ctx.writeRecord(vm, "lazy");
     if (cut?.resume && adoption.paused) {
       await this.resumeAfterSnapshot(vm, cut.name);
       adoption.paused = vm.lifecycle.substate === "Paused";

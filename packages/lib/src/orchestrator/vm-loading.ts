@@ -116,7 +116,7 @@ export class VmLoading {
     ctx.watchExit(vm, adoption.vmm);
     failpoint("adopt.identified");
     if (adoption.event) await ctx.transition(vm, adoption.event);
-    if (vm.lifecycle.substate === "Snapshotting") await ctx.abandonSnapshot(vm, adoption);
+    if (vm.snapshotInProgress || vm.lifecycle.substate === "Snapshotting") await ctx.abandonSnapshot(vm, adoption);
     // What CH says now, not what the record said: a VM paused or resumed while the daemon was down.
     if (adoption.paused !== (vm.lifecycle.substate === "Paused"))
       await ctx.transition(vm, { type: adoption.paused ? "PAUSE" : "RESUME", reason: "found so by vm.info at re-adoption" });

@@ -15,7 +15,7 @@
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
-import { onDisk } from "../domain/errors.js";
+import { asStorageError, onDisk } from "../domain/errors.js";
 
 export const BACKLOG_BYTES = 64 * 1024;
 const SEGMENT = /^serial-(\d{16})\.log$/;
@@ -126,19 +126,22 @@ export class SerialLog {
     const first = this.segments[0];
     const from = Math.max(offset, first?.start ?? 0);
     const to = Math.min(from + limit, this.end);
-    const parts: Buffer[] = [];
-    for (const p of this.pieces(from, to)) {
-      const handle = await onDisk("read", p.file, () => fsp.open(p.file, "r"));
-      try {
-        const buf = Buffer.alloc(p.length);
-        const { bytesRead } = await onDisk("read", p.file, () => handle.read(buf, 0, p.length, p.position));
+    // Every segment is opened before the first await: output written meanwhile may rotate a segment away, and an
+    // open descriptor keeps its bytes readable (issue 22: opened one after another, a flood of output failed reads).
+    const opened: { piece: Piece; fd: number }[] = [];
+    try {
+      for (const piece of this.pieces(from, to)) opened.push({ piece, fd: openForReading(piece.file) });
+      const parts: Buffer[] = [];
+      for (const { piece, fd } of opened) {
+        const buf = Buffer.alloc(piece.length);
+        const bytesRead = await onDisk("read", piece.file, () => readAt(fd, buf, piece.position));
         parts.push(buf.subarray(0, bytesRead));
-      } finally {
-        await handle.close();
       }
+      const data = Buffer.concat(parts);
+      return { data, offset: Math.min(from, this.end), next: Math.min(from, this.end) + data.length };
+    } finally {
+      for (const { fd } of opened) fs.close(fd, () => undefined);
     }
-    const data = Buffer.concat(parts);
-    return { data, offset: Math.min(from, this.end), next: Math.min(from, this.end) + data.length };
   }
 
   tail(bytes: number): Promise<LogSlice> {
@@ -182,6 +185,18 @@ export class SerialLog {
     this.fd = undefined;
     if (fd !== undefined) fs.close(fd, () => undefined);
   }
+}
+
+function openForReading(file: string): number {
+  try {
+    return fs.openSync(file, "r");
+  } catch (e) {
+    throw asStorageError("read", file, e);
+  }
+}
+
+function readAt(fd: number, buf: Buffer, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fs.read(fd, buf, 0, buf.length, position, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
 function readPieceSync(p: Piece): Buffer {

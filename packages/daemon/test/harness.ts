@@ -312,6 +312,18 @@ export function chVmInfo(d: Daemon, id: string, apiSocket = vmmFile(d, id, "api.
   });
 }
 
+/** A PUT straight to a VM's CH API socket, behind the daemon's back (`vm.pause`, `vm.resume`); CH's status code. */
+export function chPut(d: Daemon, id: string, route: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: vmmFile(d, id, "api.sock"), path: `/api/v1/${route}`, method: "PUT", headers: { "content-length": 0 } }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
 /** A reference sibling daemon on `<dir>/<kind>.sock`; netd in a network namespace of its own. */
 export async function startSibling(kind: "netd" | "vold", dir: string, extra: string[] = []): Promise<Sibling> {
   const socket = path.join(dir, `${kind}.sock`);

@@ -6,11 +6,10 @@
  * /proc, never guessed from a quiet console.
  */
 import fs from "node:fs";
-import http from "node:http";
 import { DEFAULT_EXEC_PORT, decodeJson, encodeFrame, FrameReader, FrameType } from "@my_hypervisor/lib/exec-protocol";
 import { connectGuestPort } from "@my_hypervisor/lib/hybrid-vsock";
 import { afterAll, describe, expect, it } from "vitest";
-import { type Daemon, eventually, Fleet, pidOf, vmmFile, vmSpec } from "./harness.js";
+import { chPut, chVmInfo, type Daemon, eventually, Fleet, pidOf, vmmFile, vmSpec } from "./harness.js";
 
 const fleet = new Fleet();
 afterAll(() => fleet.cleanup());
@@ -40,18 +39,6 @@ function guestStates(vmmPid: number): string[] {
     return false;
   };
   return [...state].filter(([pid]) => isGuest(pid)).map(([, s]) => s);
-}
-
-/** PUT to the VMM's own API, behind the daemon's back. */
-function chPut(apiSocket: string, action: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ socketPath: apiSocket, path: `/api/v1/${action}`, method: "PUT" }, (res) => {
-      res.resume();
-      res.on("end", () => resolve(res.statusCode ?? 0));
-    });
-    req.on("error", reject);
-    req.end();
-  });
 }
 
 describe("pause, resume and reboot", () => {
@@ -149,7 +136,7 @@ describe("pause, resume and reboot", () => {
     await d2.stop();
 
     // Paused behind the daemon's back while it was down: the next daemon believes CH, not the record.
-    expect(await chPut(vmmFile(d, "held", "api.sock"), "vm.pause")).toBe(204);
+    expect(await chPut(d, "held", "vm.pause")).toBe(204);
     const d3 = await fleet.daemon({ dir: d.dir });
     const found = await d3.rpc.call("compute.vm.status", { id: "held" });
     expect(found).toMatchObject({ state: "Running", substate: "Paused" });
@@ -167,4 +154,43 @@ describe("pause, resume and reboot", () => {
     expect(await d3.rpc.call("compute.vm.remove", { id: "held", force: true })).toMatchObject({ removed: true });
     expect(fs.existsSync(`/proc/${again.pid}`)).toBe(false);
   });
+
+  it("takes what CH says of the guest after a pause made behind its back, at the next reconcile sweep", async () => {
+    const d = await fleet.daemon();
+    await d.rpc.call("compute.vm.create", vmSpec(d, "behind"));
+    fleet.pids.add((await d.rpc.call("compute.vm.start", { id: "behind" })).pid);
+    expect(await chPut(d, "behind", "vm.pause")).toBe(204);
+    process.kill(d.proc.pid as number, "SIGHUP");
+    const paused = await eventually(async () => {
+      const s = await d.rpc.call("compute.vm.status", { id: "behind" });
+      return s.substate === "Paused" ? s : undefined;
+    });
+    expect(paused.transitions.at(-1)).toMatchObject({ event: "PAUSE", reason: "found Paused by vm.info" });
+    expect(await chPut(d, "behind", "vm.resume")).toBe(204);
+    process.kill(d.proc.pid as number, "SIGHUP");
+    await eventually(async () => ((await d.rpc.call("compute.vm.status", { id: "behind" })).substate === "Active" ? true : undefined));
+  });
+
+  it("after a pause CH answers too late, says the guest's state is unknown until vm.info says, then takes it", async () => {
+    const d = await fleet.daemon();
+    await d.rpc.call("compute.vm.create", vmSpec(d, "stalled"));
+    const pid = pidOf(await d.rpc.call("compute.vm.start", { id: "stalled" }));
+    fleet.pids.add(pid);
+    // The VMM stands still past the call's 10 s; the request waits in its socket and is carried out once it goes on.
+    process.kill(pid, "SIGSTOP");
+    try {
+      expect((await d.rpc.callError("compute.vm.pause", { id: "stalled" })).code).toBe(-32005);
+      const unknown = await d.rpc.call("compute.vm.status", { id: "stalled" });
+      expect(unknown).toMatchObject({ substate: "Active", vmm_state_unknown: { after: "vm.pause" } });
+    } finally {
+      process.kill(pid, "SIGCONT");
+    }
+    await eventually(async () => ((await chVmInfo(d, "stalled")).state === "Paused" ? true : undefined));
+    process.kill(d.proc.pid as number, "SIGHUP");
+    // A check that ran before CH went on may have found it running still: the sweep's, after, finds it paused.
+    await eventually(async () => {
+      const s = await d.rpc.call("compute.vm.status", { id: "stalled" });
+      return s.substate === "Paused" && s.vmm_state_unknown === undefined ? true : undefined;
+    }, 10_000);
+  }, 30_000);
 });

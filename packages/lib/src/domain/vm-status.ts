@@ -67,6 +67,15 @@ export const VmStatus = Type.Object(
     ),
     vmm_uid: Type.Optional(Type.Integer({ description: "The uid and gid the VM's VMMs run under (ADR 0009); absent when they run as the daemon's user" })),
     guest_sync: Type.Optional(GuestSyncSchema),
+    vmm_state_unknown: Type.Optional(
+      Type.Object(
+        { after: Type.String({ description: "The VMM call that got no answer in time" }), since: Type.String({ format: "date-time" }) },
+        {
+          description:
+            "Present after a call to the VMM got no answer in time: CH may carry it out later, so whether the guest runs or is paused is unknown until vm.info says (asked once the call's queue frees, and at every reconcile sweep); substate is the last known one",
+        },
+      ),
+    ),
     limits: Type.Union([VmLimitsSchema, Type.Null()], { description: "What the host holds the VM to (ADR 0009); null only when the spec could not be read" }),
     unsaved: Type.Optional(
       Type.Object(

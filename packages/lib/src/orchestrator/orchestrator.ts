@@ -94,6 +94,8 @@ export class Orchestrator {
     this.sweeps = new ReconcileLoop({
       fixDrift: () => reconcile(this.vmmRoots(), this.vms, opts.vmmExecutable, busy, this.log),
       checkConfinement: () => Promise.all([...this.vms.values()].filter((vm) => !busy(vm.id)).map((vm) => opts.confinement.check(vm, "running VMM"))),
+      checkSubstates: () =>
+        Promise.all([...this.vms.values()].filter((vm) => vm.vmm && !busy(vm.id)).map((vm) => this.serialize(vm.id, (v) => this.running.checkSubstate(v)))),
       catchUpRecords: () => this.records.catchUp(this.vms.values(), busy),
       retryReleases: () => opts.provisioner.retryPending(),
       log: this.log,
@@ -120,8 +122,8 @@ export class Orchestrator {
   /** Records loaded and VMMs re-adopted (`list` is right once the socket accepts), orphans swept, sweeps scheduled. */
   async load(): Promise<void> {
     await this.loading.load();
-    // Every re-adopted VMM's uid and cgroup were just checked: this first sweep need not check them again.
-    await this.sweeps.run({ confinement: false });
+    // Every re-adopted VMM's uid, cgroup and vm.info were just checked: this first sweep need not check them again.
+    await this.sweeps.run({ afterAdoption: true });
     this.sweeps.every(this.opts.reconcileIntervalMs ?? DEFAULT_RECONCILE_INTERVAL_MS);
     this.log.info({ vms: this.vms.size, running: [...this.vms.values()].filter((v) => v.vmm).length }, "VM records loaded and VMMs re-adopted");
   }

@@ -6,7 +6,8 @@
  * (ch/vmm-binary.ts): a wrapper that merely names the socket is never killed.
  * It runs at start-up, after adoption, and then periodically (ReconcileLoop),
  * with the steps the orchestrator adds: VMMs' uids and cgroups checked,
- * records written again, releases retried.
+ * each running guest's substate held against vm.info, records written again,
+ * releases retried.
  */
 import fs from "node:fs/promises";
 import path from "node:path";
@@ -89,6 +90,8 @@ const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 export interface SweepSteps {
   fixDrift(): Promise<unknown>;
   checkConfinement(): Promise<unknown>;
+  /** Each running VM's substate against what vm.info says. */
+  checkSubstates(): Promise<unknown>;
   catchUpRecords(): Promise<unknown>;
   retryReleases(): Promise<unknown>;
   log: Logger;
@@ -101,12 +104,13 @@ export class ReconcileLoop {
 
   constructor(private readonly steps: SweepSteps) {}
 
-  /** `confinement: false` when every VMM's uid and cgroup were just checked (right after adoption). */
-  run(opts: { confinement: boolean } = { confinement: true }): Promise<unknown> {
+  /** `afterAdoption`: every VMM's uid, cgroup and vm.info were just checked, and are not checked again. */
+  run(opts: { afterAdoption: boolean } = { afterAdoption: false }): Promise<unknown> {
     const s = this.steps;
     this.last = this.last
       .then(() => s.fixDrift())
-      .then(() => (opts.confinement ? s.checkConfinement() : undefined))
+      .then(() => (opts.afterAdoption ? undefined : s.checkConfinement()))
+      .then(() => (opts.afterAdoption ? undefined : s.checkSubstates()))
       .then(() => s.catchUpRecords())
       .then(() => s.retryReleases())
       .catch((e) => s.log.error({ err: (e as Error).message }, "reconcile sweep failed"));

@@ -22,7 +22,7 @@ import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest, execStreamInGuest } from "./guest
 import { chCallError } from "./start-error.js";
 import { requireEvent, type VmEntry, vsockOf } from "./vm-entry.js";
 import type { Write } from "./vm-records.js";
-import { commitSnapshot, prepareSnapshot, removeSnapshot } from "./vm-snapshots.js";
+import { commitSnapshot, prepareSnapshot, removeSnapshot, sweepSnapshots } from "./vm-snapshots.js";
 import { readVmStats } from "./vm-stats.js";
 import type { RunningVmm } from "./vmm-control.js";
 
@@ -45,6 +45,9 @@ export interface VmOpsContext {
 
 /** How long a sync may wait for the agent: a restored guest's init starts over. */
 const SYNC_WAIT_MS = 30_000;
+
+/** How long vm.info may take when the daemon checks what CH says of the guest. */
+const SUBSTATE_CHECK_MS = 2_000;
 
 /** How long stats waits for CH's own counters: a busy VMM gives null ones rather than hold the call. */
 const COUNTERS_TIMEOUT_MS = 2_000;
@@ -82,6 +85,7 @@ export class RunningVmOps {
         vm.snapshotInProgress = undefined;
         await this.ctx.transition(vm, { type: "SNAPSHOTTED", reason: `snapshot '${name}' taken` }, "required");
       } catch (e) {
+        this.noAnswer(vm, e);
         vm.snapshotInProgress = undefined;
         vm.snapshots = vm.snapshots.filter((s) => s.name !== name);
         await removeSnapshot(vm.paths, name).catch((err) =>
@@ -169,12 +173,48 @@ export class RunningVmOps {
       try {
         await act((vm.vmm as RunningVmm).client, vm);
       } catch (e) {
+        this.noAnswer(vm, e);
         throw e instanceof ChApiError ? chCallError(vm.id, action, e) : e;
       }
       await this.ctx.transition(vm, { type: event });
       if (event === "RESUME") this.syncGuestClock(vm, "resume");
       return this.ctx.statusOf(vm);
     });
+  }
+
+  /**
+   * A call that timed out may still be carried out by CH: until vm.info says, whether the guest runs is unknown
+   * (status shows it). Asked as soon as the VM's queue frees, and again by every reconcile sweep.
+   */
+  private noAnswer(vm: VmEntry, e: unknown): void {
+    if (!(e instanceof ChApiError && e.timedOut)) return;
+    vm.vmmStateUnknown = { after: e.call, since: new Date().toISOString() };
+    this.ctx.log.warn({ vm: vm.id, call: e.call }, "the VMM did not answer in time; the guest's state is unknown until vm.info says");
+    void this.ctx.serialize(vm.id, (v) => this.checkSubstate(v)).catch(() => undefined);
+  }
+
+  /**
+   * What CH says the guest is (vm.info) made the VM's substate: a pause or resume that CH carried out after its call
+   * timed out, or one made behind the daemon's back. Also removes snapshot directories no snapshot in progress
+   * explains (one CH went on writing after its call timed out). Run in the VM's queue, so no operation is under way.
+   */
+  async checkSubstate(vm: VmEntry): Promise<void> {
+    const vmm = vm.vmm;
+    const substate = vm.lifecycle.substate;
+    if (!vmm || vm.lifecycle.state !== "Running" || substate === "Snapshotting") return;
+    const stray = await sweepSnapshots(vm.paths, vm.snapshots);
+    if (stray.length > 0) this.ctx.log.warn({ vm: vm.id, removed: stray }, "removed snapshot directories no snapshot in progress explains");
+    let state: string;
+    try {
+      state = (await vmm.client.info(SUBSTATE_CHECK_MS)).state;
+    } catch (e) {
+      return this.ctx.log.warn({ vm: vm.id, err: (e as Error).message }, "cannot learn the guest's state from vm.info");
+    }
+    vm.vmmStateUnknown = undefined;
+    const found = state === "Paused" ? "Paused" : state === "Running" ? "Active" : undefined;
+    if (found === undefined || found === substate) return;
+    this.ctx.log.warn({ vm: vm.id, recorded: substate, vmm: state }, "the guest's state differs from what the daemon had; taken from vm.info");
+    await this.ctx.transition(vm, { type: found === "Paused" ? "PAUSE" : "RESUME", reason: `found ${state} by vm.info` });
   }
 
   /** A command in the guest. Not queued: execs run alongside each other and alongside operations. */

@@ -37,6 +37,8 @@ export interface VmEntry {
   guestSync?: GuestSyncStatus;
   /** While a snapshot is taken (recorded, so a restart that cuts it short can run the guest again if it paused it). */
   snapshotInProgress?: SnapshotInProgress;
+  /** After a call to the VMM timed out: CH may carry it out later, so the substate is unknown until vm.info says. */
+  vmmStateUnknown?: { after: string; since: string };
   /** Set when state.json could not be read: the file is kept as found, never overwritten. */
   unreadable?: string;
   /**
@@ -147,6 +149,7 @@ export function toStatus(vm: VmEntry, pendingReleases: PendingRelease[], cgroup:
     ...(vm.vmmUid !== undefined ? { vmm_uid: vm.vmmUid } : {}),
     limits: vm.spec ? { ...vmLimits(vm.spec), cgroup: cgroup ?? null } : null,
     ...(vm.guestSync ? { guest_sync: vm.guestSync } : {}),
+    ...(vm.vmmStateUnknown ? { vmm_state_unknown: vm.vmmStateUnknown } : {}),
     ...(vm.unsaved ? { unsaved: vm.unsaved } : {}),
   };
 }

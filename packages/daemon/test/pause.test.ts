@@ -6,6 +6,7 @@
  * /proc, never guessed from a quiet console.
  */
 import fs from "node:fs";
+import path from "node:path";
 import { DEFAULT_EXEC_PORT, decodeJson, encodeFrame, FrameReader, FrameType } from "@my_hypervisor/lib/exec-protocol";
 import { connectGuestPort } from "@my_hypervisor/lib/hybrid-vsock";
 import { afterAll, describe, expect, it } from "vitest";
@@ -171,7 +172,7 @@ describe("pause, resume and reboot", () => {
     await eventually(async () => ((await d.rpc.call("compute.vm.status", { id: "behind" })).substate === "Active" ? true : undefined));
   });
 
-  it("after a pause CH answers too late, says the guest's state is unknown until vm.info says, then takes it", async () => {
+  it("after a pause CH answers too late, says the guest's state is unknown until vm.info says, then takes it; stats meanwhile does not wait", async () => {
     const d = await fleet.daemon();
     await d.rpc.call("compute.vm.create", vmSpec(d, "stalled"));
     const pid = pidOf(await d.rpc.call("compute.vm.start", { id: "stalled" }));
@@ -179,7 +180,17 @@ describe("pause, resume and reboot", () => {
     // The VMM stands still past the call's 10 s; the request waits in its socket and is carried out once it goes on.
     process.kill(pid, "SIGSTOP");
     try {
-      expect((await d.rpc.callError("compute.vm.pause", { id: "stalled" })).code).toBe(-32005);
+      const log = path.join(d.dir, "daemon.log");
+      let pauseAnswered = false;
+      const pausing = d.rpc.callError("compute.vm.pause", { id: "stalled" }).finally(() => {
+        pauseAnswered = true;
+      });
+      await eventually(() => (fs.readFileSync(log, "utf8").includes('"audit":"compute.vm.pause"') ? true : undefined));
+      // A read does not queue behind the call in flight: it gives up on CH's figures after its own bound (2 s).
+      const stats = await d.rpc.call("compute.vm.stats", { id: "stalled" });
+      expect(stats).toMatchObject({ devices: null, memory_actual_size: null });
+      expect(pauseAnswered).toBe(false);
+      expect((await pausing).code).toBe(-32005);
       const unknown = await d.rpc.call("compute.vm.status", { id: "stalled" });
       expect(unknown).toMatchObject({ substate: "Active", vmm_state_unknown: { after: "vm.pause" } });
     } finally {

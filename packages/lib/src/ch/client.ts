@@ -93,27 +93,38 @@ class ChResponse {
 }
 
 export class ChClient {
-  /** One connection, one request at a time: what CH serves. */
+  /** One connection for what changes the VM, one request at a time: what CH serves. */
   private readonly http: Client;
+  /**
+   * A second one for reads (vm.info, vm.counters): a read never queues behind a slow change on the first, so its
+   * own timeout is all it can wait (CH serves up to 10 connections).
+   */
+  private readonly reads: Client;
   private readonly api;
+  private readonly readApi;
 
   constructor(readonly socket: ProcessSocket) {
-    this.http = new Client(ORIGIN, { pipelining: 1, connect: (_options, callback) => connectToProcess(socket, callback) });
-    this.api = createClient<paths>({
-      baseUrl: `${ORIGIN}/api/v1`,
-      Request: ChRequest as unknown as typeof Request,
-      fetch: (req) => this.send(req as unknown as ChRequest) as unknown as Promise<Response>,
-    });
+    const connection = () => new Client(ORIGIN, { pipelining: 1, connect: (_options, callback) => connectToProcess(socket, callback) });
+    this.http = connection();
+    this.reads = connection();
+    const api = (http: Client) =>
+      createClient<paths>({
+        baseUrl: `${ORIGIN}/api/v1`,
+        Request: ChRequest as unknown as typeof Request,
+        fetch: (req) => send(http, req as unknown as ChRequest) as unknown as Promise<Response>,
+      });
+    this.api = api(this.http);
+    this.readApi = api(this.reads);
   }
 
   ping(timeoutMs?: number): Promise<ChPing> {
     return this.call("vmm.ping", (signal) => this.api.GET("/vmm.ping", { signal }), timeoutMs);
   }
   info(timeoutMs?: number): Promise<ChVmInfo> {
-    return this.call("vm.info", (signal) => this.api.GET("/vm.info", { signal }), timeoutMs);
+    return this.call("vm.info", (signal) => this.readApi.GET("/vm.info", { signal }), timeoutMs);
   }
   counters(timeoutMs?: number): Promise<Record<string, Record<string, number>>> {
-    return this.call("vm.counters", (signal) => this.api.GET("/vm.counters", { signal }), timeoutMs);
+    return this.call("vm.counters", (signal) => this.readApi.GET("/vm.counters", { signal }), timeoutMs);
   }
   createVm(config: ChVmConfig, timeoutMs?: number): Promise<void> {
     return this.call("vm.create", (signal) => this.api.PUT("/vm.create", { body: config, signal }), timeoutMs);
@@ -146,19 +157,7 @@ export class ChClient {
   }
 
   async close(): Promise<void> {
-    await this.http.destroy();
-  }
-
-  /** The body is a whole string, so undici sends Content-Length, never chunked. */
-  private async send(req: ChRequest): Promise<ChResponse> {
-    const res = await this.http.request({
-      path: req.url.slice(ORIGIN.length),
-      method: req.method as Dispatcher.HttpMethod,
-      headers: Object.fromEntries(req.headers),
-      body: req.body,
-      signal: req.signal,
-    });
-    return new ChResponse(res.statusCode, res.headers, await res.body.text());
+    await Promise.all([this.http.destroy(), this.reads.destroy()]);
   }
 
   private async call<T>(name: string, run: (signal: AbortSignal) => Promise<ApiResult<T>>, timeoutMs = DEFAULT_CALL_TIMEOUT_MS): Promise<T> {
@@ -178,6 +177,18 @@ export class ChClient {
     }
     return result.data as T;
   }
+}
+
+/** The body is a whole string, so undici sends Content-Length, never chunked. */
+async function send(http: Client, req: ChRequest): Promise<ChResponse> {
+  const res = await http.request({
+    path: req.url.slice(ORIGIN.length),
+    method: req.method as Dispatcher.HttpMethod,
+    headers: Object.fromEntries(req.headers),
+    body: req.body,
+    signal: req.signal,
+  });
+  return new ChResponse(res.statusCode, res.headers, await res.body.text());
 }
 
 /** CH's error chain (a JSON string array) as one line. */

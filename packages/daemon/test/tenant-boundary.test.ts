@@ -97,6 +97,30 @@ describe.skipIf(!isRoot)("a VMM taken over by its guest (needs root)", () => {
     expect((await started(d, "again")).uid).toBe(200300);
   });
 
+  it("reaches nothing of the daemon's state, and cannot slip a link or another name of its files into a snapshot", async () => {
+    // The test VMM takes 5 s to write a snapshot: the attacker plants its entries meanwhile.
+    const d = await fleet.daemon({ env: { CH_SIM_SNAPSHOT_DELAY_MS: "5000" } });
+    const vm = await started(d, "snap");
+    expect(inJailOf(vm.pid, vm.uid, `ls ${d.stateDir}`).stderr).toMatch(/No such file or directory/);
+    const secret = path.join(d.dir, "secret");
+    fs.writeFileSync(secret, "the host's own file\n", { mode: 0o600 });
+    const own = vmmFile(d, "snap", "own");
+    const partial = vmmFile(d, "snap", "snapshot.partial");
+    const snapshot = d.rpc.callError("compute.vm.snapshot", { id: "snap", name: "s1" });
+    await eventually(() => (fs.existsSync(partial) ? true : undefined));
+    const planted = inJailOf(vm.pid, vm.uid, `echo mine > ${own} && ln ${own} ${partial}/hard && ln -s ${secret} ${partial}/link`);
+    expect(planted.stderr).toBe("");
+    const err = await snapshot;
+    expect(err).toMatchObject({ code: -32004, data: { id: "snap" } });
+    expect(err.message).toMatch(/is not a plain file of its own/);
+    expect(fs.statSync(own)).toMatchObject({ uid: vm.uid, nlink: 1 });
+    expect(fs.statSync(secret)).toMatchObject({ uid: 0, mode: expect.any(Number) });
+    expect(fs.statSync(secret).mode & 0o777).toBe(0o600);
+    expect((await d.rpc.call("compute.vm.snapshots", { id: "snap" })).snapshots).toEqual([]);
+    expect(fs.existsSync(partial)).toBe(false);
+    expect(await d.rpc.call("compute.vm.status", { id: "snap" })).toMatchObject({ state: "Running", substate: "Active" });
+  });
+
   it("cannot keep the daemon from starting: the state dir's lock is a file no other uid can open", async () => {
     const dir = tempDir();
     const stateDir = path.join(dir, "state");

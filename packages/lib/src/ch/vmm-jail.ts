@@ -2,10 +2,10 @@
  * What a jailed VMM sees (ADR 0009): the system's programs and libraries
  * (os/mount-jail.ts adds those), the VMM binary and its interpreter, the
  * files its VM config names (kernel, initramfs or firmware, disks: writable
- * only if the disk is), its own directory (writable: its sockets and logs),
- * its snapshots' directory (writable: CH writes a snapshot there, and reads
- * it back to restore), the devices a VM needs, and what the operator adds
- * with --vmm-jail-bind.
+ * only if the disk is), its own directory (writable: its sockets and logs,
+ * and the snapshot CH writes, which the daemon then moves away), the one
+ * snapshot it restores (read-only), the devices a VM needs, and what the
+ * operator adds with --vmm-jail-bind.
  * Nothing else of the host: not the daemon's state, not other VMs' files.
  * The jail narrows what the VMM can reach, never widens it: a file of the
  * config its uid could not open outside (a directory above it closed to
@@ -37,6 +37,7 @@ export async function vmmJailView(
   paths: VmPaths,
   user: UnprivilegedUser,
   vmm: { binary: string; executable: VmmExecutable | undefined },
+  restoreFrom?: string,
 ): Promise<JailView> {
   const { payload, disks } = vm;
   const files: FileAccess[] = [
@@ -45,8 +46,8 @@ export async function vmmJailView(
   ].filter((f): f is FileAccess => absolute(f.path));
   const view: JailView = {
     mountPoint: jail.mountPoint,
-    readOnly: [vmm.binary, vmm.executable?.exe, vmm.executable?.script, ...jail.extra].filter(absolute),
-    writable: [paths.vmmDir, paths.snapshots],
+    readOnly: [vmm.binary, vmm.executable?.exe, vmm.executable?.script, restoreFrom, ...jail.extra].filter(absolute),
+    writable: [paths.vmmDir],
     devices: DEVICES,
     denied: [],
     pinned: new Map(),

@@ -7,7 +7,7 @@
  */
 import type { Logger } from "pino";
 import { ChApiError, type ChClient } from "../ch/client.js";
-import { invalidParams, invalidState, snapshotNotFound } from "../domain/errors.js";
+import { ErrorCode, invalidParams, invalidState, RpcError, snapshotNotFound } from "../domain/errors.js";
 import type { ExecRequest } from "../domain/exec-protocol.js";
 import type { VmStats } from "../domain/vm-stats.js";
 import type { VmStatus } from "../domain/vm-status.js";
@@ -22,7 +22,7 @@ import { DEFAULT_EXEC_TIMEOUT_MS, execInGuest, execStreamInGuest } from "./guest
 import { chCallError } from "./start-error.js";
 import { requireEvent, type VmEntry, vsockOf } from "./vm-entry.js";
 import type { Write } from "./vm-records.js";
-import { commitSnapshot, prepareSnapshot, removeSnapshot, sweepSnapshots } from "./vm-snapshots.js";
+import { commitSnapshot, prepareSnapshot, removeSnapshot, sweepSnapshots, UntrustedSnapshotError } from "./vm-snapshots.js";
 import { readVmStats } from "./vm-stats.js";
 import type { RunningVmm } from "./vmm-control.js";
 
@@ -65,7 +65,7 @@ export class RunningVmOps {
       const wasActive = vm.lifecycle.substate === "Active";
       requireEvent(vm, wasActive ? "PAUSE" : "SNAPSHOT", "snapshot");
       const client = (vm.vmm as RunningVmm).client;
-      const dir = await prepareSnapshot(vm.paths, name, vm.vmmUid);
+      const dir = await prepareSnapshot(vm.paths, vm.vmmUid);
       let info: SnapshotInfo;
       try {
         // Durable before the guest is touched: a restart that finds it knows the snapshot was cut short, and whether
@@ -91,7 +91,12 @@ export class RunningVmOps {
         await removeSnapshot(vm.paths, name).catch((err) =>
           this.ctx.log.error({ vm: vm.id, name, err: (err as Error).message }, "cannot remove a failed snapshot"),
         );
-        const error = e instanceof ChApiError ? chCallError(vm.id, "snapshot", e) : (e as Error);
+        const error =
+          e instanceof ChApiError
+            ? chCallError(vm.id, "snapshot", e)
+            : e instanceof UntrustedSnapshotError
+              ? new RpcError(ErrorCode.VmmError, `snapshot of VM '${vm.id}' refused: ${e.message}; nothing of it was kept`, { id: vm.id })
+              : (e as Error);
         if (vm.lifecycle.substate === "Snapshotting") await this.ctx.transition(vm, { type: "SNAPSHOT_FAILED", reason: error.message });
         else await this.ctx.writeRecord(vm, "lazy");
         if (wasActive && vm.lifecycle.substate === "Paused") await this.resumeAfterSnapshot(vm, name);

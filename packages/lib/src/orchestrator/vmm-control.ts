@@ -63,7 +63,7 @@ export async function bootVmm(
   unlinkSockets([paths.serialSocket, paths.vsockSocket]);
   const config = toChVmConfig(spec, paths, resources);
   const { binary, executable, user } = launch;
-  const jail = launch.jail && user && (await vmmJailView(launch.jail, config, paths, user, { binary, executable }));
+  const jail = launch.jail && user && (await vmmJailView(launch.jail, config, paths, user, { binary, executable }, from?.dir));
   const process = await VmmProcess.spawn(binary, paths, { seccomp: spec.seccomp ?? "enforce", user, jail, cgroup: launch.cgroup });
   const vmm = { process, client: new ChClient({ path: paths.apiSocket, pid: process.pid }) };
   const left = () => Math.max(1, deadline - Date.now());

@@ -20,7 +20,7 @@ export interface VmPaths {
   eventMonitor: string;
   vmmLog: string;
   vmmOutput: string;
-  /** The VM's snapshots, one directory each: written by its VMM, so owned by the VM's uid. */
+  /** The VM's snapshots, one directory each: the daemon's, moved here from the VMM's directory once CH wrote them. */
   snapshots: string;
   serialSocket: string;
   vsockSocket: string;

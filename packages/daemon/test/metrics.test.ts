@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
+import { execa } from "execa";
 // @ts-expect-error: the parser ships no types
 import parsePrometheusTextFormat from "parse-prometheus-text-format";
 import { afterAll, describe, expect, it } from "vitest";
@@ -44,6 +45,9 @@ const value = (f: Family | undefined, labels: Record<string, string>) =>
 
 /** A histogram series' count, from the text: the parser keeps a histogram's buckets but not its labels. */
 const count = (text: string, name: string, labels: string) => Number(new RegExp(`^${name}_count\\{${labels}\\} (\\d+)$`, "m").exec(text)?.[1]);
+
+/** GET /metrics on 127.0.0.1:argv[1]; prints the status, or the error's code (exit 1). */
+const SCRAPE = `require("http").get({ host: "127.0.0.1", port: Number(process.argv[1]), path: "/metrics" }, (r) => { r.resume(); r.on("end", () => console.log(r.statusCode)); }).on("error", (e) => { console.error(e.code); process.exit(1); })`;
 
 describe("metrics", () => {
   it("serves Prometheus text whose counters move with the calls and the VMs' lives", async () => {
@@ -110,6 +114,13 @@ describe("metrics", () => {
     });
     expect(status).toBe(200);
     expect(value(families.get("my_hypervisor_vm_transitions_total"), { event: "VMM_EXITED", to: "Failed" })).toBe(1);
+    if (process.getuid?.() === 0) {
+      // A VMM shares loopback with the scraper: a uid of the VMM range is closed on, unanswered; another uid is served.
+      const scrapeAs = (uid: number) =>
+        execa("setpriv", [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", process.execPath, "-e", SCRAPE, port as string], { reject: false });
+      expect(await scrapeAs(299_999)).toMatchObject({ exitCode: 1, stderr: "ECONNRESET" });
+      expect(await scrapeAs(65_534)).toMatchObject({ exitCode: 0, stdout: "200" });
+    }
     const failures = families.get("my_hypervisor_sibling_errors_total")?.metrics ?? [];
     expect(failures.length).toBeGreaterThan(0);
     for (const f of failures) expect(f.labels).toMatchObject({ sibling: "net", kind: "unreachable" });

@@ -13,6 +13,7 @@ import type { AddressInfo } from "node:net";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { VmEvent } from "./events/event-bus.js";
 import type { Orchestrator } from "./orchestrator/orchestrator.js";
+import { loopbackPeerUid } from "./os/loopback-peer.js";
 import { listenPrivate, replaceStaleSocket } from "./os/private-socket.js";
 
 const PREFIX = "my_hypervisor_";
@@ -138,9 +139,17 @@ export class DaemonMetrics {
     return server;
   }
 
-  /** GET /metrics on 127.0.0.1:`port` (0: any free port), for a scraper that speaks only TCP. Resolves to the port. */
-  async serveLoopback(port: number): Promise<{ server: http.Server; port: number }> {
+  /**
+   * GET /metrics on 127.0.0.1:`port` (0: any free port), for a scraper that speaks only TCP. Resolves to the port.
+   * Loopback is shared by every process of the host's network namespace, VMMs included: a connection from a uid
+   * `refused` names (a VMM's: every tenant's series are here), or whose uid cannot be told, is closed unanswered.
+   */
+  async serveLoopback(port: number, refused: (uid: number) => boolean): Promise<{ server: http.Server; port: number }> {
     const server = this.httpServer();
+    server.on("connection", (socket) => {
+      const uid = loopbackPeerUid(socket);
+      if (uid === undefined || refused(uid)) socket.destroy();
+    });
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen({ host: "127.0.0.1", port }, () => resolve());

@@ -169,8 +169,9 @@ async function serveMetrics(metrics: DaemonMetrics, opts: ServerOptions, log: Lo
   const servers: http.Server[] = [];
   if (opts.metricsSocket) servers.push(await metrics.serve(opts.metricsSocket));
   if (opts.metricsPort !== undefined) {
-    const { server, port } = await metrics.serveLoopback(opts.metricsPort);
-    log.info({ address: `127.0.0.1:${port}` }, "metrics listening on loopback");
+    const range = opts.vmmUsers;
+    const { server, port } = await metrics.serveLoopback(opts.metricsPort, (uid) => range !== undefined && uid >= range.first && uid <= range.last);
+    log.info({ address: `127.0.0.1:${port}`, refused_uids: range ? `${range.first}-${range.last}` : null }, "metrics listening on loopback");
     servers.push(server);
   }
   return servers;

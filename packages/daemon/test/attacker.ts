@@ -9,11 +9,14 @@ import fs from "node:fs";
 export const asUid = (uid: number, script: string) =>
   spawnSync("setpriv", [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "sh", "-c", script], { encoding: "utf8" });
 
-/** Runs a shell command as `uid` in the mount namespace of process `pid`: what that VMM sees and can do. */
-export const inJailOf = (pid: number, uid: number, script: string) =>
-  spawnSync("nsenter", [`--target=${pid}`, "--mount", "--", "setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "sh", "-c", script], {
+/** Runs `argv` as `uid` in the mount and network namespaces of process `pid`: what that VMM sees and can do. */
+export const asVmm = (pid: number, uid: number, argv: string[]) =>
+  spawnSync("nsenter", [`--target=${pid}`, "--mount", "--net", "--", "setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", ...argv], {
     encoding: "utf8",
   });
+
+/** Runs a shell command as the VMM `pid`, under `uid`, would. */
+export const inJailOf = (pid: number, uid: number, script: string) => asVmm(pid, uid, ["sh", "-c", script]);
 
 /** The live processes whose real uid is `uid`, from each /proc/<pid>/status. */
 export function processesOfUid(uid: number): number[] {

@@ -4,11 +4,13 @@
  * tenant's VM, or the daemon's working.
  */
 import { createHash } from "node:crypto";
+import { once } from "node:events";
 import fs from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { asUid, inJailOf, processesOfUid } from "./attacker.js";
+import { asUid, asVmm, inJailOf, processesOfUid } from "./attacker.js";
 import { chVmInfo, type Daemon, eventually, Fleet, pidOf, tempDir, vmmFile, vmSpec } from "./harness.js";
 
 const isRoot = process.getuid?.() === 0;
@@ -24,6 +26,14 @@ async function started(d: Daemon, id: string, extra: Record<string, unknown> = {
 
 /** Listens on the abstract name it is given, until killed. */
 const SQUAT = `require("net").createServer().listen("\\0" + process.argv[1])`;
+/** Connects to the abstract name argv[1], then to 127.0.0.1:argv[2]; prints what each gave. */
+const PROBE = `const net = require("net");
+const probe = (what, target) => new Promise((done) => {
+  const c = net.connect(target);
+  c.once("data", (d) => { console.log(what, d.toString().trim()); c.destroy(); done(); });
+  c.once("error", (e) => { console.log(what, e.code); done(); });
+});
+probe("abstract", "\\0" + process.argv[1]).then(() => probe("tcp", { host: "127.0.0.1", port: Number(process.argv[2]) }));`;
 const log = (d: Daemon) => fs.readFileSync(path.join(d.dir, "daemon.log"), "utf8");
 
 describe("spec paths that climb out", () => {
@@ -119,6 +129,28 @@ describe.skipIf(!isRoot)("a VMM taken over by its guest (needs root)", () => {
     expect((await d.rpc.call("compute.vm.snapshots", { id: "snap" })).snapshots).toEqual([]);
     expect(fs.existsSync(partial)).toBe(false);
     expect(await d.rpc.call("compute.vm.status", { id: "snap" })).toMatchObject({ state: "Running", substate: "Active" });
+  });
+
+  it("reaches no TCP port and no abstract socket name of the host when its VM has no NICs", async () => {
+    const d = await fleet.daemon();
+    const vm = await started(d, "netless");
+    expect(fs.readlinkSync(`/proc/${vm.pid}/ns/net`)).not.toBe(fs.readlinkSync("/proc/self/ns/net"));
+    const name = `my_hypervisor-test/${process.pid}`;
+    const abstract = net.createServer((c) => c.end("reached\n")).listen(`\0${name}`);
+    const tcp = net.createServer((c) => c.end("reached\n")).listen(0, "127.0.0.1");
+    await Promise.all([once(abstract, "listening"), once(tcp, "listening")]);
+    try {
+      // The host's own view first: the probe reaches both from there, so its failures below are the namespace's doing.
+      const port = String((tcp.address() as net.AddressInfo).port);
+      // Run alongside this process's event loop, which serves both: a synchronous spawn would never let them answer.
+      const host = await execa(process.execPath, ["-e", PROBE, name, port]);
+      expect(host.stdout).toBe("abstract reached\ntcp reached");
+      const jailed = asVmm(vm.pid, vm.uid, [process.execPath, "-e", PROBE, name, port]);
+      expect(jailed.stdout).toBe("abstract ECONNREFUSED\ntcp ENETUNREACH\n");
+    } finally {
+      abstract.close();
+      tcp.close();
+    }
   });
 
   it("cannot keep the daemon from starting: the state dir's lock is a file no other uid can open", async () => {

@@ -51,6 +51,9 @@ export async function vmmJailView(
     devices: DEVICES,
     denied: [],
     pinned: new Map(),
+    // A VM with NICs opens its taps by name, in the namespace they live in (the network sibling's): such a VMM stays
+    // in the host's network namespace until taps are handed over as descriptors.
+    ownNetwork: (vm.net ?? []).length === 0,
   };
   // The mode bits of the objects found decide; the kernel's own check (ACLs, read-only mounts) can only narrow that.
   const [walks, kernelAllows] = await Promise.all([Promise.all(files.map((f) => walkPath(f.path))), canOpenAs(user, files)]);

@@ -34,6 +34,12 @@ export interface JailView {
   denied: string[];
   /** Shown paths that must show exactly these objects (`dev:ino`, os/path-walk.ts): the start fails if one was swapped. */
   pinned: Map<string, string>;
+  /**
+   * A network namespace of its own, with no interface but a loopback that is down: the process reaches no TCP or
+   * UDP port of the host and no abstract Unix socket name (those belong to a network namespace), only the sockets its
+   * files show it.
+   */
+  ownNetwork: boolean;
 }
 
 /** The host's programs and libraries; on a merged-/usr system most are links, and links are made as links. */
@@ -141,6 +147,7 @@ export function jailCommand(view: JailView, command: string[]): string[] {
   return [
     "unshare",
     "--mount",
+    ...(view.ownNetwork ? ["--net"] : []),
     "--propagation",
     "private",
     "--",

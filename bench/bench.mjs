@@ -341,7 +341,7 @@ async function consoleDirect(bytes) {
   const serial = path.join(dir, "serial.sock");
   const sim = spawn(SIM, ["--api-socket", `path=${api}`], { stdio: "ignore" });
   await waitSocket(api);
-  const ch = new ChClient(api);
+  const ch = new ChClient({ path: api, pid: /** @type {number} */ (sim.pid) });
   // Only what the test VMM needs (CH fills in the rest): not the typed config the daemon builds.
   await ch.createVm(
     /** @type {any} */ ({
@@ -458,7 +458,7 @@ async function dataPaths() {
     exRaw.push(await rawCopy(P.execBytes));
     // The same exec through the exec protocol straight on the VMM's vsock socket: guest, agent and VMM, no daemon.
     t = performance.now();
-    const conn = await connectGuestPort(path.join(d.vmmDir, "exec", "vsock.sock"), 1024, Date.now() + 5000);
+    const conn = await connectGuestPort({ path: path.join(d.vmmDir, "exec", "vsock.sock"), pid: /** @type {number} */ (vmm) }, 1024, Date.now() + 5000);
     await runExec(conn, { argv, timeout_ms: 60_000 }, undefined);
     exDirect.push(P.execBytes / ((performance.now() - t) / 1000) / (1 << 20));
   }

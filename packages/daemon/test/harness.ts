@@ -294,8 +294,10 @@ export interface Sibling {
   call<T = any>(method: string, params: Record<string, unknown>): Promise<T>;
 }
 
-/** `ip` in netd's network namespace, where its taps and bridges are. */
+/** `ip` in netd's network namespace, where its networks' bridges are. */
 export const ipInNetd = (netd: Sibling, ...args: string[]) => execa("nsenter", [`--net=/proc/${netd.proc.pid}/ns/net`, "ip", ...args], { reject: false });
+/** `ip` in a VM's network namespace (a port's `netns`), where netd puts its taps. */
+export const ipInNetns = (netns: string | undefined, ...args: string[]) => execa("nsenter", [`--net=${netns}`, "ip", ...args], { reject: false });
 
 /** vm.info straight from a VM's CH API socket (in its VMM directory, wherever that is). */
 export function chVmInfo(d: Daemon, id: string, apiSocket = vmmFile(d, id, "api.sock")): Promise<{ config: Record<string, any>; state: string }> {
@@ -370,14 +372,22 @@ export class Fleet {
     return d;
   }
 
+  private readonly netdStates: string[] = [];
+
   async sibling(...args: Parameters<typeof startSibling>): Promise<Sibling> {
     const s = await startSibling(...args);
     this.procs.push(s.proc);
+    if (args[0] === "netd") this.netdStates.push(path.join(args[1], "netd-state", "ports.json"));
     return s;
   }
 
   cleanup(): void {
     this.pids.killAll();
     for (const p of this.procs) if (p.exitCode === null) p.kill("SIGKILL");
+    // The network namespaces netd made for VMs a test left behind are the host's: they outlive netd.
+    for (const file of this.netdStates) {
+      const ports: { netns?: string }[] = fs.existsSync(file) ? Object.values(JSON.parse(fs.readFileSync(file, "utf8")).ports ?? {}) : [];
+      for (const netns of new Set(ports.map((p) => p.netns))) if (netns) spawnSync("ip", ["netns", "del", path.basename(netns)]);
+    }
   }
 }

@@ -7,7 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { chVmInfo, type Daemon, eventually, Fleet, ipInNetd, type Sibling, slot, tempDir, vmSpec } from "./harness.js";
+import { chVmInfo, type Daemon, eventually, Fleet, ipInNetd, ipInNetns, type Sibling, slot, tempDir, vmSpec } from "./harness.js";
 
 const isRoot = process.getuid?.() === 0;
 const fleet = new Fleet();
@@ -85,9 +85,12 @@ describe.skipIf(!isRoot)("networks through my_hypervisor-netd (needs root for a 
     const [a, b] = [slot(created.resources.nets, "net0"), slot(created.resources.nets, "net1")];
     expect(a.mac).toMatch(/^02:/);
     expect(b.mac).toBe("52:54:00:00:00:07");
-    const link = await ipInNetd(netd, "-o", "link", "show", "dev", a.tap);
+    // Each tap is in the VM's own network namespace, on a bridge there with a veth whose other end is on the network's.
+    expect(a.netns).toBe(b.netns);
+    const link = await ipInNetns(a.netns, "-o", "link", "show", "dev", a.tap);
     expect(link.exitCode).toBe(0);
-    expect(link.stdout).toMatch(/master mhb/);
+    expect(link.stdout).toMatch(/master mhi/);
+    expect((await ipInNetd(netd, "-o", "link", "show", "type", "veth")).stdout.match(/master mhb/g)).toHaveLength(2);
     expect((await execa("ip", ["link", "show", "dev", a.tap], { reject: false })).exitCode).not.toBe(0);
 
     pids.add((await d.rpc.call("compute.vm.start", { id: "withnet" })).pid);
@@ -96,7 +99,8 @@ describe.skipIf(!isRoot)("networks through my_hypervisor-netd (needs root for a 
       { tap: b.tap, mac: b.mac },
     ]);
     await d.rpc.call("compute.vm.remove", { id: "withnet", force: true });
-    expect((await ipInNetd(netd, "link", "show", "dev", a.tap)).exitCode).not.toBe(0);
+    expect(fs.existsSync(a.netns as string)).toBe(false);
+    expect((await ipInNetd(netd, "-o", "link", "show", "type", "veth")).stdout.trim()).toBe("");
     expect(await netd.call("net.port.list", { owner: "withnet" })).toEqual([]);
     await d.stop();
   });
@@ -124,9 +128,10 @@ describe.skipIf(!isRoot)("networks through my_hypervisor-netd (needs root for a 
     const d = await daemonWith(dir, { net: netd });
     const ids = ["c1", "c2", "c3", "c4", "c5", "c6"];
     const made = await Promise.all(ids.map((id) => d.rpc.call("compute.vm.create", { ...vmSpec(d, id), nets: [{ network: "lan" }] })));
-    const taps = made.map((s) => slot(s.resources.nets, "net0").tap);
-    expect(new Set(taps).size).toBe(ids.length);
-    for (const tap of taps) expect((await ipInNetd(netd, "link", "show", "dev", tap)).exitCode).toBe(0);
+    const ports = made.map((s) => slot(s.resources.nets, "net0"));
+    expect(new Set(ports.map((p) => p.tap)).size).toBe(ids.length);
+    expect(new Set(ports.map((p) => p.netns)).size).toBe(ids.length);
+    for (const { tap, netns } of ports) expect((await ipInNetns(netns, "link", "show", "dev", tap)).exitCode).toBe(0);
     await d.stop();
   });
 
@@ -155,7 +160,7 @@ describe.skipIf(!isRoot)("networks through my_hypervisor-netd (needs root for a 
     expect(vms.filter((v: { id: string }) => v.id === "cut")).toEqual([{ id: "cut", state: "Failed", pid: null }]);
     expect(await netd.call("net.port.list", { owner: "cut" })).toEqual([]);
     expect(await vol.call("vol.list", { owner: "cut" })).toEqual([]);
-    expect((await ipInNetd(netd, "-o", "link", "show", "type", "tun")).stdout.trim()).toBe("");
+    expect((await ipInNetd(netd, "-o", "link", "show", "type", "veth")).stdout.trim()).toBe("");
     await second.stop();
   });
 });

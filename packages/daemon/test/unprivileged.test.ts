@@ -9,7 +9,7 @@ import path from "node:path";
 import { execa } from "execa";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { asUid, inJailOf, processesOfUid } from "./attacker.js";
-import { DAEMON_BIN, type Daemon, eventually, Fleet, ipInNetd, pidOf, slot, tempDir, vmSpec } from "./harness.js";
+import { DAEMON_BIN, type Daemon, eventually, Fleet, ipInNetd, ipInNetns, pidOf, slot, tempDir, vmSpec } from "./harness.js";
 
 const isRoot = process.getuid?.() === 0;
 const fleet = new Fleet();
@@ -204,9 +204,16 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     const { tap } = slot(created.resources.nets, "net0");
     expect(fs.statSync(file)).toMatchObject({ uid: FIRST, gid: FIRST });
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
-    expect((await ipInNetd(netd, "-d", "link", "show", "dev", tap)).stdout).toMatch(new RegExp(`user ${FIRST} group ${FIRST}`));
-    // The test VMM opens the volume read-write as the VM's uid, as CH would.
-    fleet.pids.add((await d.rpc.call("compute.vm.start", { id: "owned" })).pid);
+    // The tap is in a network namespace of the VM's own, joined to the network's bridge by a veth pair.
+    const { netns } = slot(created.resources.nets, "net0");
+    expect(netns).toMatch(/^\/run\/netns\/mhn[0-9a-f]{12}$/);
+    expect((await ipInNetns(netns, "-d", "link", "show", "dev", tap)).stdout).toMatch(new RegExp(`user ${FIRST} group ${FIRST}`));
+    expect((await ipInNetd(netd, "link", "show", "dev", tap)).exitCode).not.toBe(0);
+    expect((await ipInNetd(netd, "-o", "link", "show", "type", "veth")).stdout).toMatch(/master mhb[0-9a-f]{10}/);
+    // The test VMM opens the volume read-write as the VM's uid, as CH would; its VMM runs in the tap's namespace.
+    const pid = pidOf(await d.rpc.call("compute.vm.start", { id: "owned" }));
+    fleet.pids.add(pid);
+    expect(fs.readlinkSync(`/proc/${pid}/ns/net`)).toBe(`net:[${fs.statSync(netns as string).ino}]`);
 
     // Read-write is anyone else's never; read-only, another VMM uid's neither: without ACLs one uid holds the file.
     const taken = await d.rpc.callError("compute.vm.create", { ...vmSpec(d, "writer"), disks: [{ volume: "data", readonly: true }] });
@@ -216,6 +223,8 @@ describe.skipIf(!isRoot)("VMMs under uids of their own (needs root)", () => {
     expect(shared.message).toMatch(new RegExp(`handed to owned \\(uid ${FIRST}\\): this sibling cannot share it with another VMM uid`));
     await d.rpc.call("compute.vm.remove", { id: "owned", force: true });
     expect(fs.statSync(file)).toMatchObject({ uid: 0, gid: 0 });
+    // The namespace went with the VM's last port.
+    expect(fs.existsSync(netns as string)).toBe(false);
   });
 
   it("fails the start as CH does when the VM's uid cannot open its kernel or a disk", async () => {

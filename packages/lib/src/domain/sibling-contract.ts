@@ -27,6 +27,13 @@ export const NetPortSchema = Type.Object({
   network: Type.String(),
   tap: Type.String(),
   mac: Type.String(),
+  netns: Type.Optional(
+    Type.String({
+      pattern: "^/",
+      description:
+        "The network namespace the tap is in, as a file to join (/run/netns/NAME): the owner's VMM runs in it. Absent: the host's, where the VMM then runs too",
+    }),
+  ),
 });
 export type NetPort = Static<typeof NetPortSchema>;
 

@@ -32,7 +32,7 @@ import { newEntry, requireEvent, toStatus, type VmEntry } from "./vm-entry.js";
 import { VmLoading } from "./vm-loading.js";
 import { VmRecords, type Write } from "./vm-records.js";
 import { VmServices } from "./vm-services.js";
-import { snapshotDir } from "./vm-snapshots.js";
+import { removeStaging, snapshotDir } from "./vm-snapshots.js";
 import { type HostUsage, readVmStats } from "./vm-stats.js";
 import type { VmmConfinement } from "./vmm-confinement.js";
 import { bootVmm, cleanUpAfterVmm, haltVmm, type RestoreFrom, type RunningVmm } from "./vmm-control.js";
@@ -255,6 +255,7 @@ export class Orchestrator {
       // The VMM is gone: now its networks and volumes can go back.
       const pending = vm.spec ? await this.release(vm, vm.spec) : 0;
       await this.opts.store.remove(vm.id);
+      await removeStaging(vm.paths);
       await this.users?.removeDir(vm.id);
       // The uid is free from the reply on: nothing of this VM may still run under it.
       await this.users?.reclaim(vm.vmmUid, this.log.child({ vm: vm.id }));

@@ -8,13 +8,14 @@ import type { Logger } from "pino";
 import { ChApiError, ChClient } from "../ch/client.js";
 import { toChVmConfig } from "../ch/vm-config.js";
 import type { VmmExecutable } from "../ch/vmm-binary.js";
-import { type VmmJailConfig, vmmJailView } from "../ch/vmm-jail.js";
+import { type VmmJailConfig, vmmJailView, vmmNetwork } from "../ch/vmm-jail.js";
 import { VmmLaunchError, VmmProcess } from "../ch/vmm-process.js";
 import type { Resources } from "../domain/resources.js";
 import type { VmSpec } from "../domain/vm-spec.js";
 import { failpoint } from "../failpoints.js";
 import type { UnprivilegedUser } from "../os/unprivileged-user.js";
 import { unlinkSockets, type VmPaths } from "../state/vm-paths.js";
+import { ensureStaging } from "./vm-snapshots.js";
 
 export interface RunningVmm {
   process: VmmProcess;
@@ -63,7 +64,10 @@ export async function bootVmm(
   unlinkSockets([paths.serialSocket, paths.vsockSocket]);
   const config = toChVmConfig(spec, paths, resources);
   const { binary, executable, user } = launch;
-  const jail = launch.jail && user && (await vmmJailView(launch.jail, config, paths, user, { binary, executable }, from?.dir));
+  // Made before the jail, which shows it.
+  await ensureStaging(paths, user?.uid);
+  const network = vmmNetwork(spec, resources);
+  const jail = launch.jail && user && (await vmmJailView(launch.jail, config, paths, user, { binary, executable }, network, from?.dir));
   const process = await VmmProcess.spawn(binary, paths, { seccomp: spec.seccomp ?? "enforce", user, jail, cgroup: launch.cgroup });
   const vmm = { process, client: new ChClient({ path: paths.apiSocket, pid: process.pid }) };
   const left = () => Math.max(1, deadline - Date.now());

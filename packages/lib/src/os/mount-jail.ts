@@ -34,13 +34,16 @@ export interface JailView {
   denied: string[];
   /** Shown paths that must show exactly these objects (`dev:ino`, os/path-walk.ts): the start fails if one was swapped. */
   pinned: Map<string, string>;
-  /**
-   * A network namespace of its own, with no interface but a loopback that is down: the process reaches no TCP or
-   * UDP port of the host and no abstract Unix socket name (those belong to a network namespace), only the sockets its
-   * files show it.
-   */
-  ownNetwork: boolean;
+  /** The network namespace it runs in. */
+  network: JailNetwork;
 }
+
+/**
+ * `own`: a new one, with no interface but a loopback that is down. `join`: an existing one, by its file
+ * (/run/netns/NAME). Either way the process reaches no TCP or UDP port of the host and no abstract Unix socket name
+ * (those belong to a network namespace), only the sockets its files show it. `host`: the host's.
+ */
+export type JailNetwork = { kind: "own" } | { kind: "join"; netns: string } | { kind: "host" };
 
 /** The host's programs and libraries; on a merged-/usr system most are links, and links are made as links. */
 const SYSTEM_DIRS = ["bin", "sbin", "lib", "lib32", "lib64", "libx32"];
@@ -144,10 +147,13 @@ export function jailCommand(view: JailView, command: string[]): string[] {
   const denied = view.denied.map(under);
   for (const d of denied) dirs.add(path.dirname(d));
   const pinned = [...view.pinned.keys()].filter((p) => files.has(under(p)) || dirs.has(under(p)));
+  const { network } = view;
   return [
+    // nsenter execs unshare, which execs the script: still one pid from the first exec to the command.
+    ...(network.kind === "join" ? ["nsenter", `--net=${network.netns}`, "--"] : []),
     "unshare",
     "--mount",
-    ...(view.ownNetwork ? ["--net"] : []),
+    ...(network.kind === "own" ? ["--net"] : []),
     "--propagation",
     "private",
     "--",

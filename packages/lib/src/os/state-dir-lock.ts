@@ -1,13 +1,13 @@
 /**
- * One daemon per state dir: an exclusive flock(2) on `<state-dir>/daemon.lock`,
- * a 0600 file of the daemon's in its 0700 state dir, so no other uid can open
- * it, let alone take the lock first (an abstract socket name, the lock before
- * this one, any local uid could bind and so keep the daemon from starting).
- * The kernel drops the lock when its holder dies, however it dies, so there is
- * no stale lock and no window in which two daemons both hold it; and it is the
- * file's, so it holds across namespaces. The descriptor is close-on-exec, as
- * Node opens every file: no VMM inherits it. `daemon.pid` beside it names the
- * holder in the refusal.
+ * One daemon per state dir: an exclusive flock(2) on the state dir itself,
+ * the daemon's and 0700, so no other uid can open it, let alone take the lock
+ * first (an abstract socket name, the lock before this one, any local uid
+ * could bind and so keep the daemon from starting). The kernel drops the lock
+ * when its holder dies, however it dies, so there is no stale lock and no
+ * window in which two daemons both hold it; it is the directory's, so it holds
+ * across namespaces; and it needs no file, so it is taken on a read-only disk
+ * too. The descriptor is close-on-exec, as Node opens every file: no VMM
+ * inherits it. `daemon.pid` in the dir names the holder in the refusal.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -23,10 +23,8 @@ export interface StateDirLock {
 export async function lockStateDir(stateDir: string): Promise<StateDirLock> {
   const real = fs.realpathSync(stateDir);
   const pidFile = path.join(real, "daemon.pid");
-  // Never through a link, and never left open to others; the file stays when unlocked (a new one would be a new lock).
-  const fd = fs.openSync(path.join(real, "daemon.lock"), fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o600);
+  const fd = fs.openSync(real, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
   try {
-    fs.fchmodSync(fd, 0o600);
     if (!libc().tryLockExclusive(fd)) throw locked(real, readPidFile(pidFile));
   } catch (e) {
     fs.closeSync(fd);

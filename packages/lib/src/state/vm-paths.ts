@@ -20,11 +20,19 @@ export interface VmPaths {
   eventMonitor: string;
   vmmLog: string;
   vmmOutput: string;
-  /** The VM's snapshots, one directory each: the daemon's, moved here from the VMM's directory once CH wrote them. */
+  /** The VM's snapshots, one directory each: the daemon's, moved here from `staging` once CH wrote them. */
   snapshots: string;
+  /**
+   * Where CH writes a snapshot, the VM uid's: beside the state dir (`<state-dir>.staging/<id>/`), so on its file
+   * system (a snapshot is moved, not copied) but outside it (nothing a VMM can write is in the state dir).
+   */
+  staging: string;
   serialSocket: string;
   vsockSocket: string;
 }
+
+/** The parent of every VM's snapshot staging directory: root's, 0711 (a VMM reaches its own by name and lists none). */
+const stagingBase = (stateDir: string) => `${path.resolve(stateDir)}.staging`;
 
 export function vmPaths(stateDir: string, id: string, vmmDir = path.join(stateDir, id)): VmPaths {
   const dir = path.join(stateDir, id);
@@ -34,6 +42,7 @@ export function vmPaths(stateDir: string, id: string, vmmDir = path.join(stateDi
     record: path.join(dir, "state.json"),
     vmmOutput: path.join(dir, "vmm.out"),
     snapshots: path.join(dir, "snapshots"),
+    staging: path.join(stagingBase(stateDir), id),
     apiSocket: path.join(vmmDir, "api.sock"),
     eventMonitor: path.join(vmmDir, "events.log"),
     vmmLog: path.join(vmmDir, "vmm.log"),

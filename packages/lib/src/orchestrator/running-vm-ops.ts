@@ -82,11 +82,11 @@ export class RunningVmOps {
         failpoint("snapshot.taken");
         info = await commitSnapshot(vm.paths, name);
         vm.snapshots = [...vm.snapshots, info];
-        vm.snapshotInProgress = undefined;
+        // Still in progress while the guest it paused waits to run again: a crash before that resumes it at the restart.
+        if (!wasActive) vm.snapshotInProgress = undefined;
         await this.ctx.transition(vm, { type: "SNAPSHOTTED", reason: `snapshot '${name}' taken` }, "required");
       } catch (e) {
         this.noAnswer(vm, e);
-        vm.snapshotInProgress = undefined;
         vm.snapshots = vm.snapshots.filter((s) => s.name !== name);
         await removeSnapshot(vm.paths, name).catch((err) =>
           this.ctx.log.error({ vm: vm.id, name, err: (err as Error).message }, "cannot remove a failed snapshot"),
@@ -97,9 +97,11 @@ export class RunningVmOps {
             : e instanceof UntrustedSnapshotError
               ? new RpcError(ErrorCode.VmmError, `snapshot of VM '${vm.id}' refused: ${e.message}; nothing of it was kept`, { id: vm.id })
               : (e as Error);
+        const pausedByIt = wasActive && vm.lifecycle.substate !== "Active";
+        if (!pausedByIt) vm.snapshotInProgress = undefined;
         if (vm.lifecycle.substate === "Snapshotting") await this.ctx.transition(vm, { type: "SNAPSHOT_FAILED", reason: error.message });
         else await this.ctx.writeRecord(vm, "lazy");
-        if (wasActive && vm.lifecycle.substate === "Paused") await this.resumeAfterSnapshot(vm, name);
+        if (pausedByIt) await this.resumeAfterSnapshot(vm, name);
         throw error;
       }
       if (wasActive) await this.resumeAfterSnapshot(vm, name);
@@ -110,25 +112,33 @@ export class RunningVmOps {
   /** A snapshot a restart cut short: nothing of it is kept (load swept its files), and a guest it paused runs again. */
   async abandonSnapshot(vm: VmEntry, adoption: Adoption & { kind: "running" }): Promise<void> {
     const cut = vm.snapshotInProgress;
-    vm.snapshotInProgress = undefined;
+    const resume = cut?.resume === true && adoption.paused;
+    // Kept, when the guest must run again, until it does: a crash before that still knows it at the next restart.
+    if (!resume) vm.snapshotInProgress = undefined;
     const reason = "the daemon restarted while the snapshot was taken; nothing of it was kept";
-    // Cut short before the snapshot itself began (around the pause), the VM is not Snapshotting: only the record says so.
+    // Cut short outside the snapshot itself (around the pause, before the resume), the VM is not Snapshotting.
     if (vm.lifecycle.substate === "Snapshotting") await this.ctx.transition(vm, { type: "SNAPSHOT_FAILED", reason });
     else await this.ctx.writeRecord(vm, "lazy");
-    if (cut?.resume && adoption.paused) {
+    if (cut && resume) {
       await this.resumeAfterSnapshot(vm, cut.name);
       adoption.paused = vm.lifecycle.substate === "Paused";
     }
   }
 
-  /** The guest a snapshot paused runs again; if CH refuses, the VM stays paused and says so. */
+  /**
+   * The guest a snapshot paused runs again, and the snapshot is no longer in progress (recorded with the transition);
+   * if CH refuses, the VM stays paused and says so.
+   */
   private async resumeAfterSnapshot(vm: VmEntry, name: string): Promise<void> {
     try {
       await vm.vmm?.client.resume();
+      vm.snapshotInProgress = undefined;
       await this.ctx.transition(vm, { type: "RESUME", reason: `snapshot '${name}' done` });
       this.syncGuestClock(vm, "resume");
     } catch (e) {
       this.ctx.log.error({ vm: vm.id, name, err: (e as Error).message }, "cannot resume the guest after its snapshot; it stays paused");
+      vm.snapshotInProgress = undefined;
+      await this.ctx.writeRecord(vm, "lazy");
     }
   }
 

@@ -154,6 +154,23 @@ export interface DaemonOptions {
    * this machine's cgroups are v1, and a daemon under vitest shares vitest's cgroup (limits.test.ts covers both).
    */
   enforceLimits?: boolean;
+  /** Keep the daemon's own default --vmm-uid-range (else each daemon gets 100 uids no other test's daemon has). */
+  defaultUidRange?: boolean;
+}
+
+const uidRanges = new Map<string, string>();
+/**
+ * 100 uids of their own for the daemons a test starts on `dir` (a restart keeps them), from 210000 up (below: the
+ * ranges tests name themselves): one block of 10000 per vitest worker, so files that run at once never overlap.
+ */
+function testUidRange(dir: string): string {
+  let range = uidRanges.get(dir);
+  if (range === undefined) {
+    const first = 210_000 + (Number(process.env.VITEST_POOL_ID ?? 0) % 8) * 10_000 + (uidRanges.size % 100) * 100;
+    range = `${first}-${first + 99}`;
+    uidRanges.set(dir, range);
+  }
+  return range;
 }
 
 export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
@@ -167,6 +184,8 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
   const args = opts.args ?? [];
   const flag = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
   const ownUids = process.getuid?.() === 0 && flag("--vmm-uid-range") !== "off";
+  // Daemons of tests that run at once must never share a uid: a remove kills whatever runs under its VM's uid.
+  const uidRange = ownUids && !flag("--vmm-uid-range") && !opts.defaultUidRange ? ["--vmm-uid-range", testUidRange(stateDir)] : [];
   const vmmDir = flag("--vmm-dir") ?? path.join(dir, "vmm");
   // Run as installed: the file itself, so the node flags on its #! line apply.
   const proc = execa(
@@ -182,6 +201,7 @@ export async function startDaemon(opts: DaemonOptions = {}): Promise<Daemon> {
       opts.vmm ?? SIM_BIN,
       "--log-level",
       "debug",
+      ...uidRange,
       ...(ownUids && !flag("--vmm-dir") ? ["--vmm-dir", vmmDir] : []),
       // The jailed test VMM must see the checkout: its own modules and the guest init it runs.
       ...(ownUids ? ["--vmm-jail-bind", ROOT] : []),

@@ -33,7 +33,7 @@ const cgroup2Mount = (): string | null => {
 
 describe("compute.host.info", () => {
   it("reports the host as the kernel does, the VMM binary, and what VMs with a VMM commit", async () => {
-    const d = await fleet.daemon();
+    const d = await fleet.daemon({ defaultUidRange: true });
     const info = await d.rpc.call("compute.host.info", {});
     expect(info.cpus.online).toBe(os.cpus().length);
     expect(info.memory_mib.total).toBe(meminfoMib("MemTotal"));

@@ -23,9 +23,12 @@ const SETTLING = new Set(["Starting", "Stopping", "Provisioning", "Pending"]);
 
 export async function checkInvariants(d: Daemon, acked: Acknowledged, vol?: Sibling): Promise<void> {
   // A stop cut short by the crash is finished in the background: wait for every VM to settle.
+  // A guest that a stop cut short may power off just after the restart: its VMM is gone a moment before the daemon
+  // sees it (exit polls every 250 ms), so a Running VM whose VMM has exited is waited for too.
   const vms: { id: string; state: string; pid: number | null }[] = await eventually(async () => {
-    const list = (await d.rpc.call("compute.vm.list", {})).vms;
-    return list.some((v: { state: string }) => SETTLING.has(v.state)) ? undefined : list;
+    const list: { id: string; state: string; pid: number | null }[] = (await d.rpc.call("compute.vm.list", {})).vms;
+    const settled = list.every((v) => !SETTLING.has(v.state) && (v.state !== "Running" || (v.pid !== null && startTimeOf(v.pid) !== undefined)));
+    return settled ? list : undefined;
   }, 20_000);
   const ids = vms.map((v) => v.id);
   expect(new Set(ids).size, `listed once: ${ids}`).toBe(ids.length);

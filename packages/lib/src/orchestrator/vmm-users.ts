@@ -105,6 +105,7 @@ export class VmmUsers {
       const left = processesByUid(uid, uid).get(uid) ?? [];
       if (left.length === 0) return this.free(uid);
       if (Date.now() > deadline) return log.error({ uid, pids: left }, "processes of a removed VM's uid survived SIGKILL; the uid stays held");
+      log.info({ uid, pids: left }, "killing what still runs under a removed VM's uid");
       for (const pid of left) {
         try {
           process.kill(pid, "SIGKILL");

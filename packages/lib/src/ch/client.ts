@@ -30,13 +30,11 @@ export class ChApiError extends Error {
   readonly timedOut: boolean;
   /** The socket could not be reached (not there yet, or refused). */
   readonly unreachable: boolean;
-  /** Another process than the VMM listens at the socket's path: nothing was sent. */
-  readonly wrongListener: boolean;
 
   constructor(
     readonly call: string,
     message: string,
-    how: { status?: number; body?: unknown; timedOut?: boolean; unreachable?: boolean; wrongListener?: boolean },
+    how: { status?: number; body?: unknown; timedOut?: boolean; unreachable?: boolean },
   ) {
     super(message);
     this.name = "ChApiError";
@@ -44,7 +42,6 @@ export class ChApiError extends Error {
     this.body = how.body;
     this.timedOut = how.timedOut ?? false;
     this.unreachable = how.unreachable ?? false;
-    this.wrongListener = how.wrongListener ?? false;
   }
 }
 
@@ -167,7 +164,7 @@ export class ChClient {
     } catch (e) {
       const err = e as Error & { code?: string };
       if (err.name === "TimeoutError") throw new ChApiError(name, `${name}: no answer within ${timeoutMs} ms`, { timedOut: true });
-      if (err instanceof WrongListenerError) throw new ChApiError(name, `${name}: ${err.message}`, { unreachable: true, wrongListener: true });
+      if (err instanceof WrongListenerError) throw new ChApiError(name, `${name}: ${err.message}`, { unreachable: true });
       const cause = err.code ?? err.message;
       throw new ChApiError(name, `${name}: cannot reach the VMM API socket (${cause})`, { unreachable: true });
     }

@@ -94,8 +94,7 @@ export class Orchestrator {
     this.sweeps = new ReconcileLoop({
       fixDrift: () => reconcile(this.vmmRoots(), this.vms, opts.vmmExecutable, busy, this.log),
       checkConfinement: () => Promise.all([...this.vms.values()].filter((vm) => !busy(vm.id)).map((vm) => opts.confinement.check(vm, "running VMM"))),
-      checkSubstates: () =>
-        Promise.all([...this.vms.values()].filter((vm) => vm.vmm && !busy(vm.id)).map((vm) => this.serialize(vm.id, (v) => this.running.checkSubstate(v)))),
+      checkSubstates: () => this.running.checkSubstates(this.vms.values(), busy),
       catchUpRecords: () => this.records.catchUp(this.vms.values(), busy),
       retryReleases: () => opts.provisioner.retryPending(),
       log: this.log,

@@ -208,12 +208,17 @@ export class RunningVmOps {
     void this.ctx.serialize(vm.id, (v) => this.checkSubstate(v)).catch(() => undefined);
   }
 
+  /** The reconcile sweep's step: every running VM that no operation holds, checked in its queue. */
+  checkSubstates(vms: Iterable<VmEntry>, busy: (id: string) => boolean): Promise<unknown> {
+    return Promise.all([...vms].filter((vm) => vm.vmm && !busy(vm.id)).map((vm) => this.ctx.serialize(vm.id, (v) => this.checkSubstate(v))));
+  }
+
   /**
    * What CH says the guest is (vm.info) made the VM's substate: a pause or resume that CH carried out after its call
    * timed out, or one made behind the daemon's back. Also removes snapshot directories no snapshot in progress
    * explains (one CH went on writing after its call timed out). Run in the VM's queue, so no operation is under way.
    */
-  async checkSubstate(vm: VmEntry): Promise<void> {
+  private async checkSubstate(vm: VmEntry): Promise<void> {
     const vmm = vm.vmm;
     const substate = vm.lifecycle.substate;
     if (!vmm || vm.lifecycle.state !== "Running" || substate === "Snapshotting") return;

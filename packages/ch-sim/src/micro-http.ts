@@ -2,7 +2,8 @@
  * An HTTP/1.1 server on a Unix socket that frames requests the way
  * cloud-hypervisor's micro-http does, so a client that works against it
  * works against the real VMM: bodies are read by Content-Length only
- * (chunked encoding is never decoded), only GET/PUT/PATCH parse, at most
+ * (chunked encoding is never decoded), only GET/PUT/PATCH parse, framing
+ * errors are answered with micro-http's own texts and keep the connection, at most
  * 10 connections are served (the 11th gets a raw 503), and requests from
  * all connections are answered one at a time by a single worker.
  */
@@ -41,17 +42,20 @@ const REASONS: Record<number, string> = {
   503: "Service Unavailable",
 };
 
-export function formatResponse(status: number, body?: unknown): Buffer {
-  const head = [`HTTP/1.1 ${status} ${REASONS[status] ?? ""}`, "Server: Cloud Hypervisor API", "Connection: keep-alive"];
+export function formatResponse(status: number, body?: unknown, server = "Cloud Hypervisor API"): Buffer {
+  const head = [`HTTP/1.1 ${status} ${REASONS[status] ?? ""}`, `Server: ${server}`, "Connection: keep-alive"];
   if (status === 204) return Buffer.from(`${head.join("\r\n")}\r\n\r\n`);
   const payload = body === undefined ? Buffer.alloc(0) : Buffer.from(typeof body === "string" ? body : JSON.stringify(body));
   head.push("Content-Type: application/json", `Content-Length: ${payload.length}`);
   return Buffer.concat([Buffer.from(`${head.join("\r\n")}\r\n\r\n`), payload]);
 }
 
-/** micro-http's own framing errors are not CH's string arrays. */
+/**
+ * micro-http answers its own framing errors itself: not CH's string arrays but a text that looks like JSON (the
+ * newline in it is raw), under micro-http's default server name.
+ */
 function framingError(message: string): Buffer {
-  return formatResponse(400, { error: `${message}\nAll previous unanswered requests will be dropped.` });
+  return formatResponse(400, `{ "error": "${message}\nAll previous unanswered requests will be dropped." }`, "Firecracker API");
 }
 
 type Parsed = { kind: "request"; req: HttpRequest; used: number } | { kind: "incomplete" } | { kind: "error"; message: string };
@@ -61,19 +65,21 @@ export function parseRequest(buf: Buffer): Parsed {
   if (end < 0) return buf.length > MAX_HEADER_BYTES ? { kind: "error", message: "Headers too long." } : { kind: "incomplete" };
   const lines = buf.subarray(0, end).toString("latin1").split("\r\n");
   const [method, uri, version, ...extra] = (lines[0] ?? "").split(" ");
-  if (!method || !uri || !version || extra.length > 0) return { kind: "error", message: "Invalid request line." };
-  if (!PARSED_METHODS.has(method)) return { kind: "error", message: "Unsupported HTTP method." };
-  if (version !== "HTTP/1.1" && version !== "HTTP/1.0") return { kind: "error", message: "Unsupported HTTP version." };
+  if (!method || !uri || !version || extra.length > 0) return { kind: "error", message: "Invalid request." };
+  if (!PARSED_METHODS.has(method)) return { kind: "error", message: "Invalid HTTP Method: Unsupported HTTP method." };
+  if (version !== "HTTP/1.1" && version !== "HTTP/1.0") return { kind: "error", message: "Invalid HTTP Version: Unsupported HTTP version." };
   let contentLength = 0;
   for (const line of lines.slice(1)) {
     const colon = line.indexOf(":");
-    if (colon <= 0) return { kind: "error", message: "Invalid header." };
+    if (colon <= 0) return { kind: "error", message: `Invalid header. Reason: Header is incorrectly formatted. Key: ${line}` };
     if (line.slice(0, colon).trim().toLowerCase() !== "content-length") continue;
-    const value = line.slice(colon + 1).trim();
-    if (!/^\d+$/.test(value)) return { kind: "error", message: "Invalid value for Content-Length." };
+    const value = line.slice(colon + 1);
+    if (!/^\d+$/.test(value.trim())) return { kind: "error", message: `Invalid header. Reason: Invalid value. Key:Content-Length; Value:${value}` };
     contentLength = Number(value);
   }
-  if (contentLength > MAX_PAYLOAD_SIZE) return { kind: "error", message: "Request payload is too large." };
+  if (contentLength > MAX_PAYLOAD_SIZE) {
+    return { kind: "error", message: `Request payload with size ${contentLength} is larger than the limit of ${MAX_PAYLOAD_SIZE} allowed by server.` };
+  }
   const bodyStart = end + 4;
   if (buf.length < bodyStart + contentLength) return { kind: "incomplete" };
   const body = contentLength > 0 ? Buffer.from(buf.subarray(bodyStart, bodyStart + contentLength)) : undefined;
@@ -114,19 +120,30 @@ export class MicroHttpServer {
     socket.on("close", () => this.sockets.delete(socket));
     socket.on("error", () => socket.destroy());
     let pending = Buffer.alloc(0);
+    // As micro-http, per read: the requests it completes are served, unless a framing error comes after them in the
+    // same read; then they are dropped unanswered, the bytes read so far with them, and the connection stays open.
     socket.on("data", (chunk) => {
       pending = Buffer.concat([pending, chunk]);
+      const complete: HttpRequest[] = [];
       for (;;) {
         const parsed = parseRequest(pending);
-        if (parsed.kind === "incomplete") return;
+        if (parsed.kind === "incomplete") break;
         if (parsed.kind === "error") {
-          socket.end(framingError(parsed.message));
           pending = Buffer.alloc(0);
+          this.reply(socket, framingError(parsed.message));
           return;
         }
         pending = pending.subarray(parsed.used);
-        this.enqueue(socket, parsed.req);
+        complete.push(parsed.req);
       }
+      for (const req of complete) this.enqueue(socket, req);
+    });
+  }
+
+  /** A reply of micro-http's own, in turn with those of the requests before it. */
+  private reply(socket: net.Socket, bytes: Buffer): void {
+    this.worker = this.worker.then(() => {
+      if (!socket.destroyed) socket.write(bytes);
     });
   }
 

@@ -4,13 +4,16 @@
  * stale file first. One client at a time: a new connection shuts the previous
  * one down. Output produced while no client is connected is kept in a 1 MiB
  * ring (v53.0+) and replayed to the next client. The socket file is
- * removed when the serial device is dropped (VM shutdown). Not reproduced:
+ * removed when the serial device is dropped (VM shutdown), and left behind
+ * when a VM that never booted is deleted. Not reproduced:
  * CH v53 also keeps 1 MiB for a connected client that reads slowly and
  * drops the oldest bytes; here a full socket makes write() return a promise
  * (the scripted flood waits on it) and nothing is dropped.
  */
 import fs from "node:fs";
 import net from "node:net";
+import { dirname } from "node:path";
+import { osError } from "./rust-error.js";
 
 export const SERIAL_RING_BYTES = 1 << 20;
 
@@ -27,13 +30,12 @@ export class SerialPort {
     server.on("connection", (socket) => this.accept(socket));
   }
 
-  /** Binds the socket; rejects with EADDRINUSE if the path exists, as CH does. */
+  /** Binds the socket; rejects with EADDRINUSE if the path exists, as CH does (and ENOENT without its directory). */
   static open(path: string, onInput: (data: Buffer) => void): Promise<SerialPort> {
     return new Promise((resolve, reject) => {
-      if (fs.existsSync(path)) {
-        reject(Object.assign(new Error(`Address in use (os error 98): ${path}`), { code: "EADDRINUSE" }));
-        return;
-      }
+      // libuv reports a missing directory as EACCES; bind(2), and so CH, says ENOENT.
+      if (!fs.existsSync(dirname(path))) return reject(osError("ENOENT"));
+      if (fs.existsSync(path)) return reject(osError("EADDRINUSE"));
       const server = net.createServer();
       server.once("error", reject);
       server.listen(path, () => {
@@ -78,10 +80,17 @@ export class SerialPort {
     return undefined;
   }
 
-  close(): void {
+  /**
+   * `removeFile`: the device is dropped with its VM (a shutdown); else only the listener goes, as when a VM that never
+   * booted is deleted, and the file stays behind (Node's close would remove it, so a second link keeps it).
+   */
+  close(removeFile: boolean): void {
     this.client?.destroy();
+    const keep = `${this.path}.kept`;
+    if (!removeFile) fs.linkSync(this.path, keep);
     this.server.close();
-    fs.rmSync(this.path, { force: true });
+    if (removeFile) fs.rmSync(this.path, { force: true });
+    else fs.renameSync(keep, this.path);
   }
 
   private accept(socket: net.Socket): void {

@@ -11,8 +11,10 @@ import { type Guest, parseGuestBehaviour, SimGuest } from "./guest.js";
 import { HybridVsock } from "./hybrid-vsock.js";
 import { InitGuest } from "./init-guest.js";
 import type { HttpRequest, HttpResponse } from "./micro-http.js";
-import { checkConfigShape, parseBody, truncateConsoleFiles, unsupportedDevice } from "./request-checks.js";
+import { readBody, truncateConsoleFiles, unsupportedDevice } from "./request-checks.js";
+import { osError, rustIoError } from "./rust-error.js";
 import { SerialPort } from "./serial-port.js";
+import { RESTORE_CONFIG, VM_CONFIG, VM_SNAPSHOT_CONFIG } from "./serde-types.js";
 import { fileUrlPath, readSnapshot, writeSnapshot } from "./snapshot.js";
 import type { VmmLog } from "./vmm-log.js";
 
@@ -61,7 +63,20 @@ const UNIMPLEMENTED = new Set([
   "vm.send-migration",
 ]);
 
+/** What CH's default build (KVM, io_uring) lists in vmm.ping: the build the test VMM stands for. */
+const FEATURES = ["io_uring", "kvm"];
+
 const err = (status: number, ...chain: string[]): HttpResponse => ({ status, body: chain });
+
+/** Why the VMM cannot read `file`, as CH's chain says it, or undefined if it can. */
+function unreadable(file: string): string | undefined {
+  try {
+    fs.accessSync(file, fs.constants.R_OK);
+    return undefined;
+  } catch (e) {
+    return rustIoError(e);
+  }
+}
 
 const apiErr = (status: number, ...chain: string[]): HttpResponse => err(status, "Error from API", ...chain);
 const NO_CONTENT: HttpResponse = { status: 204 };
@@ -80,6 +95,8 @@ export class Vmm {
   private config: VmConfig | undefined;
   private vm: BootedVm | undefined;
   private serial: SerialPort | undefined;
+  /** A VM whose boot failed after it was made: it holds its devices, never ran, and is shut down like one that did. */
+  private unbooted = false;
 
   constructor(private readonly opts: VmmOptions) {}
 
@@ -87,7 +104,7 @@ export class Vmm {
     const route = req.path.startsWith("/api/v1/") ? req.path.slice("/api/v1/".length) : undefined;
     const known = route !== undefined && (GET_ROUTES.has(route) || ACTIONS.has(route) || BODY_ROUTES.has(route) || UNIMPLEMENTED.has(route));
     if (!known) return err(404, "Not Found");
-    if (req.method !== "GET" && req.method !== "PUT") return { status: 400 };
+    if (req.method !== "GET" && req.method !== "PUT") return err(400, "Bad Request");
     if ((req.method === "GET") !== GET_ROUTES.has(route)) return err(400, "Bad Request");
     if (ACTIONS.has(route) && req.body !== undefined) return err(400, "Bad Request");
     this.opts.log.log("INFO", `API request ${req.method} /api/v1/${route}`);
@@ -106,7 +123,7 @@ export class Vmm {
       case "vmm.ping":
         // A test knob: a VMM on a loaded host that answers late.
         if (PING_DELAY_MS > 0) await new Promise((r) => setTimeout(r, PING_DELAY_MS));
-        return { status: 200, body: { build_version: `v${SIM_VERSION}-sim`, version: SIM_VERSION, pid: process.pid, features: [] } };
+        return { status: 200, body: { build_version: `v${SIM_VERSION}-sim`, version: SIM_VERSION, pid: process.pid, features: FEATURES } };
       case "vmm.shutdown":
         return { status: 200, afterSend: () => this.shutdownVmm() };
       case "vm.create":
@@ -118,7 +135,7 @@ export class Vmm {
       case "vm.restore":
         return await this.restore(body);
       case "vm.shutdown":
-        if (!this.vm) return apiErr(500, "The VM could not shutdown", "VM is not running");
+        if (!this.vm && !this.unbooted) return apiErr(500, "The VM could not shutdown", "VM is not running");
         this.tearDown(false);
         return NO_CONTENT;
       case "vm.reboot":
@@ -137,34 +154,32 @@ export class Vmm {
       case "vm.nmi":
         return this.vm ? NO_CONTENT : apiErr(500, "Error triggering NMI", "VM is not running");
       case "vm.info":
-        if (!this.config) return apiErr(404, "VM is not created");
+        if (!this.config) return apiErr(404, "The VM info is not available", "VM is not created");
         return { status: 200, body: { config: this.config, state: this.vm?.state ?? "Created", memory_actual_size: this.config.memory?.size ?? 512 << 20 } };
       case "vm.counters":
-        return this.vm ? { status: 200, body: this.vm.counters.all } : apiErr(500, "VM is not running");
+        return this.vm ? { status: 200, body: this.vm.counters.all } : apiErr(500, "The VM info is not available", "VM is not running");
       default:
         return apiErr(500, `cloud-hypervisor-sim does not implement ${route}`);
     }
   }
 
   private async create(body: Buffer | undefined): Promise<HttpResponse> {
-    const parsed = parseBody(body);
+    const parsed = readBody(body, VM_CONFIG);
     if ("refused" in parsed) return parsed.refused;
     const config = parsed.value;
-    const invalid = checkConfigShape(config);
-    if (invalid) return err(400, "Failed to deserialize JSON", invalid);
     if (this.config) return apiErr(500, "The VM could not be created", "VM is already created");
     const unsupported = unsupportedDevice(config as VmConfig);
     if (unsupported) return apiErr(500, "The VM could not be created", `cloud-hypervisor-sim does not support ${unsupported}`);
     // The config is stored before the console devices are made, so a failure there leaves it stored.
     this.config = config as VmConfig;
     truncateConsoleFiles(this.config);
-    const serialError = await this.openSerial();
+    const serialError = await this.openSerial("The VM could not be created", true);
     return serialError ?? NO_CONTENT;
   }
 
   /** CH snapshots only a paused VM, into an existing directory, as the user it runs as. */
   private async snapshot(body: Buffer | undefined): Promise<HttpResponse> {
-    const parsed = parseBody(body);
+    const parsed = readBody(body, VM_SNAPSHOT_CONFIG);
     if ("refused" in parsed) return parsed.refused;
     const dir = fileUrlPath(parsed.value.destination_url);
     if (dir === undefined) return apiErr(500, "The VM could not be snapshotted", "Error snapshotting VM", "destination_url must be a file:// URL");
@@ -185,7 +200,7 @@ export class Vmm {
    * guest started afresh (it cannot be checkpointed here, and its console says so), Paused unless `resume`.
    */
   private async restore(body: Buffer | undefined): Promise<HttpResponse> {
-    const parsed = parseBody(body);
+    const parsed = readBody(body, RESTORE_CONFIG);
     if ("refused" in parsed) return parsed.refused;
     const { source_url, resume } = parsed.value;
     const dir = fileUrlPath(source_url);
@@ -199,7 +214,7 @@ export class Vmm {
     }
     this.opts.events.emit("vm", "restoring");
     this.config = config;
-    const serialError = await this.openSerial();
+    const serialError = await this.openSerial("The VM could not be restored");
     if (serialError) return serialError;
     this.serialSink()(Buffer.from("cloud-hypervisor-sim: restored from a snapshot: the guest starts afresh\r\n"));
     const guestError = await this.startGuest(parseGuestBehaviour(config.payload?.cmdline));
@@ -212,21 +227,32 @@ export class Vmm {
     return NO_CONTENT;
   }
 
-  /** Binds the serial socket if the config asks for one and it is not bound yet. */
-  private async openSerial(): Promise<HttpResponse | undefined> {
+  /**
+   * CH's `pre_create_console_devices`: at each create (`anew`) and at a boot that finds none. A new port replaces the
+   * old one, whose file stays; one that cannot be made leaves the old in place and fails the call (`failed`).
+   */
+  private async openSerial(failed: string, anew = false): Promise<HttpResponse | undefined> {
     const serial = this.config?.serial;
-    if (serial?.mode !== "Socket" || this.serial) return undefined;
-    if (!serial.socket) return apiErr(500, "The VM could not be created", "Error creating console devices", "serial socket path missing");
+    if (serial?.mode !== "Socket" || (this.serial && !anew)) return undefined;
+    if (!serial.socket) return apiErr(500, failed, "Error creating console devices", "Error creating console device", rustIoError(osError("EINVAL")));
     try {
-      this.serial = await SerialPort.open(serial.socket, (data) => this.vm?.guest.serialIn(data));
+      const port = await SerialPort.open(serial.socket, (data) => this.vm?.guest.serialIn(data));
+      this.serial?.close(false);
+      this.serial = port;
       return undefined;
     } catch (e) {
-      return apiErr(500, "The VM could not be created", "Error creating console devices", `Error creating serial socket: ${(e as Error).message}`);
+      return apiErr(500, failed, "Error creating console devices", "Error creating console device", rustIoError(e));
     }
   }
 
+  /** A VM that could not be made drops the devices made for it: the serial socket's file goes (its listener stays in CH). */
+  private dropUnbootedDevices(): void {
+    this.closeSerial();
+  }
+
+  /** The serial device goes with a VM that was booted (`vm_shutdown`), its socket file with it. */
   private closeSerial(): void {
-    this.serial?.close();
+    this.serial?.close(true);
     this.serial = undefined;
   }
 
@@ -257,41 +283,43 @@ export class Vmm {
     } else if (this.opts.seccomp === "log") this.opts.log.log("WARN", `seccomp (log): system call ${syscall} is outside the filter`);
   }
 
+  /**
+   * CH's vm_boot: refused without an event while a VM exists; then `booting`, the console devices if there are none,
+   * the VM with its devices (a disk it cannot open fails here), and the boot itself, whose failure (a kernel it
+   * cannot read) leaves the VM created but never run.
+   */
   private async boot(): Promise<HttpResponse> {
+    if (this.vm || this.unbooted) return apiErr(500, "The VM could not boot", "VM is already created");
+    this.opts.events.emit("vm", "booting");
     if (!this.config) return apiErr(404, "The VM could not boot", "VM config is missing");
-    if (this.vm) return apiErr(500, "The VM could not boot", "VM is already created");
-    const payload = this.config.payload ?? {};
-    const image = payload.kernel ?? payload.firmware;
-    if (image === undefined) return apiErr(500, "The VM could not boot", "Error creating VM", "No kernel or firmware in payload (MissingBootitem)");
-    for (const file of [image, payload.initramfs]) {
-      if (file === undefined) continue;
-      try {
-        fs.accessSync(file, fs.constants.R_OK);
-      } catch (e) {
-        return apiErr(500, "The VM could not boot", "Error creating VM", `Cannot open ${file}: ${(e as Error).message}`);
-      }
-    }
+    const serialError = await this.openSerial("The VM could not boot");
+    if (serialError) return serialError;
     // CH opens each disk at boot, read-write unless it is readonly, as the user it runs as.
     for (const [i, disk] of (this.config.disks ?? []).entries()) {
       try {
         fs.accessSync(disk.path ?? "", disk.readonly ? fs.constants.R_OK : fs.constants.R_OK | fs.constants.W_OK);
       } catch (e) {
-        return apiErr(
-          500,
-          "The VM could not boot",
-          "Error creating VM",
-          "Error creating device manager",
-          `Failed to open disk _disk${i}: ${(e as Error).message}`,
-        );
+        this.dropUnbootedDevices();
+        // CH's device manager takes the disks out of the config while it opens them; a failure leaves none there.
+        this.config.disks = undefined;
+        return apiErr(500, "The VM could not boot", "Error from device manager", "Cannot open disk path", `I/O error (path=${disk.path} op=open)`, rustIoError(e));
       }
     }
-    this.opts.events.emit("vm", "booting");
+    const payload = this.config.payload ?? {};
+    const initramfsError = payload.initramfs && unreadable(payload.initramfs);
+    if (initramfsError) {
+      this.dropUnbootedDevices();
+      return apiErr(500, "The VM could not boot", "Cannot open initramfs file", initramfsError);
+    }
+    const kernelError = unreadable(payload.kernel ?? payload.firmware ?? "");
+    if (kernelError) {
+      this.unbooted = true;
+      return apiErr(500, "The VM could not boot", "Cannot open kernel file", kernelError);
+    }
     const behaviour = parseGuestBehaviour(payload.cmdline);
     if (behaviour.seccompViolation === "boot") this.forbiddenSyscall();
     if (behaviour.bootMs > 0) await new Promise((r) => setTimeout(r, behaviour.bootMs));
     truncateConsoleFiles(this.config);
-    const serialError = await this.openSerial();
-    if (serialError) return serialError;
     const vsockError = await this.startGuest(behaviour);
     if (vsockError) return vsockError;
     this.opts.events.emit("vm", "booted");
@@ -344,14 +372,15 @@ export class Vmm {
   }
 
   /** The old VM and its serial device are dropped, then rebuilt from the same config: clients must reconnect. */
+  /** CH announces the attempt (`rebooting`) before it looks for a VM. */
   private async reboot(): Promise<HttpResponse> {
-    if (!this.vm) return apiErr(404, "The VM could not reboot", "VM is not created");
     this.opts.events.emit("vm", "rebooting");
+    if (!this.vm) return apiErr(404, "The VM could not reboot", "VM is not created");
     this.vm.guest.destroy();
     this.vm.vsock?.close();
     this.vm = undefined;
     this.closeSerial();
-    const serialError = await this.openSerial();
+    const serialError = await this.openSerial("The VM could not reboot");
     if (serialError) return serialError;
     const vsockError = await this.startGuest(parseGuestBehaviour(this.config?.payload?.cmdline));
     if (vsockError) return vsockError;
@@ -359,14 +388,17 @@ export class Vmm {
     return NO_CONTENT;
   }
 
+  /** CH announces the attempt (`pausing`, `resuming`) once a VM is booted, before it knows whether the transition is allowed. */
   private setPaused(pause: boolean): HttpResponse {
     const verb = pause ? "paused" : "resumed";
-    if (!this.vm) return apiErr(500, `The VM could not be ${verb}`, "VM is not running");
+    const failed = pause ? "The VM could not be paused" : "The VM could not resume";
+    if (!this.vm) return apiErr(500, failed, "VM is not running");
+    this.opts.events.emit("vm", pause ? "pausing" : "resuming");
     const [from, to] = pause ? (["Running", "Paused"] as const) : (["Paused", "Running"] as const);
     if (this.vm.state !== from) {
-      return apiErr(500, `The VM could not be ${verb}`, `Invalid transition: InvalidStateTransition(${this.vm.state}, ${to})`);
+      const [cannot, component] = pause ? ["Cannot pause VM", "Failed to pause migratable component"] : ["Cannot resume VM", "Failed to resume migratable component"];
+      return apiErr(500, failed, cannot, component, `Invalid transition: InvalidStateTransition(${this.vm.state}, ${to})`);
     }
-    this.opts.events.emit("vm", pause ? "pausing" : "resuming");
     if (pause) this.vm.guest.freeze();
     else this.vm.guest.thaw();
     this.vm.state = to;
@@ -381,15 +413,16 @@ export class Vmm {
     else this.shutdownVmm();
   }
 
-  /** vm_shutdown, then (with deleteConfig) vm_delete. */
+  /** vm_shutdown, then (with deleteConfig) vm_delete. A VM never booted keeps its console devices through a delete. */
   private tearDown(deleteConfig: boolean): void {
-    if (this.vm) {
-      this.vm.guest.destroy();
-      this.vm.vsock?.close();
+    if (this.vm || this.unbooted) {
+      this.vm?.guest.destroy();
+      this.vm?.vsock?.close();
       this.vm = undefined;
+      this.unbooted = false;
+      this.closeSerial();
       this.opts.events.emit("vm", "shutdown");
     }
-    this.closeSerial();
     if (deleteConfig && this.config) {
       this.config = undefined;
       this.opts.events.emit("vm", "deleted");

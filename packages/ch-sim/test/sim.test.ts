@@ -186,7 +186,9 @@ describe("HTTP framing as micro-http does it", () => {
     const sim = await startSim();
     const res = await exchange(await connect(sim.api), http("POST", "vm.boot"));
     expect(res.status).toBe(400);
-    expect(JSON.parse(res.body).error).toMatch(/All previous unanswered requests will be dropped/);
+    expect(res.headers.server).toBe("Firecracker API");
+    // Not JSON: micro-http writes the newline raw into its string.
+    expect(res.body).toBe('{ "error": "Invalid HTTP Method: Unsupported HTTP method.\nAll previous unanswered requests will be dropped." }');
   });
 
   it("refuses the 11th connection with a 503", async () => {
@@ -220,7 +222,7 @@ describe("VM state and errors as in v53.0", () => {
     expect((await sim.call("PUT", "vm.power-button")).status).toBe(500);
     expect(JSON.parse((await sim.call("PUT", "vm.create", { cpus: { boot_vcpus: 1 } })).body)).toEqual([
       "Failed to deserialize JSON",
-      "missing field `max_vcpus`",
+      "missing field `max_vcpus` at line 1 column 23",
     ]);
     await sim.call("PUT", "vm.create", config(sim));
     expect(JSON.parse((await sim.call("PUT", "vm.create", config(sim))).body)).toEqual([

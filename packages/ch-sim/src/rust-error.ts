@@ -1,0 +1,16 @@
+/** How cloud-hypervisor's error chains print an OS error: Rust's `io::Error` display, glibc's text and the errno. */
+import util from "node:util";
+
+export function rustIoError(e: unknown): string {
+  const errno = (e as NodeJS.ErrnoException).errno;
+  const known = errno === undefined ? undefined : util.getSystemErrorMap().get(errno);
+  if (errno === undefined || known === undefined) return String((e as Error).message ?? e);
+  const text = known[1];
+  return `${text.charAt(0).toUpperCase()}${text.slice(1)} (os error ${-errno})`;
+}
+
+/** A Node error for an errno by name, as a system call would have raised it. */
+export function osError(code: string): NodeJS.ErrnoException {
+  const errno = [...util.getSystemErrorMap()].find(([, [name]]) => name === code)?.[0];
+  return Object.assign(new Error(code), { code, errno });
+}

@@ -1,0 +1,224 @@
+/**
+ * A VMM under test (the test VMM or the real cloud-hypervisor) driven by raw HTTP on its API socket: each exchange on
+ * a connection of its own, recorded as what a client sees (status, the headers CH sets, the body), with the run's
+ * own paths and pid replaced by names so two VMMs' transcripts can be compared. The event monitor is read once the
+ * VMM has exited, so the stream is complete.
+ */
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { execa, type ResultPromise } from "execa";
+
+export interface Exchange {
+  request: string;
+  status: number | undefined;
+  headers: Record<string, string>;
+  body: unknown;
+  /** The VMM closed the connection after this answer. */
+  closed: boolean;
+}
+
+export interface VmmEvent {
+  source: string;
+  event: string;
+  properties: unknown;
+}
+
+export interface Outcome {
+  transcript: Exchange[];
+  events: VmmEvent[];
+  exit: { code: number | undefined; signal: string | undefined };
+  /** Files left in the run's directory (sockets and the rest), by name. */
+  files: string[];
+}
+
+/** The headers worth comparing: the rest (Date and the like) CH does not send. */
+const HEADERS = ["server", "connection", "content-type", "content-length"];
+
+function parseReply(data: Buffer, closed: boolean): Omit<Exchange, "request"> | undefined {
+  const end = data.indexOf("\r\n\r\n");
+  if (end < 0) return closed ? { status: undefined, headers: {}, body: data.toString("latin1"), closed } : undefined;
+  const [statusLine, ...lines] = data.subarray(0, end).toString("latin1").split("\r\n");
+  const headers: Record<string, string> = {};
+  for (const line of lines) {
+    const name = line.slice(0, line.indexOf(":")).toLowerCase();
+    if (HEADERS.includes(name)) headers[name] = line.slice(line.indexOf(":") + 1).trim();
+  }
+  const length = Number(headers["content-length"] ?? 0);
+  if (data.length < end + 4 + length && !closed) return undefined;
+  const text = data.subarray(end + 4, end + 4 + length).toString("utf8");
+  let body: unknown = text;
+  try {
+    body = text === "" ? undefined : JSON.parse(text);
+  } catch {
+    // Not JSON: compared as text.
+  }
+  return { status: Number(statusLine?.split(" ")[1]), headers, body, closed };
+}
+
+/**
+ * Writes `request` on a new connection and reads one reply. Whether the VMM then closed the connection is asked, not
+ * timed: a second request follows on the same connection (unless `last`), and either it is answered or the
+ * connection ends.
+ */
+function exchange(socket: string, request: string | Buffer, last: boolean): Promise<Omit<Exchange, "request">> {
+  return new Promise((resolve, reject) => {
+    const conn = net.connect(socket);
+    let data = Buffer.alloc(0);
+    let reply: Omit<Exchange, "request"> | undefined;
+    const settle = (closed: boolean) => {
+      if (reply === undefined) return;
+      conn.destroy();
+      resolve({ ...reply, closed });
+    };
+    const onData = (ended: boolean) => {
+      if (reply === undefined) {
+        const first = parseReply(data, ended);
+        if (first === undefined) return;
+        reply = first;
+        const rest = data.length - replyLength(data);
+        data = data.subarray(data.length - rest);
+        if (ended) return settle(true);
+        if (last) return settle(false);
+        conn.write(httpRequest("GET", "vmm.ping"));
+      }
+      if (ended) return settle(true);
+      if (parseReply(data, false) !== undefined) settle(false);
+    };
+    conn.on("data", (chunk) => {
+      data = Buffer.concat([data, chunk]);
+      onData(false);
+    });
+    conn.on("end", () => onData(true));
+    conn.on("close", () => onData(true));
+    conn.on("error", (e) => (reply === undefined && data.length === 0 ? reject(e) : onData(true)));
+    conn.on("connect", () => conn.write(request));
+  });
+}
+
+/** The bytes of the first complete reply in `data`. */
+function replyLength(data: Buffer): number {
+  const end = data.indexOf("\r\n\r\n");
+  if (end < 0) return data.length;
+  const length = /content-length:\s*(\d+)/i.exec(data.subarray(0, end).toString("latin1"))?.[1];
+  return Math.min(data.length, end + 4 + Number(length ?? 0));
+}
+
+export function httpRequest(method: string, route: string, body?: string, headers: string[] = []): string {
+  const length = body === undefined ? [] : [`Content-Length: ${Buffer.byteLength(body)}`];
+  return [`${method} /api/v1/${route} HTTP/1.1`, "Host: localhost", ...length, ...headers, "", body ?? ""].join("\r\n");
+}
+
+export class VmmProbe {
+  readonly transcript: Exchange[] = [];
+  private readonly names: [string, string][];
+
+  private constructor(
+    readonly dir: string,
+    readonly api: string,
+    readonly proc: ResultPromise,
+    readonly kernel: string,
+  ) {
+    this.names = [
+      [dir, "<dir>"],
+      [kernel, "<kernel>"],
+    ];
+  }
+
+  /** Starts `binary` with its API socket and event monitor in a directory of its own. */
+  static async start(binary: string, kernel: string, args: string[] = []): Promise<VmmProbe> {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mh-conf-"));
+    const api = path.join(dir, "api.sock");
+    const proc = execa(binary, ["--api-socket", `path=${api}`, "--event-monitor", `path=${path.join(dir, "events")}`, ...args], {
+      reject: false,
+      cwd: dir,
+    });
+    const probe = new VmmProbe(dir, api, proc, kernel);
+    await probe.listening();
+    return probe;
+  }
+
+  /** A connection accepted, not a file: the socket file appears at bind(), a moment before listen(). */
+  private async listening(): Promise<void> {
+    let exited = false;
+    void this.proc.then(() => {
+      exited = true;
+    });
+    for (;;) {
+      if (exited) throw new Error(`the VMM exited before listening: ${(await this.proc).stderr}`);
+      const ok = await new Promise<boolean>((resolve) => {
+        const c = net.connect(this.api, () => {
+          c.destroy();
+          resolve(true);
+        });
+        c.on("error", () => resolve(false));
+      });
+      if (ok) return;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /** A request as a client library sends it; `body` is JSON-encoded unless it is a string. */
+  call(method: string, route: string, body?: unknown): Promise<Exchange> {
+    const text = body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body);
+    return this.send(httpRequest(method, route, text), `${method} ${route}${text === undefined ? "" : ` ${this.named(text)}`}`);
+  }
+
+  /** Bytes as written. */
+  raw(request: string | Buffer, label: string): Promise<Exchange> {
+    return this.send(request, label);
+  }
+
+  private async send(request: string | Buffer, label: string, last = false): Promise<Exchange> {
+    const reply = await exchange(this.api, request, last);
+    const named = { request: label, ...reply, body: this.namedValue(reply.body) };
+    this.transcript.push(named);
+    return named;
+  }
+
+  /** `vmm.shutdown`, then the outcome: the whole event stream, the exit, the files left. */
+  async finish(): Promise<Outcome> {
+    await this.send(httpRequest("PUT", "vmm.shutdown"), "PUT vmm.shutdown", true);
+    return this.outcome();
+  }
+
+  async outcome(): Promise<Outcome> {
+    const result = await this.proc;
+    const text = fs.existsSync(path.join(this.dir, "events")) ? fs.readFileSync(path.join(this.dir, "events"), "utf8") : "";
+    const events = text
+      .split("\n\n")
+      .filter((chunk) => chunk.trim() !== "")
+      .map((chunk) => {
+        const { source, event, properties } = JSON.parse(chunk);
+        return { source, event, properties };
+      });
+    const files = fs.readdirSync(this.dir).sort();
+    return { transcript: this.transcript, events, exit: { code: result.exitCode, signal: result.signal }, files };
+  }
+
+  kill(): void {
+    this.proc.kill("SIGKILL");
+  }
+
+  /** A file in the run's directory. */
+  file(name: string): string {
+    return path.join(this.dir, name);
+  }
+
+  get pid(): number {
+    return this.proc.pid as number;
+  }
+
+  private named(text: string): string {
+    let out = text;
+    for (const [from, to] of this.names) out = out.split(from).join(to);
+    return out.split(`"pid":${this.pid}`).join('"pid":"<pid>"');
+  }
+
+  private namedValue(value: unknown): unknown {
+    if (value === undefined) return undefined;
+    if (typeof value === "string") return this.named(value);
+    return JSON.parse(this.named(JSON.stringify(value)));
+  }
+}

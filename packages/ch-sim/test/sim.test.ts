@@ -222,7 +222,7 @@ describe("VM state and errors as in v53.0", () => {
     expect((await sim.call("PUT", "vm.power-button")).status).toBe(500);
     expect(JSON.parse((await sim.call("PUT", "vm.create", { cpus: { boot_vcpus: 1 } })).body)).toEqual([
       "Failed to deserialize JSON",
-      "missing field `max_vcpus` at line 1 column 23",
+      "missing field `max_vcpus` at line 1 column 24",
     ]);
     await sim.call("PUT", "vm.create", config(sim));
     expect(JSON.parse((await sim.call("PUT", "vm.create", config(sim))).body)).toEqual([

@@ -20,7 +20,7 @@ export class EventMonitor {
     if (key === "path")
       return new EventMonitor(fs.openSync(value, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_TRUNC | fs.constants.O_NONBLOCK, 0o600));
     if (key === "fd") return new EventMonitor(Number(value));
-    throw new Error(`Error parsing --event-monitor: expected path=<path> or fd=<fd>, got '${spec}' (BareEventMonitor)`);
+    throw new Error(`unknown option: ${key === "" ? spec : key}`);
   }
 
   emit(source: EventSource, event: string, properties: Record<string, string> | null = null): void {

@@ -10,6 +10,9 @@
  *   sim.serial_flood_bytes=N right after the banner, N bytes of numbered lines as fast as the port takes them
  * These apply to the scripted guest, chosen with `sim.guest=scripted`;
  * without it the test VMM boots the real my_hypervisor-init (init-guest.ts).
+ * `sim.guest=none` is a kernel that never runs, as on a host whose KVM cannot
+ * run it (a PVM host and a stock kernel): the vCPU spins, nothing is printed,
+ * no disk is read, the power button goes unanswered and no agent listens.
  * On the serial console it prints a boot banner, then periodic lines, and
  * echoes back whatever it receives.
  */
@@ -24,7 +27,8 @@ export interface Guest {
 }
 
 export interface GuestBehaviour {
-  scripted: boolean;
+  /** What runs in the VM: the real init (the default), the scripted guest, or nothing at all. */
+  kind: "init" | "scripted" | "none";
   bootMs: number;
   ignorePowerButton: boolean;
   poweroffMs: number;
@@ -46,7 +50,7 @@ export function parseGuestBehaviour(cmdline: string | undefined): GuestBehaviour
     return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
   };
   return {
-    scripted: params.get("guest") === "scripted",
+    kind: params.get("guest") === "scripted" ? "scripted" : params.get("guest") === "none" ? "none" : "init",
     bootMs: num("boot_ms") ?? 0,
     ignorePowerButton: params.get("power_button") === "ignore",
     poweroffMs: num("poweroff_ms") ?? 50,
@@ -60,6 +64,15 @@ export function parseGuestBehaviour(cmdline: string | undefined): GuestBehaviour
 const FLOOD_LINES = 1024;
 /** 1024 lines of "flood NNNNNNNNNN xxx…\n", 64 bytes each; the numbers are filled in per chunk. */
 const FLOOD_TEMPLATE = Buffer.from(`${"flood 0000000000 ".padEnd(63, "x")}\n`.repeat(FLOOD_LINES), "latin1");
+
+/** `sim.guest=none`: a vCPU that spins and never runs guest code. */
+export class NoGuest implements Guest {
+  serialIn(): void {}
+  pressPowerButton(): void {}
+  freeze(): void {}
+  thaw(): void {}
+  destroy(): void {}
+}
 
 export class SimGuest implements Guest {
   private readonly timers = new Set<NodeJS.Timeout>();

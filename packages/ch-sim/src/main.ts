@@ -12,59 +12,111 @@ import { parseArgs } from "node:util";
 import { isListening } from "@my_hypervisor/lib/private-socket";
 import { EventMonitor, splitOption } from "./event-monitor.js";
 import { MicroHttpServer } from "./micro-http.js";
+import { rustIoError } from "./rust-error.js";
 import { SIM_VERSION, Vmm } from "./vmm.js";
 import { VmmLog } from "./vmm-log.js";
 
-const USAGE = `Usage: cloud-hypervisor-sim --api-socket <path=…|fd=…> [--event-monitor <path=…|fd=…>] [--log-file <path>] [-v…] [--seccomp <true|false|log|errno>] [--no-shutdown]`;
+const HELP = `Launch a cloud-hypervisor VMM.
+
+Usage: cloud-hypervisor [OPTIONS]
+
+Options:
+      --api-socket <api-socket>
+          HTTP API socket (UNIX domain socket): path=<path> or fd=<fd>.
+      --event-monitor <event-monitor>
+          Path to report events on: path=<path> or fd=<fd>
+      --log-file <log-file>
+          Log file. Standard error is used if not specified
+      --seccomp <seccomp>
+          Disable seccomp filtering (true|false|log|errno) [default: true] [possible values: true, false, log, errno]
+  -v...
+          Sets the level of debugging output
+      --no-shutdown
+          Keep the VMM running when the guest powers off
+  -h, --help
+          Print help
+  -V, --version
+          Print version
+
+This is cloud-hypervisor-sim, the test VMM: these are the options it takes of cloud-hypervisor's.
+`;
+const SECCOMP_VALUES = ["true", "false", "log", "errno"];
+
+/** clap's usage errors: on stderr, exit 2. */
+function usageError(message: string, usage: boolean): never {
+  process.stderr.write(`error: ${message}\n\n${usage ? "Usage: cloud-hypervisor [OPTIONS]\n\n" : ""}For more information, try '--help'.\n`);
+  process.exit(2);
+}
+
+/** How CH reports a fatal error: its chain of errors on stderr, exit 1. */
+function fatal(...chain: string[]): never {
+  process.stderr.write(`Error: Cloud Hypervisor exited with the following chain of errors:\n${chain.map((link, i) => `  ${i}: ${link}\n`).join("")}`);
+  process.exit(1);
+}
 
 function parseCli(argv: string[]) {
+  let values: ReturnType<typeof parse>;
   try {
-    return parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: {
-        "api-socket": { type: "string" },
-        "event-monitor": { type: "string" },
-        "log-file": { type: "string" },
-        seccomp: { type: "string" },
-        "no-shutdown": { type: "boolean" },
-        v: { type: "boolean", short: "v", multiple: true },
-        version: { type: "boolean", short: "V" },
-        help: { type: "boolean", short: "h" },
-      },
-    }).values;
+    values = parse(argv);
   } catch (e) {
-    // clap reports usage errors on stderr and exits 2.
-    process.stderr.write(`error: ${(e as Error).message}\n\n${USAGE}\n`);
-    process.exit(2);
+    const option = /'(-[^' ]+)/.exec((e as Error).message)?.[1] ?? "";
+    if ((e as NodeJS.ErrnoException).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") usageError(`unexpected argument '${option}' found`, true);
+    const name = option.replace(/^-+/, "");
+    usageError(`a value is required for '${option} <${name}>' but none was supplied`, false);
   }
+  if (values.seccomp !== undefined && !SECCOMP_VALUES.includes(values.seccomp)) {
+    usageError(`invalid value '${values.seccomp}' for '--seccomp <seccomp>'\n  [possible values: ${SECCOMP_VALUES.join(", ")}]`, false);
+  }
+  return values;
+}
+
+function parse(argv: string[]) {
+  return parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      "api-socket": { type: "string" },
+      "event-monitor": { type: "string" },
+      "log-file": { type: "string" },
+      seccomp: { type: "string" },
+      "no-shutdown": { type: "boolean" },
+      v: { type: "boolean", short: "v", multiple: true },
+      version: { type: "boolean", short: "V" },
+      help: { type: "boolean", short: "h" },
+    },
+  }).values;
 }
 
 async function main(): Promise<void> {
   const args = parseCli(process.argv.slice(2));
-  if (args.help) return void process.stdout.write(`${USAGE}\n`);
-  if (args.version) return void process.stdout.write(`cloud-hypervisor v${SIM_VERSION}-sim\n`);
+  if (args.help) return void process.stdout.write(HELP);
+  // The suffix says which VMM this is (ADR 0003); the rest is CH's.
+  if (args.version) return void process.stdout.write(`cloud-hypervisor v${SIM_VERSION}-sim\nMigration Protocol Versions: 0\n`);
   process.umask(0o077);
 
-  const log = VmmLog.open(args["log-file"], args.v?.length ?? 0);
-  const fail = (msg: string): never => {
-    process.stderr.write(`Error: ${msg}\n`);
-    log.log("ERROR", msg);
-    process.exit(1);
+  let log: VmmLog;
+  try {
+    log = VmmLog.open(args["log-file"], args.v?.length ?? 0);
+  } catch (e) {
+    return fatal("Error creating log file", rustIoError(e));
+  }
+  const fail = (...chain: string[]): never => {
+    log.log("ERROR", `Fatal error: ${chain.join(": ")}`);
+    return fatal(...chain);
   };
-  if (args.seccomp !== undefined && !["true", "false", "log", "errno"].includes(args.seccomp)) fail(`invalid --seccomp value '${args.seccomp}'`);
-  if (args["api-socket"] === undefined) fail("the API-driven test VMM needs --api-socket");
-  const [kind, value] = splitOption(args["api-socket"] as string);
-  const apiPath = kind === "path" || kind === "" ? value : undefined;
-  if (apiPath === undefined && kind !== "fd") fail(`Error parsing --api-socket: unknown option '${kind}'`);
-
   let events: EventMonitor;
   try {
     events = EventMonitor.open(args["event-monitor"]);
   } catch (e) {
-    return fail((e as Error).message);
+    return fail("Error parsing --event-monitor", (e as Error).message);
   }
+  // Without --api-socket CH runs with no API at all; the test VMM exists to be driven through one.
+  if (args["api-socket"] === undefined) return fail("Error parsing --api-socket", "cloud-hypervisor-sim needs an API socket");
+  const [kind, value] = splitOption(args["api-socket"]);
+  const apiPath = kind === "path" || kind === "" ? value : undefined;
+  if (apiPath === undefined && kind !== "fd") return fail("Error parsing --api-socket", `unknown option: ${kind}`);
+  if (kind === "fd" && !/^\d+$/.test(value)) return fail("Error parsing --api-socket", "invalid digit found in string");
   events.emit("vmm", "starting");
 
   let server: MicroHttpServer | undefined;
@@ -78,14 +130,18 @@ async function main(): Promise<void> {
 
   if (apiPath !== undefined) {
     // CH v53 holds `<path>.lock` for this; the test VMM asks whether a live VMM already serves the socket.
-    if (await isListening(apiPath)) fail(`Error starting the VMM: API socket ${apiPath} is in use (ApiSocketInUse)`);
-    fs.writeFileSync(`${apiPath}.lock`, "");
+    if (await isListening(apiPath)) fail("Failed to start the VMM thread", `API socket "${apiPath}" is already in use by another running instance`);
+    try {
+      fs.writeFileSync(`${apiPath}.lock`, "");
+    } catch (e) {
+      fail("Failed to start the VMM thread", "Error creation API server's socket", rustIoError(e));
+    }
     fs.rmSync(apiPath, { force: true });
   }
   try {
     await server.listen(apiPath !== undefined ? { path: apiPath } : { fd: Number(value) });
   } catch (e) {
-    fail(`Error starting the HTTP server: ${(e as Error).message}`);
+    fail("Failed to start the VMM thread", "Error creation API server's socket", rustIoError(e));
   }
   for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => vmm.shutdownVmm());
   log.log("INFO", `API server listening (pid ${process.pid})`);

@@ -45,9 +45,14 @@ const REASONS: Record<number, string> = {
 export function formatResponse(status: number, body?: unknown, server = "Cloud Hypervisor API"): Buffer {
   const head = [`HTTP/1.1 ${status} ${REASONS[status] ?? ""}`, `Server: ${server}`, "Connection: keep-alive"];
   if (status === 204) return Buffer.from(`${head.join("\r\n")}\r\n\r\n`);
-  const payload = body === undefined ? Buffer.alloc(0) : Buffer.from(typeof body === "string" ? body : JSON.stringify(body));
+  const payload = body === undefined ? Buffer.alloc(0) : Buffer.from(typeof body === "string" ? body : toJson(body));
   head.push("Content-Type: application/json", `Content-Length: ${payload.length}`);
   return Buffer.concat([Buffer.from(`${head.join("\r\n")}\r\n\r\n`), payload]);
+}
+
+/** JSON with u64s (bigints) written out in full, as serde writes them: 18446744073709551615, not 18446744073709552000. */
+function toJson(value: unknown): string {
+  return JSON.stringify(value, (_, v) => (typeof v === "bigint" ? `\u0000u64:${v}` : v)).replace(/"\\u0000u64:(\d+)"/g, "$1");
 }
 
 /**

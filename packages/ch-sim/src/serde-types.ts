@@ -23,9 +23,18 @@ const field = (name: string, type: RustType, fallback?: unknown): Field =>
   fallback === undefined ? { name, type } : { name, type, default: () => structuredClone(fallback) };
 
 /** `PciDeviceCommonConfig`, flattened into each PCI device's config. */
-const PCI_COMMON: Field[] = [field("id", opt(string)), { ...field("iommu", bool, false), skipIfFalse: true }, field("pci_segment", u16, 0), field("pci_device_id", opt(u8))];
+const PCI_COMMON: Field[] = [
+  field("id", opt(string)),
+  { ...field("iommu", bool, false), skipIfFalse: true },
+  field("pci_segment", u16, 0),
+  field("pci_device_id", opt(u8)),
+];
 
-const TOKEN_BUCKET: RustType = { k: "struct", name: "TokenBucketConfig", fields: [field("size", u64), field("one_time_burst", opt(u64)), field("refill_time", u64)] };
+const TOKEN_BUCKET: RustType = {
+  k: "struct",
+  name: "TokenBucketConfig",
+  fields: [field("size", u64), field("one_time_burst", opt(u64)), field("refill_time", u64)],
+};
 const RATE_LIMITER: RustType = {
   k: "struct",
   name: "RateLimiterConfig",
@@ -159,7 +168,16 @@ export const VM_CONFIG: RustType = {
   name: "VmConfig",
   skipNone: true,
   fields: [
-    field("cpus", CPUS, { boot_vcpus: 1, max_vcpus: 1, kvm_hyperv: false, max_phys_bits: 46, features: { amx: false }, nested: true, core_scheduling: "Vm", profile: "Host" }),
+    field("cpus", CPUS, {
+      boot_vcpus: 1,
+      max_vcpus: 1,
+      kvm_hyperv: false,
+      max_phys_bits: 46,
+      features: { amx: false },
+      nested: true,
+      core_scheduling: "Vm",
+      profile: "Host",
+    }),
     field("memory", MEMORY, {
       size: 512 << 20,
       mergeable: false,

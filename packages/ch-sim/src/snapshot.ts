@@ -11,9 +11,11 @@ import path from "node:path";
 
 export const SNAPSHOT_FILES = ["config.json", "state.json", "memory-ranges"];
 
-/** `file:///dir` → `/dir`; CH accepts only file URLs for these. */
-export function fileUrlPath(url: unknown): string | undefined {
-  return typeof url === "string" && url.startsWith("file://") ? url.slice("file://".length) : undefined;
+/** `file:///dir` → `/dir`, an existing directory; else CH's reason (vmm/src/migration/mod.rs), Rust's `{:?}` quoting the path. */
+export function snapshotDirectory(url: string): { path: string } | { refused: string } {
+  if (!url.startsWith("file://")) return { refused: `Could not extract path from URL: ${url}` };
+  const dir = url.slice("file://".length);
+  return fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory() ? { path: dir } : { refused: `Destination is not a directory: ${JSON.stringify(dir)}` };
 }
 
 /** CH_SIM_SNAPSHOT_DELAY_MS: take this long to write a snapshot (a large guest's memory), so tests can cut it short. */

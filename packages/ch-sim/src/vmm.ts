@@ -5,17 +5,17 @@
  * vm.shutdown, after which vm.info reports `Created` again.
  */
 import fs from "node:fs";
-import { DeviceCounters } from "./device-counters.js";
+import { DeviceCounters, nameDevices } from "./device-counters.js";
 import type { EventMonitor } from "./event-monitor.js";
-import { type Guest, parseGuestBehaviour, SimGuest } from "./guest.js";
+import { type Guest, NoGuest, parseGuestBehaviour, SimGuest } from "./guest.js";
 import { HybridVsock } from "./hybrid-vsock.js";
 import { InitGuest } from "./init-guest.js";
 import type { HttpRequest, HttpResponse } from "./micro-http.js";
 import { readBody, truncateConsoleFiles, unsupportedDevice } from "./request-checks.js";
 import { osError, rustIoError } from "./rust-error.js";
-import { SerialPort } from "./serial-port.js";
 import { RESTORE_CONFIG, VM_CONFIG, VM_SNAPSHOT_CONFIG } from "./serde-types.js";
-import { fileUrlPath, readSnapshot, writeSnapshot } from "./snapshot.js";
+import { SerialPort } from "./serial-port.js";
+import { readSnapshot, snapshotDirectory, writeSnapshot } from "./snapshot.js";
 import type { VmmLog } from "./vmm-log.js";
 
 /** CH_SIM_VERSION: report another version (`-V`, vmm.ping), for tests of a VMM too old to drive. */
@@ -25,10 +25,10 @@ const PING_DELAY_MS = Number(process.env.CH_SIM_PING_DELAY_MS ?? 0);
 
 export type VmConfig = Record<string, unknown> & {
   payload?: { kernel?: string; firmware?: string; cmdline?: string; initramfs?: string };
-  disks?: { id?: string; path?: string; readonly?: boolean }[];
+  disks?: { id?: string; path?: string; readonly?: boolean; image_type?: string }[];
   memory?: { size?: number };
   serial?: { mode?: string; file?: string; socket?: string };
-  vsock?: { cid?: number; socket?: string };
+  vsock?: { id?: string; cid?: number; socket?: string };
   console?: { mode?: string; file?: string };
 };
 
@@ -177,19 +177,25 @@ export class Vmm {
     return serialError ?? NO_CONTENT;
   }
 
-  /** CH snapshots only a paused VM, into an existing directory, as the user it runs as. */
+  /**
+   * CH snapshots only a paused VM (announcing the attempt once there is a VM), then sends the snapshot: only to a
+   * `file://` URL naming an existing directory, written as the user it runs as.
+   */
   private async snapshot(body: Buffer | undefined): Promise<HttpResponse> {
     const parsed = readBody(body, VM_SNAPSHOT_CONFIG);
     if ("refused" in parsed) return parsed.refused;
-    const dir = fileUrlPath(parsed.value.destination_url);
-    if (dir === undefined) return apiErr(500, "The VM could not be snapshotted", "Error snapshotting VM", "destination_url must be a file:// URL");
-    if (!this.vm || !this.config) return apiErr(500, "The VM could not be snapshotted", "VM is not running");
-    if (this.vm.state === "Running") return apiErr(500, "The VM could not be snapshotted", "Error snapshotting VM", "Trying to snapshot while VM is running");
+    const failed = "The VM could not be snapshotted";
+    if (!this.vm || !this.config) return apiErr(500, failed, "VM is not running");
     this.opts.events.emit("vm", "snapshotting");
+    if (this.vm.state === "Running")
+      return apiErr(500, failed, "Cannot snapshot VM", "Failed to snapshot migratable component", "Trying to snapshot while VM is running");
+    const url = parsed.value.destination_url as string;
+    const dir = snapshotDirectory(url);
+    if ("refused" in dir) return apiErr(500, failed, "Cannot send VM snapshot", "Failed to send migratable component snapshot", dir.refused);
     try {
-      await writeSnapshot(dir, this.config, this.config.memory?.size ?? 512 << 20);
+      await writeSnapshot(dir.path, this.config, this.config.memory?.size ?? 512 << 20);
     } catch (e) {
-      return apiErr(500, "The VM could not be snapshotted", "Error snapshotting VM", `Failed to write snapshot: ${(e as Error).message}`);
+      return apiErr(500, failed, "Cannot send VM snapshot", "Failed to send migratable component snapshot", rustIoError(e));
     }
     this.opts.events.emit("vm", "snapshotted");
     return NO_CONTENT;
@@ -203,14 +209,16 @@ export class Vmm {
     const parsed = readBody(body, RESTORE_CONFIG);
     if ("refused" in parsed) return parsed.refused;
     const { source_url, resume } = parsed.value;
-    const dir = fileUrlPath(source_url);
-    if (dir === undefined) return err(400, "Failed to deserialize JSON", "source_url must be a file:// URL");
-    if (this.config) return apiErr(500, "The VM could not be restored", "VM is already created");
+    const failed = "The VM could not be restored";
+    // A config and a VM go together here (vm.delete drops both), so the config alone says a VM is there.
+    if (this.config) return apiErr(500, failed, "VM is already created");
+    const dir = snapshotDirectory(source_url as string);
+    if ("refused" in dir) return apiErr(500, failed, "Cannot restore VM", "Failed to send migratable component snapshot", dir.refused);
     let config: VmConfig;
     try {
-      config = readSnapshot(dir) as VmConfig;
+      config = readSnapshot(dir.path) as VmConfig;
     } catch (e) {
-      return apiErr(500, "The VM could not be restored", "Error restoring VM", `Cannot read snapshot: ${(e as Error).message}`);
+      return apiErr(500, failed, "Cannot restore VM", "Failed to send migratable component snapshot", rustIoError(e));
     }
     this.opts.events.emit("vm", "restoring");
     this.config = config;
@@ -302,9 +310,17 @@ export class Vmm {
         this.dropUnbootedDevices();
         // CH's device manager takes the disks out of the config while it opens them; a failure leaves none there.
         this.config.disks = undefined;
-        return apiErr(500, "The VM could not boot", "Error from device manager", "Cannot open disk path", `I/O error (path=${disk.path} op=open)`, rustIoError(e));
+        return apiErr(
+          500,
+          "The VM could not boot",
+          "Error from device manager",
+          "Cannot open disk path",
+          `I/O error (path=${disk.path} op=open)`,
+          rustIoError(e),
+        );
       }
     }
+    nameDevices(this.config);
     const payload = this.config.payload ?? {};
     const initramfsError = payload.initramfs && unreadable(payload.initramfs);
     if (initramfsError) {
@@ -332,7 +348,8 @@ export class Vmm {
     const payload = this.config?.payload ?? {};
     let guest: Guest;
     let guestVsockDir = "/nonexistent";
-    if (behaviour.scripted) {
+    if (behaviour.kind === "none") guest = new NoGuest();
+    else if (behaviour.kind === "scripted") {
       const scripted = new SimGuest(behaviour, () => this.guestPowerOff(), this.serialSink());
       scripted.start(`cloud-hypervisor-sim: booting ${payload.kernel ?? payload.firmware} (cmdline: ${payload.cmdline ?? ""})`);
       guest = scripted;
@@ -347,7 +364,7 @@ export class Vmm {
       guest = init;
     }
     const counters = new DeviceCounters(this.config ?? {});
-    counters.bootProbe();
+    if (behaviour.kind !== "none") counters.bootProbe();
     this.vm = { state: "Running", guest, counters };
     const socket = this.config?.vsock?.socket;
     if (socket) {
@@ -396,7 +413,9 @@ export class Vmm {
     this.opts.events.emit("vm", pause ? "pausing" : "resuming");
     const [from, to] = pause ? (["Running", "Paused"] as const) : (["Paused", "Running"] as const);
     if (this.vm.state !== from) {
-      const [cannot, component] = pause ? ["Cannot pause VM", "Failed to pause migratable component"] : ["Cannot resume VM", "Failed to resume migratable component"];
+      const [cannot, component] = pause
+        ? ["Cannot pause VM", "Failed to pause migratable component"]
+        : ["Cannot resume VM", "Failed to resume migratable component"];
       return apiErr(500, failed, cannot, component, `Invalid transition: InvalidStateTransition(${this.vm.state}, ${to})`);
     }
     if (pause) this.vm.guest.freeze();

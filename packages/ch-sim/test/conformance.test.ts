@@ -6,19 +6,18 @@
  * pinned in a test of its own below, and recorded in FACTS.md and ADR 0003.
  */
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { execa } from "execa";
 import { afterEach, describe, expect, it } from "vitest";
 import { REAL_CH_BINARY, realChMissing, realKernel } from "./real-ch.js";
 import { httpRequest, type Outcome, VmmProbe } from "./vmm-probe.js";
 
 const SIM = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../dist/main.js");
 
-/**
- * The guest on this host: the real binary's vCPU spins and no guest code runs. The test VMM's scripted guest does the
- * same with these parameters (it prints nothing and ignores the power button); the real kernel never reads them.
- */
-const CMDLINE = "console=ttyS0 sim.guest=scripted sim.power_button=ignore sim.serial_interval_ms=0";
+/** The guest on this host: the real binary's vCPU spins and no guest code runs; `sim.guest=none` is that guest. */
+const CMDLINE = "console=ttyS0 sim.guest=none";
 
 const config = (p: VmmProbe, extra: Record<string, unknown> = {}) => ({
   payload: { kernel: p.kernel, cmdline: CMDLINE },
@@ -126,6 +125,31 @@ const scenarios: Record<string, Scenario> = {
     await p.call("PUT", "vm.shutdown");
     return p.finish();
   },
+  "counters of a booted VM with a disk and a vsock device": async (p) => {
+    fs.writeFileSync(p.file("disk.img"), Buffer.alloc(1 << 20));
+    await p.call("PUT", "vm.create", config(p, { disks: [{ path: p.file("disk.img") }], vsock: { cid: 3, socket: p.file("vsock.sock") } }));
+    await p.call("GET", "vm.counters");
+    await p.call("PUT", "vm.boot");
+    await p.call("GET", "vm.counters");
+    await p.call("GET", "vm.info");
+    return p.finish();
+  },
+  "snapshots this host can answer: no VM, a VM not booted, a running VM": async (p) => {
+    const destination_url = `file://${p.dir}`;
+    await p.call("PUT", "vm.snapshot", { destination_url });
+    await p.call("PUT", "vm.create", config(p));
+    await p.call("PUT", "vm.snapshot", { destination_url });
+    await p.call("PUT", "vm.boot");
+    await p.call("PUT", "vm.snapshot", { destination_url });
+    return p.finish();
+  },
+  "restores: from nothing, into a VMM that has a VM": async (p) => {
+    await p.call("PUT", "vm.restore", { source_url: `file://${p.file("no-snapshot")}` });
+    await p.call("PUT", "vm.restore", { source_url: p.file("no-snapshot") });
+    await p.call("PUT", "vm.create", config(p));
+    await p.call("PUT", "vm.restore", { source_url: `file://${p.file("no-snapshot")}` });
+    return p.finish();
+  },
   "the config vm.info returns: defaults filled in, unknown fields dropped": async (p) => {
     await p.call("PUT", "vm.create", {
       ...config(p),
@@ -200,6 +224,47 @@ function withoutExplained(outcome: Outcome): Outcome {
   return { ...outcome, transcript };
 }
 
+interface CliOutcome {
+  exitCode: number | undefined;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * The command line's cases: each binary run with `args(dir)` in a directory of its own. Log lines (CH's logger writes
+ * to stderr without --log-file) are the VMM's own words and not compared; `--help` is compared as far as its usage line.
+ */
+const CLI_CASES: Record<string, (dir: string) => string[]> = {
+  "-V": () => ["-V"],
+  "--help": () => ["--help"],
+  "an unknown flag": () => ["--frobnicate"],
+  "a flag without its value": () => ["--api-socket"],
+  "a --seccomp value it does not know": (dir) => ["--api-socket", `path=${dir}/api.sock`, "--seccomp", "bogus"],
+  "--api-socket fd= that is not a number": () => ["--api-socket", "fd=abc"],
+  "a bare --event-monitor path": (dir) => ["--api-socket", `path=${dir}/api.sock`, "--event-monitor", `${dir}/events`],
+  "an API socket in a missing directory": (dir) => ["--api-socket", `path=${dir}/missing/api.sock`],
+  "a log file in a missing directory": (dir) => ["--api-socket", `path=${dir}/api.sock`, "--log-file", `${dir}/missing/log`],
+};
+
+async function runCli(binary: string, args: (dir: string) => string[], name: string): Promise<CliOutcome> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mh-conf-"));
+  const r = await execa(binary, args(dir), { reject: false, timeout: 20_000 });
+  const named = (text: string) =>
+    text
+      .split("\n")
+      .filter((line) => !/^cloud-hypervisor: +[\d.]+s: </.test(line))
+      .join("\n")
+      .split(dir)
+      .join("<dir>");
+  const stdout = named(r.stdout);
+  return {
+    exitCode: r.exitCode,
+    // The test VMM names itself in -V, as in vmm.ping's build_version (see withoutExplained).
+    stdout: name === "--help" ? stdout.split("\n").slice(0, 3).join("\n") : stdout.replace(/-sim$/m, ""),
+    stderr: named(r.stderr),
+  };
+}
+
 const running: VmmProbe[] = [];
 afterEach(() => {
   for (const p of running.splice(0)) p.kill();
@@ -215,19 +280,64 @@ function dump(name: string, real: Outcome, sim: Outcome): void {
   fs.writeFileSync(`${base}.sim.json`, `${JSON.stringify(sim, null, 1)}\n`);
 }
 
-async function run(binary: string, scenario: Scenario): Promise<Outcome> {
-  const p = await VmmProbe.start(binary, realKernel());
+async function run(binary: string, scenario: Scenario, opts: { inheritedSocket?: boolean } = {}): Promise<Outcome> {
+  const p = await VmmProbe.start(binary, realKernel(), [], opts);
   running.push(p);
   return scenario(p);
 }
 
-describe.skipIf(realChMissing !== undefined)(`the test VMM answers as cloud-hypervisor v53.0 does${realChMissing ? ` (skipped: ${realChMissing})` : ""}`, () => {
-  for (const [name, scenario] of Object.entries(scenarios)) {
-    it(name, async () => {
-      const real = await run(REAL_CH_BINARY, scenario);
-      const sim = await run(SIM, scenario);
-      dump(name, real, sim);
-      expect(withoutExplained(sim)).toEqual(withoutExplained(real));
+describe.skipIf(realChMissing !== undefined)(
+  `the test VMM answers as cloud-hypervisor v53.0 does${realChMissing ? ` (skipped: ${realChMissing})` : ""}`,
+  () => {
+    for (const [name, scenario] of Object.entries(scenarios)) {
+      it(name, async () => {
+        const real = await run(REAL_CH_BINARY, scenario);
+        const sim = await run(SIM, scenario);
+        dump(name, real, sim);
+        expect(withoutExplained(sim)).toEqual(withoutExplained(real));
+      });
+    }
+
+    for (const [name, args] of Object.entries(CLI_CASES)) {
+      it(`the command line: ${name}`, async () => {
+        expect(await runCli(SIM, args, name)).toEqual(await runCli(REAL_CH_BINARY, args, name));
+      });
+    }
+
+    it("the command line: a second VMM on a socket one serves", async () => {
+      const outcomes = [];
+      for (const binary of [REAL_CH_BINARY, SIM]) {
+        const p = await VmmProbe.start(binary, realKernel());
+        running.push(p);
+        outcomes.push({ second: await runCli(binary, () => ["--api-socket", `path=${p.api}`], "second"), first: await p.finish() });
+      }
+      const [real, sim] = outcomes.map((o) => ({
+        ...o,
+        second: { ...o.second, stderr: o.second.stderr.split(path.dirname(o.first.files[0] ?? "")).join("") },
+      }));
+      expect(JSON.stringify(sim).replace(/mh-conf-\w+/g, "<dir>")).toEqual(JSON.stringify(real).replace(/mh-conf-\w+/g, "<dir>"));
     });
-  }
-});
+
+    for (const signal of ["SIGTERM", "SIGINT"] as const) {
+      it(`the command line: ${signal} with a booted VM`, async () => {
+        const signalled: Scenario = async (p) => {
+          await p.call("PUT", "vm.create", config(p));
+          await p.call("PUT", "vm.boot");
+          p.proc.kill(signal);
+          return p.outcome();
+        };
+        const real = await run(REAL_CH_BINARY, signalled);
+        expect(withoutExplained(await run(SIM, signalled))).toEqual(withoutExplained(real));
+      });
+    }
+
+    it("the command line: --api-socket fd= of a socket already listening", async () => {
+      const served: Scenario = async (p) => {
+        await p.call("GET", "vmm.ping");
+        return p.finish();
+      };
+      const real = await run(REAL_CH_BINARY, served, { inheritedSocket: true });
+      expect(withoutExplained(await run(SIM, served, { inheritedSocket: true }))).toEqual(withoutExplained(real));
+    });
+  },
+);

@@ -114,7 +114,7 @@ describe("command line", () => {
   it("rejects a bare --event-monitor value", async () => {
     const r = await execa("node", [SIM, "--api-socket", "path=/tmp/y.sock", "--event-monitor", "/tmp/ev"], { reject: false });
     expect(r.exitCode).toBe(1);
-    expect(r.stderr).toMatch(/BareEventMonitor/);
+    expect(r.stderr).toContain("0: Error parsing --event-monitor\n  1: unknown option: /tmp/ev");
   });
 
   it("prints its version with -V", async () => {
@@ -141,7 +141,7 @@ describe("command line", () => {
     const sim = await startSim();
     const second = await execa("node", [SIM, "--api-socket", `path=${sim.api}`], { reject: false });
     expect(second.exitCode).toBe(1);
-    expect(second.stderr).toMatch(/ApiSocketInUse/);
+    expect(second.stderr).toMatch(/is already in use by another running instance/);
     sim.proc.kill("SIGKILL");
     await sim.proc;
     expect(fs.existsSync(sim.api)).toBe(true);

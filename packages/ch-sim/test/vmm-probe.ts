@@ -110,6 +110,13 @@ export function httpRequest(method: string, route: string, body?: string, header
   return [`${method} /api/v1/${route} HTTP/1.1`, "Host: localhost", ...length, ...headers, "", body ?? ""].join("\r\n");
 }
 
+/** Binds and listens on argv[1], then execs argv[2] with `--api-socket fd=<n>` and the rest of argv. */
+const LAUNCHER = [
+  "import os, socket, sys",
+  "s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(8); os.set_inheritable(s.fileno(), True)",
+  "os.execv(sys.argv[2], [sys.argv[2], '--api-socket', 'fd=%d' % s.fileno()] + sys.argv[3:])",
+].join("\n");
+
 export class VmmProbe {
   readonly transcript: Exchange[] = [];
   private readonly names: [string, string][];
@@ -126,14 +133,17 @@ export class VmmProbe {
     ];
   }
 
-  /** Starts `binary` with its API socket and event monitor in a directory of its own. */
-  static async start(binary: string, kernel: string, args: string[] = []): Promise<VmmProbe> {
+  /**
+   * Starts `binary` with its API socket and event monitor in a directory of its own. With `inheritedSocket` the socket
+   * is bound and listening before the VMM starts, which gets it as `--api-socket fd=3`, as libvirt launches CH.
+   */
+  static async start(binary: string, kernel: string, args: string[] = [], opts: { inheritedSocket?: boolean } = {}): Promise<VmmProbe> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mh-conf-"));
     const api = path.join(dir, "api.sock");
-    const proc = execa(binary, ["--api-socket", `path=${api}`, "--event-monitor", `path=${path.join(dir, "events")}`, ...args], {
-      reject: false,
-      cwd: dir,
-    });
+    const vmmArgs = ["--event-monitor", `path=${path.join(dir, "events")}`, ...args];
+    const proc = opts.inheritedSocket
+      ? execa("python3", ["-c", LAUNCHER, api, binary, ...vmmArgs], { reject: false, cwd: dir })
+      : execa(binary, ["--api-socket", `path=${api}`, ...vmmArgs], { reject: false, cwd: dir });
     const probe = new VmmProbe(dir, api, proc, kernel);
     await probe.listening();
     return probe;

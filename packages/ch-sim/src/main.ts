@@ -127,6 +127,8 @@ async function main(): Promise<void> {
   };
   const vmm = new Vmm({ events, log, noShutdown: args["no-shutdown"] === true, seccomp: args.seccomp ?? "true", exit });
   server = new MicroHttpServer(vmm.handle);
+  // Before listening: a client may connect, and signal, as soon as the socket listens.
+  for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => vmm.shutdownVmm());
 
   if (apiPath !== undefined) {
     // CH v53 holds `<path>.lock` for this; the test VMM asks whether a live VMM already serves the socket.
@@ -143,7 +145,6 @@ async function main(): Promise<void> {
   } catch (e) {
     fail("Failed to start the VMM thread", "Error creation API server's socket", rustIoError(e));
   }
-  for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => vmm.shutdownVmm());
   log.log("INFO", `API server listening (pid ${process.pid})`);
 }
 

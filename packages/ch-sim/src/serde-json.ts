@@ -22,6 +22,10 @@ type Node =
 
 export class SerdeError extends Error {}
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: a JSON string may not hold a raw control character.
+const STRING = /"(?:[^"\\\u0000-\u001f]|\\.)*"/y;
+const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+
 /** Offsets are of the last character read; serde counts columns from 1 and a fresh line from column 0. */
 class Reader {
   pos = 0;
@@ -69,7 +73,8 @@ class Reader {
   }
 
   private string(): string {
-    const m = /^"(?:[^"\\\u0000-\u001f]|\\.)*"/.exec(this.text.slice(this.pos));
+    STRING.lastIndex = this.pos;
+    const m = STRING.exec(this.text);
     if (!m) {
       this.pos = this.text.length;
       this.fail("EOF while parsing a string");
@@ -79,7 +84,8 @@ class Reader {
   }
 
   private number(start: number): Node {
-    const m = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/.exec(this.text.slice(this.pos));
+    NUMBER.lastIndex = this.pos;
+    const m = NUMBER.exec(this.text);
     if (!m) {
       this.pos++;
       this.fail("invalid number");

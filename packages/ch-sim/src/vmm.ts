@@ -303,7 +303,7 @@ export class Vmm {
     const serialError = await this.openSerial("The VM could not boot");
     if (serialError) return serialError;
     // CH opens each disk at boot, read-write unless it is readonly, as the user it runs as.
-    for (const [i, disk] of (this.config.disks ?? []).entries()) {
+    for (const disk of this.config.disks ?? []) {
       try {
         fs.accessSync(disk.path ?? "", disk.readonly ? fs.constants.R_OK : fs.constants.R_OK | fs.constants.W_OK);
       } catch (e) {

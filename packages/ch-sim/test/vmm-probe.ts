@@ -1,8 +1,7 @@
 /**
  * A VMM under test (the test VMM or the real cloud-hypervisor) driven by raw HTTP on its API socket: each exchange on
  * a connection of its own, recorded as what a client sees (status, the headers CH sets, the body), with the run's
- * own paths and pid replaced by names so two VMMs' transcripts can be compared. The event monitor is read once the
- * VMM has exited, so the stream is complete.
+ * own paths and pid replaced by names so two VMMs' transcripts can be compared, with the event monitor's stream.
  */
 import fs from "node:fs";
 import net from "node:net";
@@ -119,6 +118,8 @@ const LAUNCHER = [
 
 export class VmmProbe {
   readonly transcript: Exchange[] = [];
+  /** How many events `settled` waits for. */
+  expectEvents: number | undefined;
   private readonly names: [string, string][];
 
   private constructor(
@@ -187,24 +188,45 @@ export class VmmProbe {
     return named;
   }
 
-  /** `vmm.shutdown`, then the outcome: the whole event stream, the exit, the files left. */
+  /**
+   * `vmm.shutdown`, then the outcome. CH writes events from a thread of its own and exits without draining it, so the
+   * last events before an exit may never be written; the stream compared is the one before the exit (`settled`).
+   */
   async finish(): Promise<Outcome> {
+    const events = await this.settled();
     await this.send(httpRequest("PUT", "vmm.shutdown"), "PUT vmm.shutdown", true);
-    return this.outcome();
+    return this.outcome(events);
   }
 
-  async outcome(): Promise<Outcome> {
+  /**
+   * The events written so far, once there are `expectEvents` of them (another VMM's count for the same requests): a
+   * VMM that writes them from a thread may not have yet. Waiting is bounded only so that a VMM that never writes them
+   * fails the comparison rather than hangs the test.
+   */
+  async settled(): Promise<VmmEvent[]> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const events = this.events();
+      if (events.length >= (this.expectEvents ?? 0) || Date.now() > deadline) return events;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  /** The outcome once the VMM has exited: `events` as settled before the exit. */
+  async outcome(events: VmmEvent[]): Promise<Outcome> {
     const result = await this.proc;
-    const text = fs.existsSync(path.join(this.dir, "events")) ? fs.readFileSync(path.join(this.dir, "events"), "utf8") : "";
-    const events = text
-      .split("\n\n")
-      .filter((chunk) => chunk.trim() !== "")
-      .map((chunk) => {
-        const { source, event, properties } = JSON.parse(chunk);
-        return { source, event, properties };
-      });
     const files = fs.readdirSync(this.dir).sort();
     return { transcript: this.transcript, events, exit: { code: result.exitCode, signal: result.signal }, files };
+  }
+
+  private events(): VmmEvent[] {
+    const text = fs.existsSync(path.join(this.dir, "events")) ? fs.readFileSync(path.join(this.dir, "events"), "utf8") : "";
+    // A chunk not yet followed by its blank line may be half written.
+    const chunks = text.split("\n\n");
+    return chunks.slice(0, -1).map((chunk) => {
+      const { source, event, properties } = JSON.parse(chunk);
+      return { source, event, properties };
+    });
   }
 
   kill(): void {

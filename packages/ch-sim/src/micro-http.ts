@@ -13,6 +13,8 @@ export const MAX_CONNECTIONS = 10;
 /** micro-http's default MAX_PAYLOAD_SIZE, in force at v53.0. */
 export const MAX_PAYLOAD_SIZE = 51_200;
 const MAX_HEADER_BYTES = 64 * 1024;
+/** micro-http's answer to the 11th connection, written as is (no reason phrase, its own server name). */
+const SERVER_FULL = Buffer.from('HTTP/1.1 503\r\nServer: Firecracker API\r\nConnection: close\r\nContent-Length: 40\r\n\r\n{ "error": "Too many open connections" }');
 const PARSED_METHODS = new Set(["GET", "PUT", "PATCH"]);
 
 export interface HttpRequest {
@@ -118,7 +120,7 @@ export class MicroHttpServer {
 
   private accept(socket: net.Socket): void {
     if (this.sockets.size >= MAX_CONNECTIONS) {
-      socket.end(formatResponse(503, { error: "Too many open connections" }));
+      socket.end(SERVER_FULL);
       return;
     }
     this.sockets.add(socket);

@@ -150,6 +150,12 @@ const scenarios: Record<string, Scenario> = {
     await p.call("PUT", "vm.restore", { source_url: `file://${p.file("no-snapshot")}` });
     return p.finish();
   },
+  "connections: ten held open, an eleventh": async (p) => {
+    const held = await p.hold(10);
+    await p.call("GET", "vmm.ping");
+    held.release();
+    return p.finish();
+  },
   "the config vm.info returns: defaults filled in, unknown fields dropped": async (p) => {
     await p.call("PUT", "vm.create", {
       ...config(p),
@@ -341,6 +347,46 @@ describe.skipIf(realChMissing !== undefined)(
       const sim = await run(SIM, served, { inheritedSocket: true });
       const real = await run(REAL_CH_BINARY, served, { inheritedSocket: true, expectEvents: sim.events.length });
       expect(withoutExplained(sim)).toEqual(withoutExplained(real));
+    });
+
+    /*
+     * Where this host makes the real binary answer otherwise than on a KVM host, or the test VMM does not do what CH
+     * does, the answers are pinned rather than compared, so a change on either side shows.
+     */
+    it("this host: a snapshot of a paused VM fails getting the vCPU state, the backtrace inside the chain", async () => {
+      const p = await VmmProbe.start(REAL_CH_BINARY, realKernel());
+      running.push(p);
+      await p.call("PUT", "vm.create", config(p));
+      await p.call("PUT", "vm.boot");
+      await p.call("PUT", "vm.pause");
+      const snap = await p.call("PUT", "vm.snapshot", { destination_url: `file://${p.dir}` });
+      expect(snap.status).toBe(500);
+      const chain = snap.body as string[];
+      expect(chain.slice(0, 4)).toEqual(["Error from API", "The VM could not be snapshotted", "Cannot snapshot VM", "Failed to snapshot migratable component"]);
+      expect(chain[4]).toMatch(/^Could not get vCPU state GetNestedState\(Invalid argument \(os error 22\)\n\nStack backtrace:\n/);
+      // The test VMM, standing for a KVM host, takes it.
+      const sim = await VmmProbe.start(SIM, realKernel());
+      running.push(sim);
+      await sim.call("PUT", "vm.create", config(sim));
+      await sim.call("PUT", "vm.boot");
+      await sim.call("PUT", "vm.pause");
+      expect((await sim.call("PUT", "vm.snapshot", { destination_url: `file://${sim.dir}` })).status).toBe(204);
+    });
+
+    it("routes the test VMM does not implement (issue 27): CH takes them before boot, the test VMM says it does not", async () => {
+      const routes: [string, unknown][] = [
+        ["vm.resize", { desired_vcpus: 1 }],
+        ["vm.add-disk", { path: realKernel(), readonly: true }],
+      ];
+      for (const [binary, answer] of [
+        [REAL_CH_BINARY, (route: string) => ({ status: 204 })],
+        [SIM, (route: string) => ({ status: 500, body: ["Error from API", `cloud-hypervisor-sim does not implement ${route}`] })],
+      ] as const) {
+        const p = await VmmProbe.start(binary, realKernel());
+        running.push(p);
+        await p.call("PUT", "vm.create", config(p));
+        for (const [route, body] of routes) expect(await p.call("PUT", route, body)).toMatchObject(answer(route));
+      }
     });
   },
 );

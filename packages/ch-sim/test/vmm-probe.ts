@@ -176,6 +176,21 @@ export class VmmProbe {
     return this.send(httpRequest(method, route, text), `${method} ${route}${text === undefined ? "" : ` ${this.named(text)}`}`);
   }
 
+  /** `n` connections opened and kept idle, until `release`. */
+  async hold(n: number): Promise<{ release(): void }> {
+    const conns = await Promise.all(
+      Array.from(
+        { length: n },
+        () =>
+          new Promise<net.Socket>((resolve, reject) => {
+            const c = net.connect(this.api, () => resolve(c));
+            c.on("error", reject);
+          }),
+      ),
+    );
+    return { release: () => conns.forEach((c) => c.destroy()) };
+  }
+
   /** Bytes as written. */
   raw(request: string | Buffer, label: string): Promise<Exchange> {
     return this.send(request, label);

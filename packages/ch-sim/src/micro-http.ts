@@ -14,7 +14,9 @@ export const MAX_CONNECTIONS = 10;
 export const MAX_PAYLOAD_SIZE = 51_200;
 const MAX_HEADER_BYTES = 64 * 1024;
 /** micro-http's answer to the 11th connection, written as is (no reason phrase, its own server name). */
-const SERVER_FULL = Buffer.from('HTTP/1.1 503\r\nServer: Firecracker API\r\nConnection: close\r\nContent-Length: 40\r\n\r\n{ "error": "Too many open connections" }');
+const SERVER_FULL = Buffer.from(
+  'HTTP/1.1 503\r\nServer: Firecracker API\r\nConnection: close\r\nContent-Length: 40\r\n\r\n{ "error": "Too many open connections" }',
+);
 const PARSED_METHODS = new Set(["GET", "PUT", "PATCH"]);
 
 export interface HttpRequest {

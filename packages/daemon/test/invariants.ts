@@ -10,7 +10,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { expect } from "vitest";
-import { type Daemon, eventually, SIM_BIN, type Sibling, startTimeOf, vmmFile } from "./harness.js";
+import { type Daemon, eventually, type Sibling, startTimeOf, vmmFile } from "./harness.js";
 
 export interface Acknowledged {
   /** VMs whose create was answered and whose removal has not been asked for. */
@@ -68,7 +68,7 @@ export async function checkInvariants(d: Daemon, acked: Acknowledged, vol?: Sibl
   }
 }
 
-/** Live test VMMs whose API socket is anywhere under `root` (a test's directory: its state dir and its VMM dir). */
+/** Live VMMs (either binary) whose API socket is anywhere under `root` (a test's directory: its state dir and its VMM dir). */
 export function vmmsUnder(root: string): number[] {
   const pids: number[] = [];
   for (const entry of fs.readdirSync("/proc")) {
@@ -79,7 +79,8 @@ export function vmmsUnder(root: string): number[] {
     } catch {
       continue;
     }
-    if (argv[1] === SIM_BIN && argv.some((a) => a.startsWith(`path=${root}/`)) && startTimeOf(Number(entry)) !== undefined) pids.push(Number(entry));
+    const api = argv.indexOf("--api-socket");
+    if (api > 0 && argv[api + 1]?.startsWith(`path=${root}/`) && startTimeOf(Number(entry)) !== undefined) pids.push(Number(entry));
   }
   return pids;
 }

@@ -11,6 +11,7 @@ import createClient from "openapi-fetch";
 import { Client, type Dispatcher } from "undici";
 import { connectToProcess, type ProcessSocket, WrongListenerError } from "../os/process-socket.js";
 import type { components, paths } from "./api.generated.js";
+import { type DeviceCounters, deviceCounters } from "./device-counters.js";
 
 const ORIGIN = "http://localhost";
 
@@ -120,8 +121,9 @@ export class ChClient {
   info(timeoutMs?: number): Promise<ChVmInfo> {
     return this.call("vm.info", (signal) => this.readApi.GET("/vm.info", { signal }), timeoutMs);
   }
-  counters(timeoutMs?: number): Promise<Record<string, Record<string, number>>> {
-    return this.call("vm.counters", (signal) => this.readApi.GET("/vm.counters", { signal }), timeoutMs);
+  /** Each device's counters, a latency no request has had as null (device-counters.ts). */
+  async counters(timeoutMs?: number): Promise<DeviceCounters> {
+    return deviceCounters(await this.call("vm.counters", (signal) => this.readApi.GET("/vm.counters", { signal }), timeoutMs));
   }
   createVm(config: ChVmConfig, timeoutMs?: number): Promise<void> {
     return this.call("vm.create", (signal) => this.api.PUT("/vm.create", { body: config, signal }), timeoutMs);
@@ -188,9 +190,12 @@ async function send(http: Client, req: ChRequest): Promise<ChResponse> {
   return new ChResponse(res.statusCode, res.headers, await res.body.text());
 }
 
-/** CH's error chain (a JSON string array) as one line. */
+/**
+ * CH's error chain (a JSON string array) as one line. A link may carry a Rust backtrace after a blank line (anyhow's
+ * Debug form: `vm.snapshot`'s vCPU errors do): only what comes before it is CH's reason; the body keeps the rest.
+ */
 export function describeChError(body: unknown): string {
-  if (Array.isArray(body)) return body.join(": ");
+  if (Array.isArray(body)) return body.map((link) => String(link).split("\n\n")[0]?.replace(/\n/g, " ")).join(": ");
   if (body && typeof body === "object" && "error" in body) return String((body as { error: unknown }).error);
   return body === undefined || body === "" ? "(no body)" : String(body);
 }

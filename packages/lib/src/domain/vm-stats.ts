@@ -32,9 +32,9 @@ export const VmStatsSchema = Type.Object(
       read_ops: nullable(Type.Integer({ description: "null without a cgroup" })),
       write_ops: nullable(Type.Integer()),
     }),
-    devices: Type.Union([Type.Record(Type.String(), Type.Record(Type.String(), Type.Integer())), Type.Null()], {
+    devices: Type.Union([Type.Record(Type.String(), Type.Record(Type.String(), Type.Union([Type.Integer(), Type.Null()]))), Type.Null()], {
       description:
-        "CH's own counters (vm.counters) by device id: read/write bytes and ops of each disk, rx/tx bytes and frames of each NIC; null if CH did not answer in time",
+        "CH's own counters (vm.counters) by device id: read/write bytes, ops and latencies (µs; null until a first request) of each disk, rx/tx bytes and frames of each NIC; null if CH did not answer in time",
     }),
     memory_actual_size: Type.Union([Type.Integer(), Type.Null()], {
       description: "The guest memory CH holds, in bytes (vm.info); null if CH did not answer in time",

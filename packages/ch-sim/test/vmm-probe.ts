@@ -177,7 +177,7 @@ export class VmmProbe {
   }
 
   /** `n` connections opened and kept idle, until `release`. */
-  async hold(n: number): Promise<{ release(): void }> {
+  async hold(n: number): Promise<{ release(): Promise<void> }> {
     const conns = await Promise.all(
       Array.from(
         { length: n },
@@ -188,7 +188,13 @@ export class VmmProbe {
           }),
       ),
     );
-    return { release: () => conns.forEach((c) => c.destroy()) };
+    return {
+      /** Closes them, and returns once the VMM has seen them go: a new connection is served again. */
+      release: async () => {
+        for (const c of conns) c.destroy();
+        while ((await exchange(this.api, httpRequest("GET", "vmm.ping"), true)).status === 503) await new Promise((r) => setTimeout(r, 10));
+      },
+    };
   }
 
   /** Bytes as written. */

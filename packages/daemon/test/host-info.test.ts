@@ -62,7 +62,7 @@ describe("compute.host.info", () => {
     for (const id of ["one", "two"]) fleet.pids.add((await d.rpc.call("compute.vm.start", { id })).pid);
     const busy = await d.rpc.call("compute.host.info", {});
     expect(busy.committed).toEqual({ vms: 2, vcpus: 3, memory_mib: 192 });
-    expect(busy.vmm.ping).toMatchObject({ version: "53.0.0", features: [] });
+    expect(busy.vmm.ping).toMatchObject({ version: "53.0.0", features: ["io_uring", "kvm"] });
     await d.rpc.call("compute.vm.stop", { id: "two", force: true });
     expect((await d.rpc.call("compute.host.info", {})).committed).toEqual({ vms: 1, vcpus: 1, memory_mib: 64 });
     expect((await d.rpc.callError("compute.host.info", { verbose: true })).code).toBe(-32602);

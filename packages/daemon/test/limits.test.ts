@@ -30,7 +30,11 @@ describe("limits CH enforces", () => {
       { vcpu: 0, host_cpus: [0] },
       { vcpu: 1, host_cpus: [0] },
     ]);
-    expect(config.disks[0].rate_limiter_config).toEqual({ bandwidth: { size: 10_000_000, refill_time: 1000 }, ops: { size: 500, refill_time: 1000 } });
+    // CH gives back the config it holds, every default filled in: a burst nobody asked for is null.
+    expect(config.disks[0].rate_limiter_config).toEqual({
+      bandwidth: { size: 10_000_000, one_time_burst: null, refill_time: 1000 },
+      ops: { size: 500, one_time_burst: null, refill_time: 1000 },
+    });
     expect(config.landlock_enable).toBe(true);
     expect(config.landlock_rules).toBeUndefined();
   });

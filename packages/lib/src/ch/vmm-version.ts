@@ -26,7 +26,8 @@ export function probeVmmVersion(binary: string): Promise<VmmVersion> {
   return new Promise((resolve) => {
     execFile(binary, ["-V"], { timeout: PROBE_TIMEOUT_MS, encoding: "utf8" }, (err, stdout) => {
       if (err) return resolve({ reported: null, version: null, minimum, supported: null, error: `${binary} -V: ${err.message.split("\n")[0]}` });
-      const reported = stdout.trim();
+      // CH prints its version on the first line, its migration protocol versions on the next.
+      const reported = stdout.trim().split("\n")[0] ?? "";
       const m = /^cloud-hypervisor v?(\d+)\.(\d+)(?:\.(\d+))?/.exec(reported);
       if (!m) return resolve({ reported, version: null, minimum, supported: null, error: `${binary} -V printed no cloud-hypervisor version` });
       const [major, minor] = [Number(m[1]), Number(m[2])];

@@ -32,6 +32,7 @@ typecheck: build
 
 lint: deps
 	npx biome check .
+	scripts/lint-workflows.sh
 
 unit: build
 	@mkdir -p $(RUN_DIR)
@@ -45,14 +46,18 @@ test: typecheck lint unit
 initramfs: build
 	scripts/build-initramfs.sh -o $(RUN_DIR)/initramfs.cpio.gz
 
-# The guest end-to-end suite on the real cloud-hypervisor, on a KVM host:
+# On a KVM host (.github/workflows/kvm.yml): the guest end-to-end suite on the real cloud-hypervisor with a real
+# guest (exec, console, power button, reboot, snapshot and restore), and the conformance test and the lifecycle suite
+# on that binary too:
 #   make test-kvm CLOUD_HYPERVISOR=/usr/bin/cloud-hypervisor KERNEL=/path/to/vmlinux
-# The kernel needs virtio-vsock built in for exec. Skips with the reason where something is missing.
+# The kernel needs virtio-vsock built in for exec (scripts/build-guest-kernel.sh). Skips with the reason where
+# something is missing.
 CLOUD_HYPERVISOR ?= $(shell command -v cloud-hypervisor)
 KERNEL ?=
 test-kvm: initramfs
 	MH_TEST_VMM="$(CLOUD_HYPERVISOR)" MH_TEST_KERNEL="$(KERNEL)" MH_TEST_INITRAMFS="$(abspath $(RUN_DIR))/initramfs.cpio.gz" \
-	  npx vitest run packages/daemon/test/guest-e2e.test.ts
+	  MH_REAL_CH="$(CLOUD_HYPERVISOR)" \
+	  npx vitest run packages/daemon/test/guest-e2e.test.ts packages/ch-sim/test/conformance.test.ts packages/daemon/test/vmm-matrix.test.ts
 
 # The daemon's cost against baselines measured in the same run (docs/benchmarks.md).
 bench: build

@@ -12,7 +12,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { ROOT } from "../../init/test/guest-image.js";
 
-export const REAL_CH_BINARY = process.env.MH_REAL_CH ?? path.resolve(ROOT, "../shared/cloud-hypervisor/cloud-hypervisor");
+export const REAL_CH_BINARY = process.env.MH_REAL_CH || path.resolve(ROOT, "../shared/cloud-hypervisor/cloud-hypervisor");
 
 function whatIsMissing(): string | undefined {
   if (!fs.existsSync(REAL_CH_BINARY)) return `no real cloud-hypervisor at ${REAL_CH_BINARY} (../shared is not beside this checkout; MH_REAL_CH names another)`;

@@ -91,8 +91,13 @@ function exchange(socket: string, request: string | Buffer, last: boolean): Prom
     });
     conn.on("end", () => onData(true));
     conn.on("close", () => onData(true));
-    conn.on("error", (e) => (reply === undefined && data.length === 0 ? reject(e) : onData(true)));
-    conn.on("connect", () => conn.write(request));
+    let connected = false;
+    // Once connected, an error is the VMM closing on us (a write after its close is EPIPE): the end of what it said.
+    conn.on("error", (e) => (connected ? onData(true) : reject(e)));
+    conn.on("connect", () => {
+      connected = true;
+      if (request.length > 0) conn.write(request);
+    });
   });
 }
 
@@ -192,7 +197,7 @@ export class VmmProbe {
       /** Closes them, and returns once the VMM has seen them go: a new connection is served again. */
       release: async () => {
         for (const c of conns) c.destroy();
-        while ((await exchange(this.api, httpRequest("GET", "vmm.ping"), true)).status === 503) await new Promise((r) => setTimeout(r, 10));
+        while ((await exchange(this.api, httpRequest("GET", "vmm.ping"), true)).status !== 200) await new Promise((r) => setTimeout(r, 10));
       },
     };
   }

@@ -38,7 +38,7 @@ describe.skipIf(skip !== undefined)(
       await d.stop();
     });
 
-    it("boots, runs its workload, answers exec, shows its console, and powers off on stop", async () => {
+    it("boots, runs its workload, answers exec, shows its console, reboots, snapshots and restores, and powers off on stop", async () => {
       const boot = { kernel: kernel ?? d.kernel, cmdline: "console=ttyS0 panic=-1 quiet", ...(initramfs ? { initramfs } : {}) };
       await d.rpc.call("compute.vm.create", {
         id: "e2e",
@@ -58,9 +58,23 @@ describe.skipIf(skip !== undefined)(
         30_000,
       );
 
+      // A reboot: a new serial device and a fresh guest, which the agent probe finds again.
+      await d.rpc.call("compute.vm.reboot", { id: "e2e" });
+      const rebooted = await d.rpc.call("compute.vm.exec", { id: "e2e", argv: ["hostname"], timeout_ms: 60_000 });
+      expect(rebooted).toMatchObject({ exit_code: 0, stdout: "e2e-guest\n" });
+
+      // A snapshot, and a restore from it into a fresh VMM. With KVM the guest's memory comes back with it: a file in
+      // its tmpfs is still there. The test VMM cannot checkpoint processes and starts the guest afresh (ADR 0003).
+      await d.rpc.call("compute.vm.exec", { id: "e2e", argv: ["sh", "-c", "echo kept > /tmp/memory"], timeout_ms: 60_000 });
+      await d.rpc.call("compute.vm.snapshot", { id: "e2e", name: "s1", timeout_ms: 120_000 });
+      await d.rpc.call("compute.vm.stop", { id: "e2e", force: true });
+      pids.add((await d.rpc.call("compute.vm.restore", { id: "e2e", name: "s1", resume: true, timeout_ms: 120_000 })).pid);
+      const memory = await d.rpc.call("compute.vm.exec", { id: "e2e", argv: ["sh", "-c", "cat /tmp/memory 2>/dev/null || echo gone"], timeout_ms: 60_000 });
+      expect(memory).toMatchObject({ exit_code: 0, stdout: realVmm ? "kept\n" : "gone\n" });
+
       const stopped = await d.rpc.call("compute.vm.stop", { id: "e2e", timeout_ms: 60_000 });
       expect(stopped.transitions.at(-1)?.reason).toMatch(/power button/);
       expect(await d.rpc.call("compute.vm.remove", { id: "e2e" })).toEqual({ id: "e2e", removed: true });
-    }, 180_000);
+    }, 600_000);
   },
 );

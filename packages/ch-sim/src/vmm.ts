@@ -5,6 +5,7 @@
  * vm.shutdown, after which vm.info reports `Created` again.
  */
 import fs from "node:fs";
+import { ConsoleDevices } from "./console-devices.js";
 import { DeviceCounters, nameDevices } from "./device-counters.js";
 import type { EventMonitor } from "./event-monitor.js";
 import { type Guest, NoGuest, parseGuestBehaviour, SimGuest } from "./guest.js";
@@ -12,9 +13,8 @@ import { HybridVsock } from "./hybrid-vsock.js";
 import { InitGuest } from "./init-guest.js";
 import type { HttpRequest, HttpResponse } from "./micro-http.js";
 import { readBody, truncateConsoleFiles, unsupportedDevice } from "./request-checks.js";
-import { osError, rustIoError } from "./rust-error.js";
+import { rustIoError } from "./rust-error.js";
 import { RESTORE_CONFIG, VM_CONFIG, VM_SNAPSHOT_CONFIG } from "./serde-types.js";
-import { SerialPort } from "./serial-port.js";
 import { readSnapshot, snapshotDirectory, writeSnapshot } from "./snapshot.js";
 import type { VmmLog } from "./vmm-log.js";
 
@@ -94,7 +94,7 @@ export interface VmmOptions {
 export class Vmm {
   private config: VmConfig | undefined;
   private vm: BootedVm | undefined;
-  private serial: SerialPort | undefined;
+  private readonly consoles = new ConsoleDevices((data) => this.vm?.guest.serialIn(data));
   /** A VM whose boot failed after it was made: it holds its devices, never ran, and is shut down like one that did. */
   private unbooted = false;
 
@@ -173,7 +173,7 @@ export class Vmm {
     // The config is stored before the console devices are made, so a failure there leaves it stored.
     this.config = config as VmConfig;
     truncateConsoleFiles(this.config);
-    const serialError = await this.openSerial("The VM could not be created", true);
+    const serialError = await this.openConsoles("The VM could not be created", true);
     return serialError ?? NO_CONTENT;
   }
 
@@ -222,7 +222,7 @@ export class Vmm {
     }
     this.opts.events.emit("vm", "restoring");
     this.config = config;
-    const serialError = await this.openSerial("The VM could not be restored");
+    const serialError = await this.openConsoles("The VM could not be restored");
     if (serialError) return serialError;
     this.serialSink()(Buffer.from("cloud-hypervisor-sim: restored from a snapshot: the guest starts afresh\r\n"));
     const guestError = await this.startGuest(parseGuestBehaviour(config.payload?.cmdline));
@@ -235,47 +235,14 @@ export class Vmm {
     return NO_CONTENT;
   }
 
-  /**
-   * CH's `pre_create_console_devices`: at each create (`anew`) and at a boot that finds none. A new port replaces the
-   * old one, whose file stays; one that cannot be made leaves the old in place and fails the call (`failed`).
-   */
-  private async openSerial(failed: string, anew = false): Promise<HttpResponse | undefined> {
-    const serial = this.config?.serial;
-    if (serial?.mode !== "Socket" || (this.serial && !anew)) return undefined;
-    if (!serial.socket) return apiErr(500, failed, "Error creating console devices", "Error creating console device", rustIoError(osError("EINVAL")));
-    try {
-      const port = await SerialPort.open(serial.socket, (data) => this.vm?.guest.serialIn(data));
-      this.serial?.close(false);
-      this.serial = port;
-      return undefined;
-    } catch (e) {
-      return apiErr(500, failed, "Error creating console devices", "Error creating console device", rustIoError(e));
-    }
+  /** The console devices for the config, or the 500 that fails the call (`failed`: the call's own link). */
+  private async openConsoles(failed: string, anew = false): Promise<HttpResponse | undefined> {
+    const chain = this.config && (await this.consoles.open(this.config, anew));
+    return chain ? apiErr(500, failed, ...chain) : undefined;
   }
 
-  /** A VM that could not be made drops the devices made for it: the serial socket's file goes (its listener stays in CH). */
-  private dropUnbootedDevices(): void {
-    this.closeSerial();
-  }
-
-  /** The serial device goes with a VM that was booted (`vm_shutdown`), its socket file with it. */
-  private closeSerial(): void {
-    this.serial?.close(true);
-    this.serial = undefined;
-  }
-
-  /** Where the guest's serial output goes, per the config's mode. */
   private serialSink(): (data: Buffer) => Promise<void> | undefined {
-    const serial = this.config?.serial;
-    if (serial?.mode === "Socket") return (data) => this.serial?.write(data);
-    if (serial?.mode === "File" && serial.file) {
-      const file = serial.file;
-      return (data) => {
-        fs.appendFileSync(file, data);
-        return undefined;
-      };
-    }
-    return () => undefined;
+    return this.consoles.sink(this.config ?? {});
   }
 
   /**
@@ -300,15 +267,17 @@ export class Vmm {
     if (this.vm || this.unbooted) return apiErr(500, "The VM could not boot", "VM is already created");
     this.opts.events.emit("vm", "booting");
     if (!this.config) return apiErr(404, "The VM could not boot", "VM config is missing");
-    const serialError = await this.openSerial("The VM could not boot");
+    const serialError = await this.openConsoles("The VM could not boot");
     if (serialError) return serialError;
     // CH opens each disk at boot, read-write unless it is readonly, as the user it runs as.
     for (const disk of this.config.disks ?? []) {
       try {
         fs.accessSync(disk.path ?? "", disk.readonly ? fs.constants.R_OK : fs.constants.R_OK | fs.constants.W_OK);
       } catch (e) {
-        this.dropUnbootedDevices();
-        // CH's device manager takes the disks out of the config while it opens them; a failure leaves none there.
+        // A VM that could not be made drops the devices made for it: the serial socket's file goes (CH keeps its
+        // listener, which nothing can reach any more). CH's device manager takes the disks out of the config while it
+        // opens them; a failure leaves none there.
+        this.consoles.close();
         this.config.disks = undefined;
         return apiErr(
           500,
@@ -324,7 +293,7 @@ export class Vmm {
     const payload = this.config.payload ?? {};
     const initramfsError = payload.initramfs && unreadable(payload.initramfs);
     if (initramfsError) {
-      this.dropUnbootedDevices();
+      this.consoles.close();
       return apiErr(500, "The VM could not boot", "Cannot open initramfs file", initramfsError);
     }
     const kernelError = unreadable(payload.kernel ?? payload.firmware ?? "");
@@ -388,16 +357,18 @@ export class Vmm {
     this.opts.events.emit("guest", "panic", { event: "panicked" });
   }
 
-  /** The old VM and its serial device are dropped, then rebuilt from the same config: clients must reconnect. */
-  /** CH announces the attempt (`rebooting`) before it looks for a VM. */
+  /**
+   * The old VM and its serial device are dropped, then rebuilt from the same config: clients must reconnect. CH
+   * announces the attempt (`rebooting`) before it looks for a VM.
+   */
   private async reboot(): Promise<HttpResponse> {
     this.opts.events.emit("vm", "rebooting");
     if (!this.vm) return apiErr(404, "The VM could not reboot", "VM is not created");
     this.vm.guest.destroy();
     this.vm.vsock?.close();
     this.vm = undefined;
-    this.closeSerial();
-    const serialError = await this.openSerial("The VM could not reboot");
+    this.consoles.close();
+    const serialError = await this.openConsoles("The VM could not reboot");
     if (serialError) return serialError;
     const vsockError = await this.startGuest(parseGuestBehaviour(this.config?.payload?.cmdline));
     if (vsockError) return vsockError;
@@ -439,7 +410,7 @@ export class Vmm {
       this.vm?.vsock?.close();
       this.vm = undefined;
       this.unbooted = false;
-      this.closeSerial();
+      this.consoles.close();
       this.opts.events.emit("vm", "shutdown");
     }
     if (deleteConfig && this.config) {

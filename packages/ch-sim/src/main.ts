@@ -120,9 +120,12 @@ async function main(): Promise<void> {
   events.emit("vmm", "starting");
 
   let server: MicroHttpServer | undefined;
+  // A clean exit removes the API socket; a failed one leaves it, as CH's does (Node's close would remove it).
   const exit = (code: number) => {
-    server?.close();
-    if (apiPath !== undefined && code === 0) fs.rmSync(apiPath, { force: true });
+    if (code === 0) {
+      server?.close();
+      if (apiPath !== undefined) fs.rmSync(apiPath, { force: true });
+    }
     process.exit(code);
   };
   const vmm = new Vmm({ events, log, noShutdown: args["no-shutdown"] === true, seccomp: args.seccomp ?? "true", exit });

@@ -1,10 +1,8 @@
 /**
- * What the test VMM checks of a request before acting on it, as CH's serde
- * and vm.create do: the body read into CH's types (serde-json.ts), the
- * devices it does not support; and the console files it recreates at each
- * create and boot.
+ * What the test VMM checks of a request before acting on it, as CH does: the
+ * body read into CH's types (serde-json.ts), and the config validated when
+ * the VM is made at boot.
  */
-import fs from "node:fs";
 import type { HttpResponse } from "./micro-http.js";
 import { deserialize, type RustType, SerdeError } from "./serde-json.js";
 import type { VmConfig } from "./vmm.js";
@@ -25,14 +23,15 @@ export function readBody(body: Buffer | undefined, t: RustType): { value: Record
   }
 }
 
-export function unsupportedDevice(config: VmConfig): string | undefined {
-  if (config.console?.mode === "Socket") return "console mode Socket";
+/**
+ * CH's `VmConfig::validate`, as far as the test VMM's configs reach: run when the VM is made at boot, before any
+ * device. The chain of CH's error (after the caller's own link), or undefined.
+ */
+export function invalidConfig(config: VmConfig): string[] | undefined {
+  const invalid = (...why: string[]) => ["Failed to validate config", ...why];
+  const payload = config.payload;
+  if (!payload?.kernel && !payload?.firmware) return invalid("Payload configuration is not bootable", "No bootitem provided: neither firmware nor kernel");
+  const cpus = config.cpus as { boot_vcpus: number; max_vcpus: number } | undefined;
+  if (cpus && cpus.max_vcpus < cpus.boot_vcpus) return invalid(`Max CPUs (${cpus.max_vcpus}) lower than boot CPUs (${cpus.boot_vcpus})`);
   return undefined;
-}
-
-/** `File` serial/console outputs are recreated at each create and boot. */
-export function truncateConsoleFiles(config: VmConfig): void {
-  for (const dev of [config.serial, config.console]) {
-    if (dev?.mode === "File" && dev.file) fs.closeSync(fs.openSync(dev.file, "w", 0o600));
-  }
 }

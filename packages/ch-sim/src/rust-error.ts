@@ -14,3 +14,13 @@ export function osError(code: string): NodeJS.ErrnoException {
   const errno = [...util.getSystemErrorMap()].find(([, [name]]) => name === code)?.[0];
   return Object.assign(new Error(code), { code, errno });
 }
+
+/**
+ * A panic of CH's VMM thread: its API answers the request in flight with a broken channel, and the process exits 1
+ * (main cannot join the thread). `location` is where v53.0 panics.
+ */
+export class VmmPanic extends Error {
+  constructor(readonly location: string) {
+    super(`thread 'vmm' panicked at ${location}:\ncalled \`Option::unwrap()\` on a \`None\` value`);
+  }
+}

@@ -17,7 +17,8 @@ type Node =
   | { kind: "number"; text: string; start: number; end: number }
   | { kind: "bool"; value: boolean; start: number; end: number }
   | { kind: "null"; start: number; end: number }
-  | { kind: "map"; entries: [string, Node][]; start: number; end: number }
+  /** Each entry: its key, its value, and the offset of the key's closing quote. */
+  | { kind: "map"; entries: [string, Node, number][]; start: number; end: number }
   | { kind: "seq"; items: Node[]; start: number; end: number };
 
 export class SerdeError extends Error {}
@@ -42,6 +43,11 @@ class Reader {
     throw new SerdeError(`${message} ${this.at(offset)}`);
   }
 
+  /** The body ended inside `what`: placed at its last character. */
+  eof(what: string): never {
+    return this.fail(`EOF while parsing ${what}`, this.text.length - 1);
+  }
+
   skipWhitespace(): void {
     while (this.pos < this.text.length && " \t\n\r".includes(this.text[this.pos] as string)) this.pos++;
   }
@@ -50,7 +56,7 @@ class Reader {
     this.skipWhitespace();
     const start = this.pos;
     const c = this.text[this.pos];
-    if (c === undefined) this.fail("EOF while parsing a value");
+    if (c === undefined) this.eof("a value");
     if (c === "{") return this.map(start);
     if (c === "[") return this.seq(start);
     if (c === '"') return { kind: "string", value: this.string(), start, end: this.pos - 1 };
@@ -63,7 +69,7 @@ class Reader {
       if (c !== word[0]) continue;
       this.pos++;
       for (const expected of word.slice(1)) {
-        if (this.pos >= this.text.length) this.fail("EOF while parsing a value");
+        if (this.pos >= this.text.length) this.eof("a value");
         if (this.text[this.pos++] !== expected) this.fail("expected ident");
       }
       return { ...node, start, end: this.pos - 1 } as Node;
@@ -76,8 +82,7 @@ class Reader {
     STRING.lastIndex = this.pos;
     const m = STRING.exec(this.text);
     if (!m) {
-      this.pos = this.text.length;
-      this.fail("EOF while parsing a string");
+      this.eof("a string");
     }
     this.pos += m[0].length;
     return JSON.parse(m[0]);
@@ -96,24 +101,27 @@ class Reader {
 
   private map(start: number): Node {
     this.pos++;
-    const entries: [string, Node][] = [];
+    const entries: [string, Node, number][] = [];
     this.skipWhitespace();
     if (this.text[this.pos] === "}") return { kind: "map", entries, start, end: this.pos++ };
     for (;;) {
       this.skipWhitespace();
-      if (this.pos >= this.text.length) this.fail("EOF while parsing an object");
+      if (this.pos >= this.text.length) this.eof("an object");
       if (this.text[this.pos] !== '"') {
         this.pos++;
         this.fail("key must be a string");
       }
       const key = this.string();
+      const keyEnd = this.pos - 1;
       this.skipWhitespace();
-      if (this.text[this.pos++] !== ":") this.fail(this.pos > this.text.length ? "EOF while parsing an object" : "expected `:`");
-      entries.push([key, this.value()]);
+      if (this.pos >= this.text.length) this.eof("an object");
+      if (this.text[this.pos++] !== ":") this.fail("expected `:`");
+      entries.push([key, this.value(), keyEnd]);
       this.skipWhitespace();
       const next = this.text[this.pos++];
       if (next === "}") return { kind: "map", entries, start, end: this.pos - 1 };
-      if (next !== ",") this.fail(next === undefined ? "EOF while parsing an object" : "expected `,` or `}`");
+      if (next === undefined) this.eof("an object");
+      if (next !== ",") this.fail("expected `,` or `}`");
     }
   }
 
@@ -127,7 +135,8 @@ class Reader {
       this.skipWhitespace();
       const next = this.text[this.pos++];
       if (next === "]") return { kind: "seq", items, start, end: this.pos - 1 };
-      if (next !== ",") this.fail(next === undefined ? "EOF while parsing a list" : "expected `,` or `]`");
+      if (next === undefined) this.eof("a list");
+      if (next !== ",") this.fail("expected `,` or `]`");
     }
   }
 }
@@ -140,7 +149,7 @@ export type RustType =
   | { k: "enum"; name: string; variants: string[] }
   | { k: "option"; of: RustType }
   | { k: "seq"; of: RustType }
-  | { k: "struct"; name: string; fields: Field[]; flatten?: boolean; skipNone?: boolean; denyUnknown?: boolean }
+  | { k: "struct"; name: string; fields: Field[]; skipNone?: boolean; denyUnknown?: boolean }
   /** A part of VmConfig the test VMM does not model: kept as sent. */
   | { k: "any" };
 
@@ -151,6 +160,8 @@ export interface Field {
   default?: () => unknown;
   /** Serialised only when true (`skip_serializing_if = Not::not`). */
   skipIfFalse?: boolean;
+  /** A field of a struct flattened into this one (`#[serde(flatten)]`). */
+  flattened?: boolean;
 }
 
 const MAX: Record<string, bigint> = { u8: 255n, u16: 65535n, u32: 4294967295n, u64: 18446744073709551615n, usize: 18446744073709551615n };
@@ -241,8 +252,14 @@ class Checker {
     }
   }
 
+  /**
+   * A struct as serde's derive reads it: its own fields as they come, in the body's order (an unknown or repeated key
+   * fails at its end); the fields of a flattened struct from what was left over once the map is read, so their errors
+   * are placed at its `}`, as are missing fields. `outer`: the whole struct is inside a flattened one.
+   */
   private struct(node: Node, t: Extract<RustType, { k: "struct" }>, outer?: number): Record<string, unknown> {
-    if (node.kind === "seq" && !t.flatten) {
+    const hasFlattened = t.fields.some((f) => f.flattened);
+    if (node.kind === "seq" && !hasFlattened) {
       // In a sequence only `#[serde(default)]` fields may be missing (an Option without it may not).
       const required = t.fields.findIndex((f) => f.default === undefined);
       if (node.items.length <= required || required < 0) {
@@ -250,25 +267,28 @@ class Checker {
       }
     }
     if (node.kind !== "map") return this.wrongType(node, t, outer);
-    const at = outer ?? (t.flatten ? node.end : undefined);
-    const given = new Map<string, Node>();
-    for (const [key, value] of node.entries) {
+    const read = new Map<string, unknown>();
+    const leftOver = new Map<string, Node>();
+    for (const [key, value, keyEnd] of node.entries) {
       const field = t.fields.find((f) => f.name === key);
-      if (!field) {
-        if (t.denyUnknown) this.reader.fail(`unknown field \`${key}\`, ${oneOf(t.fields.map((f) => f.name))}`, at ?? value.start - 1);
-        continue;
+      if (field?.flattened || (!field && hasFlattened)) leftOver.set(key, value);
+      else if (!field) {
+        if (t.denyUnknown) this.reader.fail(`unknown field \`${key}\`, ${oneOf(t.fields.map((f) => f.name))}`, outer ?? keyEnd);
+      } else {
+        if (read.has(key)) this.reader.fail(`duplicate field \`${key}\``, outer ?? keyEnd);
+        read.set(key, this.read(value, field.type, outer));
       }
-      if (given.has(key)) this.reader.fail(`duplicate field \`${key}\``, at ?? value.start - 1);
-      given.set(key, value);
     }
+    const end = outer ?? node.end;
     const out: Record<string, unknown> = {};
     for (const field of t.fields) {
-      const value = given.get(field.name);
+      const flattened = field.flattened ? leftOver.get(field.name) : undefined;
       let v: unknown;
-      if (value !== undefined) v = this.read(value, field.type, at);
+      if (read.has(field.name)) v = read.get(field.name);
+      else if (flattened !== undefined) v = this.read(flattened, field.type, end);
       else if (field.default) v = field.default();
       else if (field.type.k === "option") v = null;
-      else this.reader.fail(`missing field \`${field.name}\``, at ?? node.end);
+      else this.reader.fail(`missing field \`${field.name}\``, end);
       if ((v === null && t.skipNone) || (field.skipIfFalse && v === false)) continue;
       out[field.name] = v;
     }

@@ -2,7 +2,7 @@
  * cloud-hypervisor v53.0's request types (vmm/src/vm_config.rs, vmm/src/api/mod.rs), as serde sees them: field order,
  * which fields have defaults and what they are, which structs are flattened into another (their errors are placed at
  * the end of the map) and which leave `None` out when written. VmConfig's parts the test VMM does not simulate are
- * kept as sent (`any`); vm.create refuses the devices among them (request-checks.ts).
+ * kept as sent (`any`).
  */
 import crypto from "node:crypto";
 import type { Field, RustType } from "./serde-json.js";
@@ -22,13 +22,16 @@ const enumOf = (name: string, ...variants: string[]): RustType => ({ k: "enum", 
 const field = (name: string, type: RustType, fallback?: unknown): Field =>
   fallback === undefined ? { name, type } : { name, type, default: () => structuredClone(fallback) };
 
+/** Fields of a struct flattened into another. */
+const flattened = (fields: Field[]): Field[] => fields.map((f) => ({ ...f, flattened: true }));
+
 /** `PciDeviceCommonConfig`, flattened into each PCI device's config. */
-const PCI_COMMON: Field[] = [
+const PCI_COMMON = flattened([
   field("id", opt(string)),
   { ...field("iommu", bool, false), skipIfFalse: true },
   field("pci_segment", u16, 0),
   field("pci_device_id", opt(u8)),
-];
+]);
 
 const TOKEN_BUCKET: RustType = {
   k: "struct",
@@ -43,7 +46,8 @@ const RATE_LIMITER: RustType = {
 };
 
 const CONSOLE_MODE = enumOf("ConsoleOutputMode", "Off", "Pty", "Tty", "File", "Socket", "Null");
-const COMMON_CONSOLE: Field[] = [field("file", opt(path)), field("mode", CONSOLE_MODE), field("socket", opt(path))];
+/** `CommonConsoleConfig`, flattened into the serial port's and the console's. */
+const COMMON_CONSOLE = flattened([field("file", opt(path)), field("mode", CONSOLE_MODE), field("socket", opt(path))]);
 
 const CPUS: RustType = {
   k: "struct",
@@ -93,7 +97,6 @@ const PAYLOAD: RustType = {
 const DISK: RustType = {
   k: "struct",
   name: "DiskConfig",
-  flatten: true,
   skipNone: true,
   fields: [
     ...PCI_COMMON,
@@ -127,7 +130,6 @@ function randomMac(): string {
 const NET: RustType = {
   k: "struct",
   name: "NetConfig",
-  flatten: true,
   skipNone: true,
   fields: [
     ...PCI_COMMON,
@@ -150,16 +152,16 @@ const NET: RustType = {
   ],
 };
 
-const RNG: RustType = { k: "struct", name: "RngConfig", flatten: true, skipNone: true, fields: [...PCI_COMMON, field("src", path)] };
-const SERIAL: RustType = { k: "struct", name: "SerialConfig", flatten: true, skipNone: true, fields: COMMON_CONSOLE };
-const CONSOLE: RustType = { k: "struct", name: "ConsoleConfig", flatten: true, skipNone: true, fields: [...COMMON_CONSOLE, ...PCI_COMMON] };
+const RNG: RustType = { k: "struct", name: "RngConfig", skipNone: true, fields: [...PCI_COMMON, field("src", path)] };
+const SERIAL: RustType = { k: "struct", name: "SerialConfig", skipNone: true, fields: COMMON_CONSOLE };
+const CONSOLE: RustType = { k: "struct", name: "ConsoleConfig", skipNone: true, fields: [...COMMON_CONSOLE, ...PCI_COMMON] };
 const DEBUG_CONSOLE: RustType = {
   k: "struct",
   name: "DebugConsoleConfig",
   skipNone: true,
   fields: [field("file", opt(path)), field("mode", CONSOLE_MODE), field("iobase", opt(u16))],
 };
-const VSOCK: RustType = { k: "struct", name: "VsockConfig", flatten: true, skipNone: true, fields: [...PCI_COMMON, field("cid", u32), field("socket", path)] };
+const VSOCK: RustType = { k: "struct", name: "VsockConfig", skipNone: true, fields: [...PCI_COMMON, field("cid", u32), field("socket", path)] };
 const LANDLOCK: RustType = { k: "struct", name: "LandlockConfig", fields: [field("path", path), field("access", string)] };
 
 /** VmConfig: 28 fields in this build (no pvmemcontrol, guest_debug or ivshmem). */

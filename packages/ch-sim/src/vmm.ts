@@ -12,8 +12,8 @@ import { type Guest, NoGuest, parseGuestBehaviour, SimGuest } from "./guest.js";
 import { HybridVsock } from "./hybrid-vsock.js";
 import { InitGuest } from "./init-guest.js";
 import type { HttpRequest, HttpResponse } from "./micro-http.js";
-import { readBody, truncateConsoleFiles, unsupportedDevice } from "./request-checks.js";
-import { rustIoError } from "./rust-error.js";
+import { invalidConfig, readBody } from "./request-checks.js";
+import { rustIoError, VmmPanic } from "./rust-error.js";
 import { RESTORE_CONFIG, VM_CONFIG, VM_SNAPSHOT_CONFIG } from "./serde-types.js";
 import { readSnapshot, snapshotDirectory, writeSnapshot } from "./snapshot.js";
 import type { VmmLog } from "./vmm-log.js";
@@ -108,8 +108,20 @@ export class Vmm {
     if ((req.method === "GET") !== GET_ROUTES.has(route)) return err(400, "Bad Request");
     if (ACTIONS.has(route) && req.body !== undefined) return err(400, "Bad Request");
     this.opts.log.log("INFO", `API request ${req.method} /api/v1/${route}`);
-    return this.dispatch(route, req.body);
+    try {
+      return await this.dispatch(route, req.body);
+    } catch (e) {
+      if (!(e instanceof VmmPanic)) throw e;
+      // The API thread finds the VMM thread's end of the channel gone; the process then exits as CH's does.
+      const body = ["Error from API", "API response receive error", "receiving on a closed channel"];
+      return { status: 500, body, afterSend: () => this.panicked(e) };
+    }
   };
+
+  private panicked(panic: VmmPanic): void {
+    process.stderr.write(`\n${panic.message}\nError: Cloud Hypervisor exited with the following error:\n  Failed to join on VMM thread: Any { .. }\n`);
+    this.opts.exit(1);
+  }
 
   /** SIGTERM/SIGINT take the same path as vmm.shutdown. */
   shutdownVmm(): void {
@@ -168,11 +180,8 @@ export class Vmm {
     if ("refused" in parsed) return parsed.refused;
     const config = parsed.value;
     if (this.config) return apiErr(500, "The VM could not be created", "VM is already created");
-    const unsupported = unsupportedDevice(config as VmConfig);
-    if (unsupported) return apiErr(500, "The VM could not be created", `cloud-hypervisor-sim does not support ${unsupported}`);
     // The config is stored before the console devices are made, so a failure there leaves it stored.
     this.config = config as VmConfig;
-    truncateConsoleFiles(this.config);
     const serialError = await this.openConsoles("The VM could not be created", true);
     return serialError ?? NO_CONTENT;
   }
@@ -269,6 +278,8 @@ export class Vmm {
     if (!this.config) return apiErr(404, "The VM could not boot", "VM config is missing");
     const serialError = await this.openConsoles("The VM could not boot");
     if (serialError) return serialError;
+    const invalid = invalidConfig(this.config);
+    if (invalid) return apiErr(500, "The VM could not boot", ...invalid);
     // CH opens each disk at boot, read-write unless it is readonly, as the user it runs as.
     for (const disk of this.config.disks ?? []) {
       try {
@@ -304,7 +315,6 @@ export class Vmm {
     const behaviour = parseGuestBehaviour(payload.cmdline);
     if (behaviour.seccompViolation === "boot") this.forbiddenSyscall();
     if (behaviour.bootMs > 0) await new Promise((r) => setTimeout(r, behaviour.bootMs));
-    truncateConsoleFiles(this.config);
     const vsockError = await this.startGuest(behaviour);
     if (vsockError) return vsockError;
     this.opts.events.emit("vm", "booted");

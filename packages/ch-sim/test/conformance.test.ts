@@ -157,6 +157,23 @@ const scenarios: Record<string, Scenario> = {
     await held.release();
     return p.finish();
   },
+  "configs CH takes but cannot boot: no payload, a payload without a kernel": async (p) => {
+    const { payload: _, ...noPayload } = config(p);
+    await p.call("PUT", "vm.create", noPayload);
+    await p.call("PUT", "vm.boot");
+    await p.call("GET", "vm.info");
+    await p.call("PUT", "vm.delete");
+    await p.call("PUT", "vm.create", config(p, { payload: { cmdline: CMDLINE }, serial: { mode: "Null" } }));
+    await p.call("PUT", "vm.boot");
+    await p.call("PUT", "vm.delete");
+    await p.call("PUT", "vm.create", config(p, { cpus: { boot_vcpus: 2, max_vcpus: 1 }, serial: { mode: "Null" } }));
+    await p.call("PUT", "vm.boot");
+    await p.call("PUT", "vm.delete");
+    await p.call("PUT", "vm.create", config(p, { serial: { mode: "Null" }, console: { mode: "Socket", socket: p.file("console.sock") } }));
+    await p.call("GET", "vm.info");
+    await p.call("PUT", "vm.boot");
+    return p.finish();
+  },
   "the config vm.info returns: defaults filled in, unknown fields dropped": async (p) => {
     await p.call("PUT", "vm.create", {
       ...config(p),
@@ -181,6 +198,19 @@ const scenarios: Record<string, Scenario> = {
       JSON.stringify({ ...config(p), serial: { mode: "Sideways" } }),
       JSON.stringify({ ...config(p), cpus: { boot_vcpus: -1, max_vcpus: 1 } }),
       JSON.stringify({ ...config(p), payload: 3 }),
+      '{"memory":{"size":1},"memory":{"size":2}}',
+      '{"cpus":{"boot_vcpus":1,"max_vcpus":1,"boot_vcpus":2}}',
+      JSON.stringify({ ...config(p), disks: [{ path: p.kernel, rate_limiter_config: { bogus: 1 } }] }),
+      JSON.stringify({ ...config(p), disks: [{ path: p.kernel, queue_size: 70000 }] }),
+      JSON.stringify({ ...config(p), rng: { src: 3 } }),
+      JSON.stringify({ ...config(p), memory: { size: 1.5 } }),
+      '{"memory":{"size":1}} trailing',
+      '{"memory":{"size":1}',
+      '{"memory" {"size":1}}',
+      "{memory:1}",
+      '{"cpus":{"boot_vcpus":"y","max_vcpus":1},"memory":{"size":"x"}}',
+      JSON.stringify({ ...config(p), disks: [{ id: 3, path: p.kernel, queue_size: "x" }] }),
+      JSON.stringify({ ...config(p), disks: [{ id: 3, path: p.kernel }] }),
     ]) {
       await p.call("PUT", "vm.create", body);
     }
@@ -305,6 +335,22 @@ describe.skipIf(realChMissing !== undefined)(
         const real = await run(REAL_CH_BINARY, scenario, { expectEvents: sim.events.length });
         dump(name, real, sim);
         expect(withoutExplained(sim)).toEqual(withoutExplained(real));
+      });
+    }
+
+    for (const device of ["serial", "console"]) {
+      it(`a ${device} in File mode without its path: CH's VMM thread panics, the VMM exits 1`, async () => {
+        const panics: Scenario = async (p) => {
+          await p.callEnding("PUT", "vm.create", config(p, { [device]: { mode: "File" } }));
+          return p.outcome(await p.settled());
+        };
+        const sim = await run(SIM, panics);
+        const real = await run(REAL_CH_BINARY, panics, { expectEvents: sim.events.length });
+        expect(sim.transcript[0]).toMatchObject({ status: 500, body: ["Error from API", "API response receive error", "receiving on a closed channel"] });
+        // CH's API thread answers the request in flight unless the process exits first: either is CH's answer.
+        if (real.transcript[0]?.status === undefined) expect(real.transcript[0]).toMatchObject({ body: "", closed: true });
+        else expect(real.transcript[0]).toEqual(sim.transcript[0]);
+        expect({ ...sim, transcript: [] }).toEqual({ ...real, transcript: [] });
       });
     }
 

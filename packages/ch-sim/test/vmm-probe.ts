@@ -202,6 +202,12 @@ export class VmmProbe {
     };
   }
 
+  /** A request after which the VMM exits: whether it then closes the connection races its exit, and is not asked. */
+  callEnding(method: string, route: string, body: unknown): Promise<Exchange> {
+    const text = JSON.stringify(body);
+    return this.send(httpRequest(method, route, text), `${method} ${route} ${this.named(text)}`, true);
+  }
+
   /** Bytes as written. */
   raw(request: string | Buffer, label: string): Promise<Exchange> {
     return this.send(request, label);

@@ -13,6 +13,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { REAL_CH_BINARY, realChMissing, realKernel } from "../../ch-sim/test/real-ch.js";
+import { processesOfUid } from "./attacker.js";
 import { chVmInfo, type Daemon, eventually, Fleet, isAlive, pidOf, SIM_BIN, tempDir, vmmFile } from "./harness.js";
 import { vmmsUnder } from "./invariants.js";
 
@@ -44,6 +45,8 @@ const CMDLINE = "console=ttyS0 sim.guest=none";
 const asRoot = process.getuid?.() === 0;
 /** A nested PVM host (this machine) cannot get a vCPU's state, so the real binary cannot snapshot here. */
 const pvmHost = fs.existsSync("/sys/module/kvm_pvm");
+
+const uidOf = (pid: number) => Number(procStatus(pid, "Uid")?.split(/\s+/)[0]);
 
 /** A field of /proc/<pid>/status. */
 function procStatus(pid: number, field: string): string | undefined {
@@ -81,12 +84,19 @@ for (const vmm of VMMS) {
       return pid;
     };
     const status = (id: string) => d.rpc.call("compute.vm.status", { id });
+    /** The uids the VMs' VMMs ran under. */
+    const uids = new Set<number>();
     const waitForState = (id: string, state: string) => eventually(async () => ((await status(id)).state === state ? status(id) : undefined), 20_000);
 
     it("creates and starts a VM: its VMM under a uid of its own, confined", async () => {
       const pid = await start("one", { disks: [{ path: disk }] });
       expect(await status("one")).toMatchObject({ state: "Running", substate: "Active", pid });
-      if (asRoot) expect(Number(procStatus(pid, "Uid")?.split(/\s+/)[0])).not.toBe(0);
+      if (asRoot) {
+        uids.add(uidOf(pid));
+        expect(uidOf(pid)).not.toBe(0);
+        // In a mount namespace of its own: the jail.
+        expect(fs.readlinkSync(`/proc/${pid}/ns/mnt`)).not.toBe(fs.readlinkSync("/proc/self/ns/mnt"));
+      }
       const info = await chVmInfo(d, "one");
       expect(info.state).toBe("Running");
       // The daemon asks CH to confine itself to the config's paths; only the real binary does (the test VMM takes
@@ -177,6 +187,7 @@ for (const vmm of VMMS) {
 
     it("removes VMs, running or not, leaving no VMM, no process of theirs and no file", async () => {
       const pid = await start("three");
+      if (asRoot) uids.add(uidOf(pid));
       for (const id of ["one", "two", "three"]) await d.rpc.call("compute.vm.remove", { id, force: true });
       expect((await d.rpc.call("compute.vm.list", {})).vms).toEqual([]);
       expect(isAlive(pid)).toBe(false);
@@ -184,6 +195,7 @@ for (const vmm of VMMS) {
       const left = (dir: string) => fs.readdirSync(dir).filter((f) => ["one", "two", "three"].includes(f));
       expect(left(d.stateDir)).toEqual([]);
       expect(left(d.vmmDir)).toEqual([]);
+      for (const uid of uids) expect(processesOfUid(uid), `processes of VMM uid ${uid}`).toEqual([]);
     });
   });
 }

@@ -10,6 +10,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { encodeConfig } from "../packages/lib/dist/domain/guest-config.js";
+import { readProcStat } from "../packages/lib/dist/os/proc.js";
 
 const has = (cmd) => {
   try {
@@ -121,10 +122,8 @@ export function vmmFootprint(vmmPid) {
   const parents = new Map();
   for (const entry of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
-      parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
-    } catch {}
+    const ppid = readProcStat(Number(entry))?.ppid;
+    if (ppid !== undefined) parents.set(Number(entry), ppid);
   }
   const tree = [vmmPid];
   for (let i = 0; i < tree.length; i++) for (const [pid, ppid] of parents) if (ppid === tree[i]) tree.push(pid);

@@ -7,7 +7,7 @@
 import fs from "node:fs";
 import { osError, rustIoError, VmmPanic } from "./rust-error.js";
 import { SerialPort } from "./serial-port.js";
-import type { VmConfig } from "./vmm.js";
+import type { VmConfig } from "./vm-config.js";
 
 export class ConsoleDevices {
   /** CH's `console_info` is there. */

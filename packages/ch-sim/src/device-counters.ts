@@ -9,7 +9,7 @@
  * down by its LATENCY_SCALE of 10000), and so does the test VMM.
  */
 import fs from "node:fs";
-import type { VmConfig } from "./vmm.js";
+import type { VmConfig } from "./vm-config.js";
 
 const PARTITION_PROBE_BYTES = 4096;
 const U64_MAX = 18446744073709551615n;

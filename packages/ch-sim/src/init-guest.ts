@@ -15,6 +15,7 @@ import os from "node:os";
 import path from "node:path";
 import type { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
+import { readProcStat } from "@my_hypervisor/lib/proc";
 import { powerButtonPress, SIM_POWER_BUTTON_FD_ENV, SIM_VSOCK_DIR_ENV } from "@my_hypervisor/lib/test-vmm-guest";
 
 /** The guest init binary (scripts/build-init.sh builds it); $CH_SIM_GUEST_INIT names another. */
@@ -102,13 +103,8 @@ function guestProcesses(root: number): number[] {
   for (const name of fs.readdirSync("/proc")) {
     const pid = Number(name);
     if (!pid) continue;
-    let stat: string;
-    try {
-      stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    } catch {
-      continue; // gone meanwhile
-    }
-    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    const ppid = readProcStat(pid)?.ppid;
+    if (ppid === undefined) continue; // gone meanwhile
     children.set(ppid, [...(children.get(ppid) ?? []), pid]);
   }
   const found: number[] = [];

@@ -5,7 +5,7 @@
  */
 import type { HttpResponse } from "./micro-http.js";
 import { deserialize, type RustType, SerdeError } from "./serde-json.js";
-import type { VmConfig } from "./vmm.js";
+import type { VmConfig } from "./vm-config.js";
 
 const err = (status: number, ...chain: string[]): HttpResponse => ({ status, body: chain });
 

@@ -16,21 +16,13 @@ import { invalidConfig, readBody } from "./request-checks.js";
 import { rustIoError, VmmPanic } from "./rust-error.js";
 import { RESTORE_CONFIG, VM_CONFIG, VM_SNAPSHOT_CONFIG } from "./serde-types.js";
 import { readSnapshot, snapshotDirectory, writeSnapshot } from "./snapshot.js";
+import type { VmConfig } from "./vm-config.js";
 import type { VmmLog } from "./vmm-log.js";
 
 /** CH_SIM_VERSION: report another version (`-V`, vmm.ping), for tests of a VMM too old to drive. */
 export const SIM_VERSION = process.env.CH_SIM_VERSION ?? "53.0.0";
 /** CH_SIM_PING_DELAY_MS: answer each vmm.ping this much later (for tests of a loaded host). */
 const PING_DELAY_MS = Number(process.env.CH_SIM_PING_DELAY_MS ?? 0);
-
-export type VmConfig = Record<string, unknown> & {
-  payload?: { kernel?: string; firmware?: string; cmdline?: string; initramfs?: string };
-  disks?: { id?: string; path?: string; readonly?: boolean; image_type?: string }[];
-  memory?: { size?: number };
-  serial?: { mode?: string; file?: string; socket?: string };
-  vsock?: { id?: string; cid?: number; socket?: string };
-  console?: { mode?: string; file?: string };
-};
 
 interface BootedVm {
   state: "Running" | "Paused";

@@ -8,7 +8,7 @@ import fs from "node:fs/promises";
 import type http from "node:http";
 import path from "node:path";
 import type { Logger } from "pino";
-import { computeMethods } from "./api/methods.js";
+import { COMPUTE_API_INFO, computeMethods } from "./api/methods.js";
 import { resolveVmmExecutable } from "./ch/vmm-binary.js";
 import { probeVmmVersion } from "./ch/vmm-version.js";
 import { onDisk } from "./domain/errors.js";
@@ -130,7 +130,10 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   await orchestrator.load();
   // Before the API socket: whoever sees that can scrape.
   const metricsServers = metrics ? await serveMetrics(metrics, opts, log) : [];
-  const socket = new RpcSocketServer(new RpcAdapter(computeMethods(orchestrator), VERSION, log.child({ component: "rpc" }), undefined, metrics?.call), log);
+  const socket = new RpcSocketServer(
+    new RpcAdapter(computeMethods(orchestrator), VERSION, log.child({ component: "rpc" }), COMPUTE_API_INFO, metrics?.call),
+    log,
+  );
   // The handlers are in place before the socket accepts: a signal at any moment after that is handled.
   const closed = new Promise<void>((resolve) => {
     const shutdown = async (signal: string) => {

@@ -60,7 +60,7 @@ async function fakeVold(socket: string, known: string[], attachments = new Map<s
       handler: (p) => ({ detached: attachments.delete(p.attachment) }),
     }),
   ];
-  const server = new RpcSocketServer(new RpcAdapter(methods, "test", log), log);
+  const server = new RpcSocketServer(new RpcAdapter(methods, "test", log, { title: "a test sibling", description: "a test sibling" }), log);
   await server.listen(socket);
   servers.push(server);
   return attachments;

@@ -99,7 +99,8 @@ export class JsonState<T> {
 }
 
 export async function serveSibling(name: string, title: string, methods: MethodDef[], opts: SiblingOptions): Promise<void> {
-  const server = new RpcSocketServer(new RpcAdapter(methods, VERSION, opts.log, title), opts.log);
+  const info = { title, description: `JSON-RPC 2.0, one message per line, on ${name}'s Unix socket. See docs/siblings.md.` };
+  const server = new RpcSocketServer(new RpcAdapter(methods, VERSION, opts.log, info), opts.log);
   await server.listen(opts.socket);
   opts.log.info({ socket: opts.socket, stateDir: opts.stateDir }, `${name} listening`);
   const stop = async () => {

@@ -8,7 +8,7 @@
 import { ERRORS, invalidParams } from "../domain/errors.js";
 import { VmStatsSchema } from "../domain/vm-stats.js";
 import { contract, type Handler, type MethodDef } from "../jsonrpc/method.js";
-import { openRpcDocument } from "../jsonrpc/openrpc.js";
+import { type ApiInfo, openRpcDocument } from "../jsonrpc/openrpc.js";
 import type { Orchestrator } from "../orchestrator/orchestrator.js";
 import * as S from "./schemas.js";
 
@@ -140,11 +140,18 @@ export const COMPUTE_API = {
 export type ComputeApi = typeof COMPUTE_API;
 export type ComputeMethodName = keyof ComputeApi;
 
+/** What `rpc.discover` says of the compute API. */
+export const COMPUTE_API_INFO: ApiInfo = {
+  title: "my_hypervisor compute API",
+  description: "JSON-RPC 2.0, one message per line, on the daemon's Unix socket. See docs/rpc.md.",
+};
+
 /** The OpenRPC document `rpc.discover` serves, from the contract alone (the typed client is generated from it). */
 export const computeApiDocument = (version: string) =>
   openRpcDocument(
     Object.entries(COMPUTE_API).map(([name, c]) => ({ name, ...c })),
     version,
+    COMPUTE_API_INFO,
   );
 
 /** The compute API bound to an orchestrator: each method of the contract and the code that answers it. */

@@ -5,6 +5,7 @@
  */
 import type net from "node:net";
 import { dataFrames, decodeJson, type ExecExit, type ExecRequest, encodeFrame, FrameReader, FrameType } from "../domain/exec-protocol.js";
+import { CallEnd } from "./hybrid-vsock.js";
 
 export const MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
 /** How long past the command's own timeout the host waits for the guest to report. */
@@ -43,16 +44,10 @@ export function runExec(conn: net.Socket, req: ExecRequest, stdin: Buffer | unde
     const reader = new FrameReader();
     const out = new Capped(maxOutput);
     const err = new Capped(maxOutput);
-    let settled = false;
-    const finish = (fn: () => void) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      conn.destroy();
-      fn();
-    };
+    const end = new CallEnd(conn);
+    const finish = (fn: () => void) => end.with(fn);
     const result = (exit: ExecExit): ExecResult => ({ ...exit, stdout: out.data, stderr: err.data, truncated: out.truncated || err.truncated });
-    const timer = req.timeout_ms
+    end.timer = req.timeout_ms
       ? setTimeout(() => finish(() => resolve(result({ exit_code: null, signal: null, timed_out: true }))), req.timeout_ms + REPORT_GRACE_MS)
       : undefined;
 

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { DEFAULT_EXEC_PORT, decodeJson, encodeFrame, FrameReader, FrameType, type GuestSynced } from "../domain/exec-protocol.js";
 import type { ProcessSocket } from "../os/process-socket.js";
-import { connectGuestPort } from "./hybrid-vsock.js";
+import { CallEnd, connectGuestPort } from "./hybrid-vsock.js";
 
 const SEED_BYTES = 32;
 
@@ -15,15 +15,9 @@ export async function syncGuest(vsockSocket: ProcessSocket, deadline: number): P
   const conn = await connectGuestPort(vsockSocket, DEFAULT_EXEC_PORT, deadline);
   return new Promise((resolve, reject) => {
     const reader = new FrameReader();
-    const timer = setTimeout(() => done(() => reject(new Error("the guest agent did not answer the sync in time"))), Math.max(1, deadline - Date.now()));
-    let settled = false;
-    const done = (fn: () => void) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      conn.destroy();
-      fn();
-    };
+    const end = new CallEnd(conn);
+    const done = (fn: () => void) => end.with(fn);
+    end.timer = setTimeout(() => done(() => reject(new Error("the guest agent did not answer the sync in time"))), Math.max(1, deadline - Date.now()));
     conn.on("data", (chunk: Buffer) => {
       try {
         for (const f of reader.push(chunk)) {

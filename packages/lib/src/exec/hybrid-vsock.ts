@@ -66,3 +66,23 @@ export function attempt(vsockSocket: ProcessSocket, port: number, timeoutMs = HA
     });
   });
 }
+
+/**
+ * The end of one call on a guest connection: the first outcome wins; ending stops the call's timer and closes the
+ * connection, then runs the outcome (a resolve or a reject). Later outcomes (a close after the answer) are dropped.
+ */
+export class CallEnd {
+  private ended = false;
+  /** The call's deadline, stopped when it ends. */
+  timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly conn: net.Socket) {}
+
+  with(outcome: () => void): void {
+    if (this.ended) return;
+    this.ended = true;
+    clearTimeout(this.timer);
+    this.conn.destroy();
+    outcome();
+  }
+}

@@ -26,7 +26,7 @@ import { isLosslessNumber, parse as losslessParse, stringify as losslessStringif
 import type { Logger } from "pino";
 import type { PeerCredentials } from "../os/peer-credentials.js";
 import type { MethodDef } from "./method.js";
-import { openRpcDocument } from "./openrpc.js";
+import { type ApiInfo, openRpcDocument } from "./openrpc.js";
 import { INTERNAL_ERROR, INVALID_REQUEST, invalidParamsError, METHOD_NOT_FOUND, PARSE_ERROR, RpcError } from "./rpc-error.js";
 
 type Reply = JSONRPCResponse | JSONRPCResponse[] | null;
@@ -46,13 +46,13 @@ export class RpcAdapter {
     methods: MethodDef[],
     version: string,
     private readonly log: Logger,
-    /** The OpenRPC document's title: this daemon's, or a sibling's. */
-    title?: string,
+    /** What the OpenRPC document says of the API: this daemon's, or a sibling's. */
+    info: ApiInfo,
     /** Told of every call answered: its method, its outcome (0, or the error code) and how long it took. */
     private readonly onCall?: (method: string, code: number, seconds: number) => void,
   ) {
     for (const m of methods) this.register(m);
-    const discovery = openRpcDocument(methods, version, title);
+    const discovery = openRpcDocument(methods, version, info);
     this.server.addMethod("rpc.discover", (params) => {
       if (!noParams(params)) throw invalidParamsError("Invalid params for rpc.discover: it takes no params", [{ path: "/", message: "takes no params" }]);
       return discovery;

@@ -8,18 +8,19 @@ import type { MethodContract } from "./method.js";
 /** TypeBox schemas carry symbol keys; JSON round-tripping leaves plain JSON Schema. */
 const plain = (schema: unknown) => JSON.parse(JSON.stringify(schema)) as Record<string, unknown>;
 
-export function openRpcDocument(
-  methods: (Omit<MethodContract, "audit"> & { name: string })[],
-  version: string,
-  title = "my_hypervisor compute API",
-  description = "JSON-RPC 2.0, one message per line, on the daemon's Unix socket. See docs/rpc.md.",
-): Record<string, unknown> {
+/** What an OpenRPC document says of the API it describes: each server's own words. */
+export interface ApiInfo {
+  title: string;
+  description: string;
+}
+
+export function openRpcDocument(methods: (Omit<MethodContract, "audit"> & { name: string })[], version: string, info: ApiInfo): Record<string, unknown> {
   return {
     openrpc: "1.3.2",
     info: {
-      title,
+      title: info.title,
       version,
-      description,
+      description: info.description,
     },
     methods: [
       ...methods.map((m) => {

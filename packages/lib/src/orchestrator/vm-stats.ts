@@ -5,6 +5,7 @@
 import fs from "node:fs";
 import type { VmStats } from "../domain/vm-stats.js";
 import { readIoStat, readKeyed, readSetting } from "../os/cgroup2.js";
+import { readProcStat } from "../os/proc.js";
 
 /** /proc reports CPU times in USER_HZ ticks, 100 per second on every Linux ABI this daemon runs on. */
 const US_PER_TICK = 10_000;
@@ -50,10 +51,8 @@ function fromCgroup(id: string, pid: number, dir: string): HostUsage {
 }
 
 function fromProcess(id: string, pid: number): HostUsage {
-  // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
-  const stat = read(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  const [user, system] = [Number(fields[11] ?? 0) * US_PER_TICK, Number(fields[12] ?? 0) * US_PER_TICK];
+  const stat = readProcStat(pid);
+  const [user, system] = [(stat?.userTicks ?? 0) * US_PER_TICK, (stat?.systemTicks ?? 0) * US_PER_TICK];
   const status = read(`/proc/${pid}/status`);
   const field = (text: string, key: string) => Number(new RegExp(`^${key}:\\s*(\\d+)`, "m").exec(text)?.[1] ?? 0);
   const io = read(`/proc/${pid}/io`);

@@ -21,7 +21,9 @@ export interface ProcStat {
   /** One letter: R, S, D, Z (zombie), X (dead), ... */
   state: string;
   ppid: number;
-  /** User plus system CPU time, in clock ticks (fields 14 and 15). */
+  /** User and system CPU time, in clock ticks (fields 14 and 15), and their sum. */
+  userTicks: number;
+  systemTicks: number;
   cpuTicks: number;
   startTime: string;
 }
@@ -37,7 +39,8 @@ export function readProcStat(pid: number): ProcStat | undefined {
   const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
   const [state, ppid] = fields;
   const startTime = fields[19];
-  return state && startTime ? { state, ppid: Number(ppid), cpuTicks: Number(fields[11]) + Number(fields[12]), startTime } : undefined;
+  const [userTicks, systemTicks] = [Number(fields[11]), Number(fields[12])];
+  return state && startTime ? { state, ppid: Number(ppid), userTicks, systemTicks, cpuTicks: userTicks + systemTicks, startTime } : undefined;
 }
 
 /** The process still runs and is the one the identity names. */

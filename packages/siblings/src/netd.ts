@@ -15,23 +15,11 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import {
-  invalidParamsError,
-  type MethodDef,
-  type NetPort,
-  NetPortSchema,
-  OwnerSchema,
-  OwnerUidSchema,
-  ownership,
-  RpcError,
-  SIBLING_ERRORS,
-} from "@my_hypervisor/lib";
-
-const E = SIBLING_ERRORS;
-
-import { Type } from "@sinclair/typebox";
+import { bindMethods, invalidParamsError, NET_API, type NetPort, ownership, RpcError, SIBLING_ERRORS } from "@my_hypervisor/lib";
 import { execa } from "execa";
 import { delay, JsonState, listByOwner, parseSiblingArgs, serveSibling } from "./sibling-daemon.js";
+
+const E = SIBLING_ERRORS;
 
 const opts = parseSiblingArgs("my_hypervisor-netd", "the reference network sibling: taps on bridges, owned by each VM's VMM uid", []);
 const state = await JsonState.open<{ ports: Record<string, NetPort> }>(`${opts.stateDir}/ports.json`, { ports: {} });
@@ -99,79 +87,54 @@ const devicesOf = (port: string): PortDevices => {
   return { tap: `mht${h}`, innerBridge: `mhi${h}`, inner: `mhp${h}`, outer: `mhv${h}` };
 };
 
-const Owner = OwnerSchema;
-const Slot = Type.String({ pattern: "^[a-z0-9]{1,16}$" });
-const methods = [
-  {
-    name: "net.port.create",
-    summary: "A tap device for (owner, slot) on the network's bridge; the same one if asked again",
-    params: Type.Object(
-      {
-        owner: Owner,
-        owner_uid: Type.Optional(OwnerUidSchema),
-        slot: Slot,
-        network: Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$" }),
-        mac: Type.Optional(Type.String({ pattern: "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$" })),
-      },
-      { additionalProperties: false },
-    ),
-    result: Type.Object({}, { additionalProperties: true }),
-    errors: [E.InvalidParams, E.HostCommandFailed],
-    handler: (p: { owner: string; owner_uid?: number; slot: string; network: string; mac?: string }) =>
-      state.mutate(async (data) => {
-        const port = `${p.owner}/${p.slot}`;
-        const existing = data.ports[port];
-        if (existing) {
-          if (existing.network !== p.network)
-            throw invalidParamsError(`slot ${port} already has a port on network ${existing.network}`, [
-              { path: "/network", message: `the slot's port is on ${existing.network}` },
-            ]);
-          return existing;
-        }
-        opts.log.info({ port, network: p.network }, "creating port");
-        await delay(opts.latencyMs);
-        const devices = devicesOf(port);
-        const bridge = bridgeOf(p.network);
-        const ns = netnsOf(p.owner);
-        await ensureBridge(bridge);
-        await ensureNetns(ns);
-        await plugPort(devices, ns, bridge, p.owner_uid);
-        const mac = p.mac ?? macOf(p.owner, p.slot);
-        const created: NetPort = {
-          port,
-          ...ownership(p),
-          network: p.network,
-          tap: devices.tap,
-          mac,
-          netns: path.join(NETNS_DIR, ns),
-        };
-        data.ports[port] = created;
-        opts.log.info({ port, tap: devices.tap, bridge, netns: ns }, "port created");
-        return created;
-      }),
-  },
-  {
-    name: "net.port.delete",
-    summary: "Deletes a port and its tap device; deleting one that is gone succeeds",
-    params: Type.Object({ port: Type.String() }, { additionalProperties: false }),
-    result: Type.Object({ port: Type.String(), deleted: Type.Boolean() }),
-    errors: [E.HostCommandFailed],
-    handler: (p: { port: string }) =>
-      state.mutate(async (data) => {
-        const existing = data.ports[p.port];
-        if (!existing) return { port: p.port, deleted: false };
-        await delay(opts.latencyMs);
-        const ns = netnsOf(existing.owner);
-        await unplugPort(devicesOf(p.port), ns);
-        delete data.ports[p.port];
-        // The namespace goes with the owner's last port (a VMM still in it keeps it alive until it exits).
-        const lastOfOwner = !Object.values(data.ports).some((other) => other.owner === existing.owner);
-        if (lastOfOwner && fs.existsSync(path.join(NETNS_DIR, ns))) await ip("netns", "del", ns);
-        opts.log.info({ port: p.port, tap: existing.tap }, "port deleted");
-        return { port: p.port, deleted: true };
-      }),
-  },
-  listByOwner("net.port.list", "The ports of one owner, or all", NetPortSchema, () => Object.values(state.data.ports)),
-] as unknown as MethodDef[];
+const methods = bindMethods(NET_API, {
+  "net.port.create": (p) =>
+    state.mutate(async (data) => {
+      const port = `${p.owner}/${p.slot}`;
+      const existing = data.ports[port];
+      if (existing) {
+        if (existing.network !== p.network)
+          throw invalidParamsError(`slot ${port} already has a port on network ${existing.network}`, [
+            { path: "/network", message: `the slot's port is on ${existing.network}` },
+          ]);
+        return existing;
+      }
+      opts.log.info({ port, network: p.network }, "creating port");
+      await delay(opts.latencyMs);
+      const devices = devicesOf(port);
+      const bridge = bridgeOf(p.network);
+      const ns = netnsOf(p.owner);
+      await ensureBridge(bridge);
+      await ensureNetns(ns);
+      await plugPort(devices, ns, bridge, p.owner_uid);
+      const mac = p.mac ?? macOf(p.owner, p.slot);
+      const created: NetPort = {
+        port,
+        ...ownership(p),
+        network: p.network,
+        tap: devices.tap,
+        mac,
+        netns: path.join(NETNS_DIR, ns),
+      };
+      data.ports[port] = created;
+      opts.log.info({ port, tap: devices.tap, bridge, netns: ns }, "port created");
+      return created;
+    }),
+  "net.port.delete": (p) =>
+    state.mutate(async (data) => {
+      const existing = data.ports[p.port];
+      if (!existing) return { port: p.port, deleted: false };
+      await delay(opts.latencyMs);
+      const ns = netnsOf(existing.owner);
+      await unplugPort(devicesOf(p.port), ns);
+      delete data.ports[p.port];
+      // The namespace goes with the owner's last port (a VMM still in it keeps it alive until it exits).
+      const lastOfOwner = !Object.values(data.ports).some((other) => other.owner === existing.owner);
+      if (lastOfOwner && fs.existsSync(path.join(NETNS_DIR, ns))) await ip("netns", "del", ns);
+      opts.log.info({ port: p.port, tap: existing.tap }, "port deleted");
+      return { port: p.port, deleted: true };
+    }),
+  "net.port.list": listByOwner(() => Object.values(state.data.ports)),
+});
 
 await serveSibling("my_hypervisor-netd", "my_hypervisor network sibling", methods, opts);

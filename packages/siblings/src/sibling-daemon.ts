@@ -14,8 +14,6 @@ import {
   LOG_LEVELS,
   type LogFormat,
   type MethodDef,
-  method,
-  OwnerSchema,
   type Program,
   RpcAdapter,
   RpcSocketServer,
@@ -23,7 +21,6 @@ import {
   usageExit,
   VERSION,
 } from "@my_hypervisor/lib";
-import { type Static, type TObject, Type } from "@sinclair/typebox";
 import type { Logger } from "pino";
 
 export interface SiblingOptions {
@@ -111,16 +108,10 @@ export async function serveSibling(name: string, title: string, methods: MethodD
   process.once("SIGINT", () => void stop());
 }
 
-/** `name`: the records of one owner, or all of them; the same method for every sibling. */
-export function listByOwner<T extends TObject>(name: string, summary: string, item: T, all: () => Static<T>[]): MethodDef {
-  return method({
-    name,
-    summary,
-    params: Type.Object({ owner: Type.Optional(OwnerSchema) }, { additionalProperties: false }),
-    result: Type.Array(item),
-    errors: [],
-    handler: (p) => all().filter((x) => p.owner === undefined || (x as { owner: string }).owner === p.owner),
-  });
-}
+/** The `*.list` handler every sibling has: the records of one owner, or all of them. */
+export const listByOwner =
+  <T extends { owner: string }>(all: () => T[]) =>
+  (p: { owner?: string }): T[] =>
+    all().filter((x) => p.owner === undefined || x.owner === p.owner);
 
 export const delay = (ms: number) => (ms > 0 ? new Promise<void>((r) => setTimeout(r, ms)) : Promise.resolve());

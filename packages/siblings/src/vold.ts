@@ -11,22 +11,10 @@
  */
 import fs from "node:fs/promises";
 import path from "node:path";
-import {
-  invalidParamsError,
-  type MethodDef,
-  OwnerSchema,
-  OwnerUidSchema,
-  ownership,
-  RpcError,
-  SIBLING_ERRORS,
-  type VolAttachment,
-  VolAttachmentSchema,
-} from "@my_hypervisor/lib";
+import { bindMethods, invalidParamsError, ownership, RpcError, SIBLING_ERRORS, VOL_API, type VolAttachment } from "@my_hypervisor/lib";
+import { delay, JsonState, listByOwner, parseSiblingArgs, serveSibling } from "./sibling-daemon.js";
 
 const E = SIBLING_ERRORS;
-
-import { Type } from "@sinclair/typebox";
-import { delay, JsonState, listByOwner, parseSiblingArgs, serveSibling } from "./sibling-daemon.js";
 
 const opts = parseSiblingArgs("my_hypervisor-vold", "the reference volume sibling: raw image volumes, handed to each VM's VMM uid", [
   { name: "dir", value: "DIR", help: "Where the volume images are kept" },
@@ -70,81 +58,55 @@ async function ensureVolume(file: string, volume: string, sizeMib?: number, base
   await fs.rename(tmp, file);
 }
 
-const Owner = OwnerSchema;
-const methods = [
-  {
-    name: "vol.attach",
-    summary: "Attaches a volume to (owner, slot), creating it if asked; the same attachment if asked again",
-    params: Type.Object(
-      {
-        owner: Owner,
-        owner_uid: Type.Optional(OwnerUidSchema),
-        slot: Type.String({ pattern: "^[a-z0-9]{1,16}$" }),
-        volume: Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$" }),
-        readonly: Type.Boolean(),
-        size_mib: Type.Optional(Type.Integer({ minimum: 1 })),
-        base: Type.Optional(Type.String({ pattern: "^/" })),
-      },
-      { additionalProperties: false },
-    ),
-    result: Type.Object({}, { additionalProperties: true }),
-    errors: [E.InvalidParams, E.NotFound, E.InUse],
-    handler: (p: { owner: string; owner_uid?: number; slot: string; volume: string; readonly: boolean; size_mib?: number; base?: string }) =>
-      state.mutate(async (data) => {
-        const attachment = `${p.owner}/${p.slot}`;
-        const existing = data.attachments[attachment];
-        if (existing) {
-          if (existing.volume !== p.volume)
-            throw invalidParamsError(`slot ${attachment} already holds volume ${existing.volume}`, [
-              { path: "/volume", message: `the slot holds ${existing.volume}` },
-            ]);
-          return existing;
-        }
-        const others = Object.values(data.attachments).filter((a) => a.volume === p.volume);
-        if (others.some((a) => !a.readonly) || (!p.readonly && others.length > 0)) {
-          throw new RpcError(E.InUse.code, `volume ${p.volume} is in use by ${others.map((a) => a.owner).join(", ")}`, { volume: p.volume });
-        }
-        if (others.some((a) => a.owner_uid !== p.owner_uid)) {
-          const holders = others.map((a) => `${a.owner} (uid ${a.owner_uid ?? "of the daemon"})`).join(", ");
-          throw new RpcError(E.InUse.code, `volume ${p.volume} is handed to ${holders}: this sibling cannot share it with another VMM uid`, {
-            volume: p.volume,
-          });
-        }
-        await delay(opts.latencyMs);
-        const file = path.join(dir, `${p.volume}.raw`);
-        await ensureVolume(file, p.volume, p.size_mib, p.base);
-        await handOver(file, p.owner_uid, p.readonly);
-        const created: VolAttachment = {
-          attachment,
-          ...ownership(p),
+const methods = bindMethods(VOL_API, {
+  "vol.attach": (p) =>
+    state.mutate(async (data) => {
+      const attachment = `${p.owner}/${p.slot}`;
+      const existing = data.attachments[attachment];
+      if (existing) {
+        if (existing.volume !== p.volume)
+          throw invalidParamsError(`slot ${attachment} already holds volume ${existing.volume}`, [
+            { path: "/volume", message: `the slot holds ${existing.volume}` },
+          ]);
+        return existing;
+      }
+      const others = Object.values(data.attachments).filter((a) => a.volume === p.volume);
+      if (others.some((a) => !a.readonly) || (!p.readonly && others.length > 0)) {
+        throw new RpcError(E.InUse.code, `volume ${p.volume} is in use by ${others.map((a) => a.owner).join(", ")}`, { volume: p.volume });
+      }
+      if (others.some((a) => a.owner_uid !== p.owner_uid)) {
+        const holders = others.map((a) => `${a.owner} (uid ${a.owner_uid ?? "of the daemon"})`).join(", ");
+        throw new RpcError(E.InUse.code, `volume ${p.volume} is handed to ${holders}: this sibling cannot share it with another VMM uid`, {
           volume: p.volume,
-          path: file,
-          readonly: p.readonly,
-        };
-        data.attachments[attachment] = created;
-        opts.log.info({ attachment, file }, "volume attached");
-        return created;
-      }),
-  },
-  {
-    name: "vol.detach",
-    summary: "Ends an attachment; the volume's file stays. Detaching one that is gone succeeds",
-    params: Type.Object({ attachment: Type.String() }, { additionalProperties: false }),
-    result: Type.Object({ attachment: Type.String(), detached: Type.Boolean() }),
-    errors: [],
-    handler: (p: { attachment: string }) =>
-      state.mutate(async (data) => {
-        const gone = data.attachments[p.attachment];
-        if (!gone) return { attachment: p.attachment, detached: false };
-        await delay(opts.latencyMs);
-        delete data.attachments[p.attachment];
-        // The last attachment gone: the file is root's again, out of reach of the VMM that had it.
-        if (!Object.values(data.attachments).some((a) => a.volume === gone.volume)) await handOver(gone.path, undefined, false);
-        opts.log.info({ attachment: p.attachment }, "volume detached");
-        return { attachment: p.attachment, detached: true };
-      }),
-  },
-  listByOwner("vol.list", "The attachments of one owner, or all", VolAttachmentSchema, () => Object.values(state.data.attachments)),
-] as unknown as MethodDef[];
+        });
+      }
+      await delay(opts.latencyMs);
+      const file = path.join(dir, `${p.volume}.raw`);
+      await ensureVolume(file, p.volume, p.size_mib, p.base);
+      await handOver(file, p.owner_uid, p.readonly);
+      const created: VolAttachment = {
+        attachment,
+        ...ownership(p),
+        volume: p.volume,
+        path: file,
+        readonly: p.readonly,
+      };
+      data.attachments[attachment] = created;
+      opts.log.info({ attachment, file }, "volume attached");
+      return created;
+    }),
+  "vol.detach": (p) =>
+    state.mutate(async (data) => {
+      const gone = data.attachments[p.attachment];
+      if (!gone) return { attachment: p.attachment, detached: false };
+      await delay(opts.latencyMs);
+      delete data.attachments[p.attachment];
+      // The last attachment gone: the file is root's again, out of reach of the VMM that had it.
+      if (!Object.values(data.attachments).some((a) => a.volume === gone.volume)) await handOver(gone.path, undefined, false);
+      opts.log.info({ attachment: p.attachment }, "volume detached");
+      return { attachment: p.attachment, detached: true };
+    }),
+  "vol.list": listByOwner(() => Object.values(state.data.attachments)),
+});
 
 await serveSibling("my_hypervisor-vold", "my_hypervisor volume sibling", methods, opts);

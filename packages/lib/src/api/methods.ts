@@ -7,7 +7,7 @@
  */
 import { ERRORS, invalidParams } from "../domain/errors.js";
 import { VmStatsSchema } from "../domain/vm-stats.js";
-import { contract, type Handler, type MethodDef } from "../jsonrpc/method.js";
+import { bindMethods, contract, type Handler, type MethodDef } from "../jsonrpc/method.js";
 import { type ApiInfo, openRpcDocument } from "../jsonrpc/openrpc.js";
 import type { Orchestrator } from "../orchestrator/orchestrator.js";
 import * as S from "./schemas.js";
@@ -193,5 +193,5 @@ export function computeMethods(orch: Orchestrator): MethodDef[] {
     "compute.vm.list": () => orch.list(),
     "compute.host.info": () => orch.hostInfo(),
   };
-  return (Object.keys(COMPUTE_API) as ComputeMethodName[]).map((name) => ({ name, ...COMPUTE_API[name], handler: handlers[name] }) as unknown as MethodDef);
+  return bindMethods(COMPUTE_API, handlers);
 }

@@ -5,7 +5,7 @@
  * resource, and the CH config looks resources up by the same names.
  */
 import { type Static, Type } from "@sinclair/typebox";
-import { NetPortSchema, type SiblingKind, SiblingKindSchema, VolAttachmentSchema } from "./sibling-contract.js";
+import { NetPortSchema, type SiblingKind, SiblingKindSchema, type SiblingMethod, type SiblingParams, VolAttachmentSchema } from "./sibling-contract.js";
 import type { VmSpec } from "./vm-spec.js";
 
 export const ResourcesSchema = Type.Object(
@@ -29,14 +29,14 @@ export const emptyResources = (): Resources => ({ nets: {}, disks: {} });
 /** The slot of the spec's `index`-th NIC or disk. */
 export const slotOf = (kind: SiblingKind, index: number): string => `${kind === "net" ? "net" : "disk"}${index}`;
 
-export interface Reference {
-  kind: SiblingKind;
+/** A create's params besides whose it is (the owner, its VMM's uid, the slot): what the spec says of the resource. */
+type WhatOf<M extends SiblingMethod> = Omit<SiblingParams<M>, "owner" | "owner_uid" | "slot">;
+
+export type Reference = {
   slot: string;
   /** Where the reference is in the spec, as a JSON pointer (/nets/0). */
   pointer: string;
-  /** The sibling's create params for it, besides owner and slot. */
-  params: Record<string, unknown>;
-}
+} & ({ kind: "net"; params: WhatOf<"net.port.create"> } | { kind: "vol"; params: WhatOf<"vol.attach"> });
 
 /** The sibling-provided references of a spec, with their slots. */
 export function references(spec: VmSpec): Reference[] {

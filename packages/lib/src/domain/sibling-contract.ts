@@ -1,9 +1,11 @@
 /**
  * The sibling contract (docs/siblings.md): what the daemon asks the network
- * and volume daemons, and what they answer. Both the daemon and the
- * reference siblings use these types.
+ * and volume daemons, and what they answer, as one table of method contracts
+ * (as COMPUTE_API is for the compute API). The reference siblings bind their
+ * handlers to it, the daemon's client calls by it: both typed from it.
  */
 import { type Static, Type } from "@sinclair/typebox";
+import { contract } from "../jsonrpc/method.js";
 import type { ErrorDef } from "../jsonrpc/rpc-error.js";
 import { VM_ID_PATTERN } from "./vm-spec.js";
 
@@ -50,14 +52,6 @@ export type VolAttachment = Static<typeof VolAttachmentSchema>;
 export const SiblingKindSchema = Type.Union([Type.Literal("net"), Type.Literal("vol")]);
 export type SiblingKind = Static<typeof SiblingKindSchema>;
 
-export const SIBLING_METHODS = {
-  net: { create: "net.port.create", delete: "net.port.delete", list: "net.port.list" },
-  vol: { create: "vol.attach", delete: "vol.detach", list: "vol.list" },
-} as const;
-
-/** How a resource is named when it is released. */
-export const resourceId = (kind: SiblingKind, r: NetPort | VolAttachment): string => (kind === "net" ? (r as NetPort).port : (r as VolAttachment).attachment);
-
 /** The errors a sibling answers with (docs/siblings.md); the daemon passes them on inside -32006. */
 export const SIBLING_ERRORS = {
   InvalidParams: { code: -32602, name: "InvalidParams", message: "Invalid params; the message says which field and why", data: "{errors: [{path, message}]}" },
@@ -75,3 +69,66 @@ export const SIBLING_ERRORS = {
   },
   HostCommandFailed: { code: -32012, name: "HostCommandFailed", message: "A host command (ip) failed; the message has its stderr", data: "{command}" },
 } as const satisfies Record<string, ErrorDef>;
+
+const E = SIBLING_ERRORS;
+const strict = { additionalProperties: false } as const;
+const Slot = Type.String({ pattern: "^[a-z0-9]{1,16}$" });
+const Name = Type.String({ pattern: "^[a-z0-9][a-z0-9_.-]{0,62}$" });
+/** Whose a create is for: the owner, its VMM's uid, the slot. */
+const Owner = { owner: OwnerSchema, owner_uid: Type.Optional(OwnerUidSchema), slot: Slot };
+const ByOwner = Type.Object({ owner: Type.Optional(OwnerSchema) }, strict);
+
+/** The network sibling's methods. */
+export const NET_API = {
+  "net.port.create": contract({
+    summary: "A tap device for (owner, slot) on the network's bridge; the same one if asked again",
+    params: Type.Object({ ...Owner, network: Name, mac: Type.Optional(Type.String({ pattern: "^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$" })) }, strict),
+    result: NetPortSchema,
+    errors: [E.InvalidParams, E.HostCommandFailed],
+  }),
+  "net.port.delete": contract({
+    summary: "Deletes a port and its tap device; deleting one that is gone succeeds",
+    params: Type.Object({ port: Type.String() }, strict),
+    result: Type.Object({ port: Type.String(), deleted: Type.Boolean() }),
+    errors: [E.HostCommandFailed],
+  }),
+  "net.port.list": contract({ summary: "The ports of one owner, or all", params: ByOwner, result: Type.Array(NetPortSchema), errors: [] }),
+};
+
+/** The volume sibling's methods. */
+export const VOL_API = {
+  "vol.attach": contract({
+    summary: "Attaches a volume to (owner, slot), creating it if asked; the same attachment if asked again",
+    params: Type.Object(
+      {
+        ...Owner,
+        volume: Name,
+        readonly: Type.Boolean(),
+        size_mib: Type.Optional(Type.Integer({ minimum: 1 })),
+        base: Type.Optional(Type.String({ pattern: "^/" })),
+      },
+      strict,
+    ),
+    result: VolAttachmentSchema,
+    errors: [E.InvalidParams, E.NotFound, E.InUse],
+  }),
+  "vol.detach": contract({
+    summary: "Ends an attachment; the volume's file stays. Detaching one that is gone succeeds",
+    params: Type.Object({ attachment: Type.String() }, strict),
+    result: Type.Object({ attachment: Type.String(), detached: Type.Boolean() }),
+    errors: [],
+  }),
+  "vol.list": contract({ summary: "The attachments of one owner, or all", params: ByOwner, result: Type.Array(VolAttachmentSchema), errors: [] }),
+};
+
+export const SIBLING_API = { ...NET_API, ...VOL_API };
+export type SiblingApi = typeof SIBLING_API;
+export type SiblingMethod = keyof SiblingApi;
+export type SiblingParams<M extends SiblingMethod> = Static<SiblingApi[M]["params"]>;
+export type SiblingResult<M extends SiblingMethod> = Static<SiblingApi[M]["result"]>;
+
+/** What the daemon asks of each kind of sibling. */
+export const SIBLING_METHODS = {
+  net: { create: "net.port.create", delete: "net.port.delete", list: "net.port.list" },
+  vol: { create: "vol.attach", delete: "vol.detach", list: "vol.list" },
+} as const satisfies Record<SiblingKind, Record<"create" | "delete" | "list", SiblingMethod>>;

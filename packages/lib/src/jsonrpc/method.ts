@@ -28,3 +28,11 @@ export const contract = <P extends TSchema, R extends TSchema>(c: MethodContract
 
 /** Checks a definition against its own schemas, then erases them for a table of methods. */
 export const method = <P extends TSchema, R extends TSchema>(def: MethodDef<P, R>) => def as unknown as MethodDef;
+
+/**
+ * A table of contracts bound to the code that answers each: every method of the table has its handler, typed by its
+ * contract. The one place a table's types are erased for the adapter.
+ */
+export function bindMethods<T extends Record<string, object>>(contracts: T, handlers: { [M in keyof T]: Handler<T[M]> }): MethodDef[] {
+  return Object.keys(contracts).map((name) => ({ name, ...contracts[name], handler: handlers[name] }) as unknown as MethodDef);
+}

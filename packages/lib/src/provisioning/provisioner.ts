@@ -10,8 +10,8 @@
 import type { Logger } from "pino";
 import { ErrorCode, invalidParams, RpcError } from "../domain/errors.js";
 import type { PendingRelease } from "../domain/resources.js";
-import { type Resources, references } from "../domain/resources.js";
-import { type NetPort, resourceId, SIBLING_METHODS, type SiblingKind, type VolAttachment } from "../domain/sibling-contract.js";
+import { type Reference, type Resources, references } from "../domain/resources.js";
+import { SIBLING_METHODS, type SiblingKind } from "../domain/sibling-contract.js";
 import type { VmSpec } from "../domain/vm-spec.js";
 import { failpoint } from "../failpoints.js";
 import type { ReleaseQueue } from "./release-queue.js";
@@ -59,11 +59,10 @@ export class Provisioner {
   async provision(owner: string, ownerUid: number | undefined, spec: VmSpec, resources: Resources, record: () => Promise<void>): Promise<void> {
     for (const ref of references(spec)) {
       const client = this.clients[ref.kind] as SiblingClient;
-      const params = { owner, ...(ownerUid !== undefined ? { owner_uid: ownerUid } : {}), slot: ref.slot, ...ref.params };
-      const got = await client.call<NetPort | VolAttachment>(SIBLING_METHODS[ref.kind].create, params);
+      const whose = { owner, ...(ownerUid !== undefined ? { owner_uid: ownerUid } : {}), slot: ref.slot };
+      const keep = await create(client, ref, whose);
       failpoint("sibling.provisioned");
-      if (ref.kind === "net") resources.nets[ref.slot] = got as NetPort;
-      else resources.disks[ref.slot] = got as VolAttachment;
+      keep(resources);
       await record();
     }
   }
@@ -104,14 +103,36 @@ export class Provisioner {
   async releaseOwner(owner: string, kind: SiblingKind): Promise<number> {
     const client = this.clients[kind];
     if (!client) throw invalidParams("/", `cannot release ${owner}'s ${kind} resources: the daemon was started without ${FLAG[kind]}`, { flag: FLAG[kind] });
-    const held = await client.call<(NetPort | VolAttachment)[]>(SIBLING_METHODS[kind].list, { owner });
-    for (const r of held) {
-      const key = kind === "net" ? "port" : "attachment";
-      await client.call(SIBLING_METHODS[kind].delete, { [key]: resourceId(kind, r) });
-    }
+    const released = kind === "net" ? await releasePorts(client, owner) : await releaseAttachments(client, owner);
     failpoint("sibling.released");
-    return held.length;
+    return released;
   }
+}
+
+/** Asks the reference's sibling for it; what it got is kept in a VM's resources by the function returned. */
+async function create(client: SiblingClient, ref: Reference, whose: { owner: string; owner_uid?: number; slot: string }): Promise<(r: Resources) => void> {
+  if (ref.kind === "net") {
+    const port = await client.call(SIBLING_METHODS.net.create, { ...whose, ...ref.params });
+    return (r) => {
+      r.nets[ref.slot] = port;
+    };
+  }
+  const attachment = await client.call(SIBLING_METHODS.vol.create, { ...whose, ...ref.params });
+  return (r) => {
+    r.disks[ref.slot] = attachment;
+  };
+}
+
+async function releasePorts(client: SiblingClient, owner: string): Promise<number> {
+  const held = await client.call(SIBLING_METHODS.net.list, { owner });
+  for (const p of held) await client.call(SIBLING_METHODS.net.delete, { port: p.port });
+  return held.length;
+}
+
+async function releaseAttachments(client: SiblingClient, owner: string): Promise<number> {
+  const held = await client.call(SIBLING_METHODS.vol.list, { owner });
+  for (const a of held) await client.call(SIBLING_METHODS.vol.delete, { attachment: a.attachment });
+  return held.length;
 }
 
 /** The JSON-RPC error for a failed provisioning of VM `id`: -32006 naming the sibling and method. */

@@ -6,6 +6,7 @@
  * returns is final. Each call is logged with its duration.
  */
 import type { Logger } from "pino";
+import type { SiblingMethod, SiblingParams, SiblingResult } from "../domain/sibling-contract.js";
 import { JsonRpcConnection, RpcCallError } from "../jsonrpc/client.js";
 
 export const CALL_TIMEOUT_MS = 5_000;
@@ -40,11 +41,12 @@ export class SiblingClient {
     private readonly onFailure?: SiblingFailureObserver,
   ) {}
 
-  async call<T>(method: string, params: Record<string, unknown>): Promise<T> {
+  /** A method of the sibling contract, typed by it. */
+  async call<M extends SiblingMethod>(method: M, params: SiblingParams<M>): Promise<SiblingResult<M>> {
     for (let attempt = 0; ; attempt++) {
       const started = Date.now();
       try {
-        const result = await this.once<T>(method, params);
+        const result = await this.once<SiblingResult<M>>(method, params);
         this.log.info({ sibling: this.name, method, ms: Date.now() - started, attempt }, "sibling call");
         return result;
       } catch (e) {
@@ -58,7 +60,7 @@ export class SiblingClient {
     }
   }
 
-  private async once<T>(method: string, params: Record<string, unknown>): Promise<T> {
+  private async once<T>(method: string, params: object): Promise<T> {
     const fail = (message: string, rpcError?: SiblingError["rpcError"]) =>
       new SiblingError(this.name, method, `${this.name} sibling, ${method}: ${message}`, rpcError);
     let conn: JsonRpcConnection;

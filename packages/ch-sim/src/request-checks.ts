@@ -3,11 +3,10 @@
  * body read into CH's types (serde-json.ts), and the config validated when
  * the VM is made at boot.
  */
+import { err } from "./api-routes.js";
 import type { HttpResponse } from "./micro-http.js";
 import { deserialize, type RustType, SerdeError } from "./serde-json.js";
 import type { VmConfig } from "./vm-config.js";
-
-const err = (status: number, ...chain: string[]): HttpResponse => ({ status, body: chain });
 
 /**
  * A body read into CH's Rust type `t`: the value as CH holds it (defaults filled in, unknown fields dropped), or the

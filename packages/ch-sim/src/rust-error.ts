@@ -1,4 +1,5 @@
 /** How cloud-hypervisor's error chains print an OS error: Rust's `io::Error` display, glibc's text and the errno. */
+import fs from "node:fs";
 import util from "node:util";
 
 export function rustIoError(e: unknown): string {
@@ -7,6 +8,16 @@ export function rustIoError(e: unknown): string {
   if (errno === undefined || known === undefined) return String((e as Error).message ?? e);
   const text = known[1];
   return `${text.charAt(0).toUpperCase()}${text.slice(1)} (os error ${-errno})`;
+}
+
+/** Why the VMM cannot read `file`, as CH's chain says it, or undefined if it can. */
+export function unreadable(file: string): string | undefined {
+  try {
+    fs.accessSync(file, fs.constants.R_OK);
+    return undefined;
+  } catch (e) {
+    return rustIoError(e);
+  }
 }
 
 /** A Node error for an errno by name, as a system call would have raised it. */

@@ -5,7 +5,7 @@
  * kept as sent (`any`).
  */
 import crypto from "node:crypto";
-import type { Field, RustType } from "./serde-json.js";
+import { deserialize, type Field, type RustType } from "./serde-json.js";
 
 const u8: RustType = { k: "uint", name: "u8" };
 const u16: RustType = { k: "uint", name: "u16" };
@@ -164,44 +164,29 @@ const DEBUG_CONSOLE: RustType = {
 const VSOCK: RustType = { k: "struct", name: "VsockConfig", skipNone: true, fields: [...PCI_COMMON, field("cid", u32), field("socket", path)] };
 const LANDLOCK: RustType = { k: "struct", name: "LandlockConfig", fields: [field("path", path), field("access", string)] };
 
+/** A section's `Default` in CH: what it sets itself (`given`), the rest its fields' own defaults, as serde would read it. */
+const defaultOf = (t: RustType, given: Record<string, unknown>): unknown => deserialize(JSON.stringify(given), t);
+
 /** VmConfig: 28 fields in this build (no pvmemcontrol, guest_debug or ivshmem). */
 export const VM_CONFIG: RustType = {
   k: "struct",
   name: "VmConfig",
   skipNone: true,
   fields: [
-    field("cpus", CPUS, {
-      boot_vcpus: 1,
-      max_vcpus: 1,
-      kvm_hyperv: false,
-      max_phys_bits: 46,
-      features: { amx: false },
-      nested: true,
-      core_scheduling: "Vm",
-      profile: "Host",
-    }),
-    field("memory", MEMORY, {
-      size: 512 << 20,
-      mergeable: false,
-      hotplug_method: "Acpi",
-      shared: false,
-      hugepages: false,
-      prefault: false,
-      reserve: false,
-      thp: true,
-    }),
+    field("cpus", CPUS, defaultOf(CPUS, { boot_vcpus: 1, max_vcpus: 1 })),
+    field("memory", MEMORY, defaultOf(MEMORY, { size: 512 << 20 })),
     field("payload", opt(PAYLOAD)),
     field("rate_limit_groups", opt(any)),
     field("disks", opt(seq(DISK))),
     field("net", opt(seq(NET))),
-    field("rng", RNG, { pci_segment: 0, src: "/dev/urandom" }),
+    field("rng", RNG, defaultOf(RNG, { src: "/dev/urandom" })),
     field("balloon", opt(any)),
     field("generic_vhost_user", opt(any)),
     field("fs", opt(any)),
     field("pmem", opt(any)),
-    field("serial", SERIAL, { mode: "Null" }),
-    field("console", CONSOLE, { mode: "Tty", pci_segment: 0 }),
-    field("debug_console", DEBUG_CONSOLE, { mode: "Off", iobase: 233 }),
+    field("serial", SERIAL, defaultOf(SERIAL, { mode: "Null" })),
+    field("console", CONSOLE, defaultOf(CONSOLE, { mode: "Tty" })),
+    field("debug_console", DEBUG_CONSOLE, defaultOf(DEBUG_CONSOLE, { mode: "Off", iobase: 233 })),
     field("devices", opt(any)),
     field("user_devices", opt(any)),
     field("vdpa", opt(any)),

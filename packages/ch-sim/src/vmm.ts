@@ -5,6 +5,7 @@
  * vm.shutdown, after which vm.info reports `Created` again.
  */
 import fs from "node:fs";
+import { apiErr, NO_CONTENT, routeOf } from "./api-routes.js";
 import { ConsoleDevices } from "./console-devices.js";
 import { DeviceCounters, nameDevices } from "./device-counters.js";
 import type { EventMonitor } from "./event-monitor.js";
@@ -13,7 +14,7 @@ import { HybridVsock } from "./hybrid-vsock.js";
 import { InitGuest } from "./init-guest.js";
 import type { HttpRequest, HttpResponse } from "./micro-http.js";
 import { invalidConfig, readBody } from "./request-checks.js";
-import { rustIoError, VmmPanic } from "./rust-error.js";
+import { rustIoError, unreadable, VmmPanic } from "./rust-error.js";
 import { RESTORE_CONFIG, VM_CONFIG, VM_SNAPSHOT_CONFIG } from "./serde-types.js";
 import { readSnapshot, snapshotDirectory, writeSnapshot } from "./snapshot.js";
 import type { VmConfig } from "./vm-config.js";
@@ -31,47 +32,8 @@ interface BootedVm {
   counters: DeviceCounters;
 }
 
-const GET_ROUTES = new Set(["vmm.ping", "vm.info", "vm.counters"]);
-/** PUT routes that take a JSON body. */
-const BODY_ROUTES = new Set(["vm.create", "vm.snapshot", "vm.restore"]);
-const ACTIONS = new Set(["vmm.shutdown", "vm.boot", "vm.shutdown", "vm.reboot", "vm.pause", "vm.resume", "vm.power-button", "vm.delete", "vm.nmi"]);
-/** Real routes this test VMM does not implement: it says so rather than pretend. */
-const UNIMPLEMENTED = new Set([
-  "vm.resize",
-  "vm.resize-disk",
-  "vm.resize-zone",
-  "vm.add-device",
-  "vm.remove-device",
-  "vm.add-disk",
-  "vm.add-fs",
-  "vm.add-generic-vhost-user",
-  "vm.add-pmem",
-  "vm.add-net",
-  "vm.add-vsock",
-  "vm.add-vdpa",
-  "vm.add-user-device",
-  "vm.coredump",
-  "vm.receive-migration",
-  "vm.send-migration",
-]);
-
 /** What CH's default build (KVM, io_uring) lists in vmm.ping: the build the test VMM stands for. */
 const FEATURES = ["io_uring", "kvm"];
-
-const err = (status: number, ...chain: string[]): HttpResponse => ({ status, body: chain });
-
-/** Why the VMM cannot read `file`, as CH's chain says it, or undefined if it can. */
-function unreadable(file: string): string | undefined {
-  try {
-    fs.accessSync(file, fs.constants.R_OK);
-    return undefined;
-  } catch (e) {
-    return rustIoError(e);
-  }
-}
-
-const apiErr = (status: number, ...chain: string[]): HttpResponse => err(status, "Error from API", ...chain);
-const NO_CONTENT: HttpResponse = { status: 204 };
 
 export interface VmmOptions {
   events: EventMonitor;
@@ -93,12 +55,9 @@ export class Vmm {
   constructor(private readonly opts: VmmOptions) {}
 
   handle = async (req: HttpRequest): Promise<HttpResponse> => {
-    const route = req.path.startsWith("/api/v1/") ? req.path.slice("/api/v1/".length) : undefined;
-    const known = route !== undefined && (GET_ROUTES.has(route) || ACTIONS.has(route) || BODY_ROUTES.has(route) || UNIMPLEMENTED.has(route));
-    if (!known) return err(404, "Not Found");
-    if (req.method !== "GET" && req.method !== "PUT") return err(400, "Bad Request");
-    if ((req.method === "GET") !== GET_ROUTES.has(route)) return err(400, "Bad Request");
-    if (ACTIONS.has(route) && req.body !== undefined) return err(400, "Bad Request");
+    const routed = routeOf(req);
+    if ("refused" in routed) return routed.refused;
+    const { route } = routed;
     this.opts.log.log("INFO", `API request ${req.method} /api/v1/${route}`);
     try {
       return await this.dispatch(route, req.body);
